@@ -1,0 +1,15 @@
+"""attnviz: look inside convolutional networks that carry attention modules.
+
+    import attnviz
+    model = attnviz.create_model("lite_cbam", pretrained=True)
+    with attnviz.capture(model) as rec:
+        model(x)
+"""
+from . import errors
+from .capture import AttentionMap, capture, intervene, list_taps
+from .models.registry import create_model, list_models
+from .weights import load_weights
+
+__version__ = "0.1.0"
+__all__ = ["AttentionMap", "capture", "create_model", "errors", "intervene", "list_models",
+           "list_taps", "load_weights"]

@@ -1,0 +1,96 @@
+"""Model configurations: the published ImageNet architectures and the lite models for 96-128 px
+images. Each entry builds a :class:`ResNet` body with a block and attention given by parameter."""
+from __future__ import annotations
+
+from functools import partial
+
+from ..blocks import NonLocalBlock, SelfAttention, get_attn
+from .blocks import BasicBlock, Bottleneck, SCBottleneck, SKBasic, SKBottleneck
+from .resnet import ModelInfo, ResNet
+
+R50 = (3, 4, 6, 3)
+R101 = (3, 4, 23, 3)
+LITE_INPUT = 128
+LITE_NUM_CLASSES = 6
+
+
+def _imagenet(name, block, layers=R50, cam_layer="layer4", **kw):
+    def build(num_classes=1000):
+        model = ResNet(block, layers, num_classes=num_classes, **kw)
+        model.info = ModelInfo(name=name, family="imagenet", input_size=224, resize=256,
+                               cam_layer=cam_layer)
+        return model
+    return build
+
+
+# stand-alone attention factories (channels -> module)
+def _nonlocal(c):
+    return NonLocalBlock(c)
+
+
+def _self_attn(c):
+    return SelfAttention(c)
+
+
+IMAGENET = {
+    "resnet50": _imagenet("resnet50", Bottleneck),
+    "seresnet50": _imagenet("seresnet50", Bottleneck, block_kwargs={"attn_layer": get_attn("se")}),
+    "cbam_resnet50": _imagenet("cbam_resnet50", Bottleneck,
+                               block_kwargs={"attn_layer": get_attn("cbam")}),
+    "sge_resnet50": _imagenet("sge_resnet50", Bottleneck,
+                              block_kwargs={"attn_layer": get_attn("sge"),
+                                            "attn_kwargs": {"groups": 64}}),
+    "sknet50": _imagenet("sknet50", SKBottleneck, block_kwargs={"groups": 32, "base_width": 4}),
+    "scnet50": _imagenet("scnet50", SCBottleneck),
+    "scnet101": _imagenet("scnet101", SCBottleneck, R101),
+    "nl_resnet50": _imagenet("nl_resnet50", Bottleneck, inserts={3: [(5, _nonlocal)]}),
+    "danet_resnet50": _imagenet("danet_resnet50", Bottleneck, strides=(1, 2, 1, 1),
+                                dilations=(1, 1, 2, 4), head="danet", head_width=512,
+                                cam_layer="head"),
+    "sagan_resnet50": _imagenet("sagan_resnet50", Bottleneck, inserts={3: [(-1, _self_attn)]}),
+}
+
+# Lite models: stem /4 (two 3x3/2 convs), one residual block per stage, output stride 8, the last
+# two stages dilated so the deepest maps are 16x16 at 128 px.
+LITE_WIDTHS = (32, 64, 96, 128)
+LITE_BODY = dict(layers=(1, 1, 1, 1), widths=LITE_WIDTHS, strides=(1, 2, 1, 1),
+                 dilations=(1, 1, 2, 2), stem="lite", stem_width=32)
+
+
+def _lite(name, block=BasicBlock, description="", **kw):
+    def build(num_classes=LITE_NUM_CLASSES):
+        body = dict(LITE_BODY)
+        body.update(kw)
+        model = ResNet(block, num_classes=num_classes, **body)
+        cam = "head" if body.get("head") == "danet" else "layer4"
+        model.info = ModelInfo(name=name, family="lite", input_size=LITE_INPUT, cam_layer=cam)
+        model.info.card["description"] = description
+        return model
+    return build
+
+
+LITE = {
+    "lite_resnet": _lite("lite_resnet", description="plain baseline, no attention"),
+    "lite_se": _lite("lite_se", block_kwargs={"attn_layer": get_attn("se"),
+                                              "attn_kwargs": {"reduction": 8}},
+                     description="SE channel gate in every block"),
+    "lite_cbam": _lite("lite_cbam", block_kwargs={"attn_layer": get_attn("cbam"),
+                                                  "attn_kwargs": {"reduction": 8}},
+                       description="CBAM channel + spatial gates in every block"),
+    "lite_sk": _lite("lite_sk", SKBasic, block_kwargs={"groups": 4, "sk_kwargs":
+                                                       {"min_attn_channels": 16}},
+                     description="two-branch SK conv (3x3, 3x3 dilation 2) in every block"),
+    "lite_sge": _lite("lite_sge", block_kwargs={"attn_layer": get_attn("sge"),
+                                                "attn_kwargs": {"groups": 8}},
+                      description="SGE with 8 groups in every block"),
+    "lite_nonlocal": _lite("lite_nonlocal", inserts={3: [(-1, _nonlocal)]},
+                           description="non-local block after stage 3 (16x16 queries)"),
+    "lite_danet": _lite("lite_danet", head="danet", head_width=64,
+                        description="DANet head: PAM + CAM on the 16x16 output"),
+    "lite_sagan": _lite("lite_sagan", inserts={3: [(-1, _self_attn)]},
+                        description="SAGAN self-attention after stage 3"),
+    "lite_scnet": _lite("lite_scnet", SCBottleneck, block_kwargs={"expansion": 1},
+                        description="self-calibrated convolutions in every block"),
+}
+
+REGISTRY = {**LITE, **IMAGENET}
