@@ -1,0 +1,433 @@
+"""Plotly figures for capture records, with titles, axis labels and hover values.
+
+Builders take capture records (``attnviz.capture.AttentionMap``) or plain arrays, never an
+analysis object, so the app, the CLI and notebooks can call them directly. Every figure stays
+well under 1 MB of JSON: big maps are block-averaged (``max_size``) and values are float32.
+
+    fig = figure_for(rec)                       # dispatch on rec.kind
+    figs = figures_for(rec_list, shared=True)   # {kind: [figure, ...]}, one scale per kind
+    figure_kb(fig)                              # JSON size in KiB
+
+Colour scales are sampled from the same OpenCV colormaps as the overlays, so a figure and an
+overlay of one map look alike. Normalisation: ``norm`` ("minmax", "fixed", "percentile") per map,
+or an explicit ``zmin``/``zmax`` (e.g. from :func:`shared_range`) shared across maps and models.
+"""
+from __future__ import annotations
+
+import inspect as _inspect
+import math
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .overlay import BLOCK_NAMES, DEFAULT_COLORMAP, caption, colorize
+from .scale import as_numpy, display_values, resolve_range, shared_range
+
+MAX_FIGURE_KB = 1024
+_MARGIN = dict(l=60, r=20, t=60, b=50)
+_VALUE_LABEL = {"spatial": "attention", "group": "mean group factor",
+                "calibration": "mean calibration gate", "affinity": "mean attention received"}
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def figure_kb(fig: go.Figure) -> float:
+    """Size of the figure's JSON in KiB (what the browser receives)."""
+    return len(fig.to_json().encode()) / 1024
+
+
+@lru_cache(maxsize=32)
+def colorscale(name: str = DEFAULT_COLORMAP, stops: int = 17) -> tuple:
+    """A Plotly colour scale sampled from the OpenCV colormap ``name``."""
+    rgb = colorize(np.linspace(0, 1, stops)[None], name)[0]
+    return tuple((round(i / (stops - 1), 4), f"rgb({r},{g},{b})")
+                 for i, (r, g, b) in enumerate(rgb.tolist()))
+
+
+def _is_record(obj) -> bool:
+    return hasattr(obj, "kind") and hasattr(obj, "tensor")
+
+
+def _finish(fig, title, xlabel=None, ylabel=None, height=None):
+    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=14)), margin=_MARGIN,
+                      template="plotly_white", height=height)
+    if xlabel is not None:
+        fig.layout.xaxis.title.text = xlabel
+    if ylabel is not None:
+        fig.layout.yaxis.title.text = ylabel
+    return fig
+
+
+def shrink(a: np.ndarray, max_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Block-average a 2-D map so neither side exceeds ``max_size``. Returns (map, x, y) where
+    x and y are the cell-centre coordinates in the original map's cells."""
+    a = as_numpy(a)
+    h, w = a.shape
+    s = max(h, w)
+    if s > max_size:
+        nh, nw = max(1, round(h * max_size / s)), max(1, round(w * max_size / s))
+        a = cv2.resize(a, (nw, nh), interpolation=cv2.INTER_AREA)
+        x = np.round((np.arange(nw) + 0.5) * w / nw - 0.5, 2)
+        y = np.round((np.arange(nh) + 0.5) * h / nh - 0.5, 2)
+        return a, x, y
+    return a, np.arange(w), np.arange(h)
+
+
+def _range(values, zmin, zmax, norm):
+    if zmin is not None or zmax is not None:
+        lo, hi = resolve_range(values, norm or "minmax")
+        return (lo if zmin is None else float(zmin)), (hi if zmax is None else float(zmax))
+    return resolve_range(values, norm or "minmax")
+
+
+def _heatmap(values, zmin, zmax, colormap, value_label, hover, max_size, **kw):
+    z, x, y = shrink(values, max_size)
+    return go.Heatmap(z=z.astype(np.float32), x=x, y=y, zmin=zmin, zmax=zmax,
+                      colorscale=colorscale(colormap),
+                      colorbar=dict(title=dict(text=value_label, side="right"), thickness=12),
+                      hovertemplate=hover + "<extra></extra>", **kw)
+
+
+def _image_axes(fig, row=None, col=None):
+    """Image orientation: y grows downwards, square cells."""
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", row=row, col=col)
+    fig.update_xaxes(constrain="domain", row=row, col=col)
+
+
+# -- spatial ----------------------------------------------------------------------------------
+def spatial_heatmap(map2d, title: str | None = None, zmin=None, zmax=None, norm="minmax",
+                    colormap: str = DEFAULT_COLORMAP, max_size: int = 128, batch: int = 0,
+                    value_label: str | None = None, xlabel: str = "x (map cell)",
+                    ylabel: str = "y (map cell)") -> go.Figure:
+    """Heatmap of a spatial map, a group mean or a calibration mean (records are reduced with
+    ``attnviz.maps.to_spatial``), y axis downwards like an image, hover "x, y, value".
+    ``zmin``/``zmax`` fix the scale (shared normalisation); otherwise ``norm`` per map."""
+    if _is_record(map2d):
+        rec = map2d
+        title = title or caption(rec)
+        value_label = value_label or _VALUE_LABEL.get(rec.kind, "value")
+        map2d = display_values(rec, batch)
+    values = as_numpy(map2d).squeeze()
+    if values.ndim != 2:
+        raise ValueError(f"spatial_heatmap needs a 2-D map, got shape {values.shape}")
+    value_label = value_label or "value"
+    lo, hi = _range(values, zmin, zmax, norm)
+    h, w = values.shape
+    hover = f"x %{{x}}<br>y %{{y}}<br>{value_label} %{{z:.4g}}"
+    fig = go.Figure(_heatmap(values, lo, hi, colormap, value_label, hover, max_size))
+    _image_axes(fig)
+    return _finish(fig, title or f"Spatial map ({h}x{w})", xlabel, ylabel)
+
+
+# -- channel gates ----------------------------------------------------------------------------
+def _gate_vectors(gates, batch):
+    if _is_record(gates):
+        gates = [gates]
+    if isinstance(gates, (list, tuple)) and gates and _is_record(gates[0]):
+        return [(f"{r.layer} ({BLOCK_NAMES.get(r.block, r.block)})", as_numpy(r.tensor[batch]).ravel())
+                for r in gates]
+    if isinstance(gates, dict):
+        return [(str(k), as_numpy(v).ravel()) for k, v in gates.items()]
+    return [("gate", as_numpy(gates).ravel())]
+
+
+def channel_gate_bars(gates, title: str | None = None, batch: int = 0,
+                      ylabel: str = "gate value (0 = closed, 1 = open)") -> go.Figure:
+    """SE / CBAM channel gates as bars sorted from the most to the least open channel.
+
+    ``gates``: a channel record, a list of them (one figure with a layer selector), a
+    {name: vector} dict or a single vector. Hover: channel index and gate value."""
+    layers = _gate_vectors(gates, batch)
+    fig = go.Figure()
+    titles = []
+    for i, (name, v) in enumerate(layers):
+        order = np.argsort(-v, kind="stable")
+        fig.add_trace(go.Bar(
+            x=np.arange(v.size), y=v[order].astype(np.float32), customdata=order, name=name,
+            visible=i == 0, marker=dict(color="#3b6fb6", line=dict(width=0)),
+            hovertemplate="channel %{customdata}<br>gate %{y:.4f}<br>rank %{x}<extra></extra>"))
+        titles.append(title or f"Channel gates · {name} · {v.size} channels, "
+                               f"mean {v.mean():.3f}")
+    if len(layers) > 1:
+        buttons = [dict(label=name, method="update",
+                        args=[{"visible": [j == i for j in range(len(layers))]},
+                              {"title.text": titles[i]}])
+                   for i, (name, _) in enumerate(layers)]
+        fig.update_layout(updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.12,
+                                            yanchor="bottom", showactive=True)])
+    fig.update_layout(bargap=0.05, showlegend=False)
+    fig.update_yaxes(range=[0, max(1.0, float(max(v.max() for _, v in layers)))])
+    return _finish(fig, titles[0], "channels, sorted by gate value (rank)", ylabel)
+
+
+# -- kernel selection -------------------------------------------------------------------------
+def kernel_selection_bars(records, title: str = "SK kernel selection", batch: int = 0,
+                          branch_names=None) -> go.Figure:
+    """Per-layer stacked bars of each branch's mean share (over channels) of the SK selection
+    weights, and below them the per-channel spread of branch 0's weight (a box per layer)."""
+    records = [records] if _is_record(records) else list(records)
+    if not records:
+        raise ValueError("kernel_selection_bars needs at least one kernel record")
+    weights = [as_numpy(r.tensor[batch]) for r in records]  # (M, C) each
+    m = max(w.shape[0] for w in weights)
+    names = list(branch_names or [f"branch {i}" for i in range(m)])
+    layers = [r.layer for r in records]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.6, 0.4],
+                        vertical_spacing=0.1,
+                        subplot_titles=("mean share of each branch (over channels)",
+                                        f"per-channel weight of {names[0]}"))
+    palette = ["#3b6fb6", "#e0823d", "#4a9a5b", "#c4444a", "#8a6bb8", "#8c6d5c"]
+    for i in range(m):
+        share = [float(w[i].mean()) if i < w.shape[0] else 0.0 for w in weights]
+        spread = [float(w[i].std()) if i < w.shape[0] else 0.0 for w in weights]
+        fig.add_trace(go.Bar(x=layers, y=np.float32(share), name=names[i], customdata=spread,
+                             marker_color=palette[i % len(palette)],
+                             hovertemplate=f"%{{x}}<br>{names[i]}: mean share %{{y:.3f}}"
+                                           f" (sd over channels %{{customdata:.3f}})"
+                                           "<extra></extra>"), row=1, col=1)
+    xs = np.concatenate([[name] * w.shape[1] for name, w in zip(layers, weights)])
+    ys = np.concatenate([w[0] for w in weights]).astype(np.float32)
+    fig.add_trace(go.Box(x=xs.tolist(), y=ys, name=f"{names[0]} per channel", showlegend=False,
+                         boxpoints="all" if ys.size <= 2048 else "outliers", jitter=0.4,
+                         pointpos=0, marker=dict(size=3, color=palette[0]),
+                         line=dict(color="#333333", width=1), fillcolor="rgba(0,0,0,0)",
+                         hovertemplate="%{x}<br>weight %{y:.3f}<extra></extra>"), row=2, col=1)
+    fig.update_layout(barmode="stack", legend=dict(orientation="h", y=1.08, x=1, xanchor="right"))
+    fig.update_yaxes(title_text="share of weight", range=[0, 1], row=1, col=1)
+    fig.update_yaxes(title_text=f"{names[0]} weight", range=[0, 1], row=2, col=1)
+    fig.update_xaxes(title_text="layer", row=2, col=1)
+    return _finish(fig, title, height=520)
+
+
+# -- group factors ----------------------------------------------------------------------------
+def group_factor_grid(rec, max_groups: int = 16, cols: int = 4, with_mean: bool = True,
+                      zmin=None, zmax=None, norm="minmax", colormap: str = DEFAULT_COLORMAP,
+                      batch: int = 0, max_size: int = 48, title: str | None = None) -> go.Figure:
+    """SGE group factors as a grid of small heatmaps with one shared colour scale; the first panel
+    is their mean. With more than ``max_groups`` groups, evenly spaced groups are shown."""
+    t = as_numpy(rec.tensor[batch]) if _is_record(rec) else as_numpy(rec)
+    if t.ndim != 3:
+        raise ValueError(f"group factors must be (G, H, W), got {t.shape}")
+    g = t.shape[0]
+    idx = np.unique(np.linspace(0, g - 1, min(g, max_groups)).round().astype(int))
+    panels = ([(f"mean of {g} groups", t.mean(0))] if with_mean else [])
+    panels += [(f"group {i}", t[i]) for i in idx]
+    lo, hi = _range(np.stack([p for _, p in panels]), zmin, zmax, norm)
+    cols = min(cols, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[n for n, _ in panels],
+                        horizontal_spacing=0.03, vertical_spacing=min(0.08, 0.5 / rows))
+    for k, (name, p) in enumerate(panels):
+        r, c = k // cols + 1, k % cols + 1
+        fig.add_trace(_heatmap(p, None, None, colormap, "", f"{name}<br>x %{{x}}, y %{{y}}"
+                               "<br>factor %{z:.4g}", max_size, coloraxis="coloraxis"),
+                      row=r, col=c)
+        _image_axes(fig, r, c)
+        fig.update_xaxes(showticklabels=False, title_text="x" if r == rows else None, row=r, col=c)
+        fig.update_yaxes(showticklabels=False, title_text="y" if c == 1 else None, row=r, col=c)
+    # scaleanchor must name each panel's own x axis
+    for k in range(len(panels)):
+        suffix = "" if k == 0 else str(k + 1)
+        fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
+    fig.update_layout(coloraxis=dict(colorscale=colorscale(colormap), cmin=lo, cmax=hi,
+                                     colorbar=dict(title=dict(text="group factor"),
+                                                   thickness=12)))
+    h, w = t.shape[1:]
+    title = title or (f"{caption(rec)} · {len(idx)} of {g} groups" if _is_record(rec)
+                      else f"Group factors ({g} groups, {h}x{w})")
+    return _finish(fig, title, height=140 * rows + 110)
+
+
+# -- affinity ---------------------------------------------------------------------------------
+def affinity_explorer(rec, qx: float, qy: float, image_hw, batch: int = 0, zmin=None, zmax=None,
+                      norm="minmax", colormap: str = DEFAULT_COLORMAP, max_size: int = 128,
+                      title: str | None = None) -> go.Figure:
+    """The affinity row of the query at image pixel (qx, qy) over the key grid, with the query's
+    position marked. ``image_hw`` = (H, W) of the image the pixel refers to."""
+    from ..maps import affinity_row
+    h, w = image_hw
+    row, q = affinity_row(rec, qy / h, qx / w)
+    values = as_numpy(row[batch])
+    kh, kw = values.shape
+    qh, qw = rec.meta["query_hw"]
+    lo, hi = _range(values, zmin, zmax, norm)
+    hover = "key x %{x}<br>key y %{y}<br>attention %{z:.4g}"
+    fig = go.Figure(_heatmap(values, lo, hi, colormap, "attention weight", hover, max_size))
+    fig.add_trace(go.Scatter(
+        x=[qx / w * kw - 0.5], y=[qy / h * kh - 0.5], mode="markers", name="query",
+        marker=dict(symbol="x-thin", size=16, color="white", line=dict(width=3, color="white")),
+        hovertemplate=f"query at image pixel ({qx:.0f}, {qy:.0f})<br>query cell "
+                      f"({q % qw}, {q // qw}) of {qw}x{qh}<extra></extra>"))
+    fig.add_trace(go.Scatter(
+        x=[qx / w * kw - 0.5], y=[qy / h * kh - 0.5], mode="markers", hoverinfo="skip",
+        marker=dict(symbol="circle-open", size=20, color="black", line=dict(width=2)),
+        showlegend=False))
+    _image_axes(fig)
+    fig.update_layout(showlegend=False)
+    title = title or (f"{caption(rec)} · attention from query ({qx:.0f}, {qy:.0f}) px "
+                      f"= cell ({q % qw}, {q // qw})")
+    return _finish(fig, title, "key x (cell)", "key y (cell)")
+
+
+def channel_order(m: np.ndarray, order: str | None = "pca", iters: int = 30) -> np.ndarray:
+    """A cheap ordering of channels that puts channels with similar affinity rows together.
+
+    "pca": by the rows' leading principal component (power iteration, O(iters * C^2));
+    "argmax": by each row's most attended channel, then its strength; None: as is."""
+    c = m.shape[0]
+    if order in (None, "none"):
+        return np.arange(c)
+    if order == "argmax":
+        return np.lexsort((-m.max(1), m.argmax(1)))
+    if order != "pca":
+        raise ValueError(f"order must be 'pca', 'argmax' or None, not {order!r}")
+    x = (m - m.mean(0, keepdims=True)).astype(np.float64)
+    v = x.std(0) + 1e-3 * np.linspace(1, 2, c)
+    for _ in range(iters):
+        v = x.T @ (x @ v)
+        n = np.linalg.norm(v)
+        if n < 1e-20:
+            return np.arange(c)
+        v /= n
+    return np.argsort(x @ v, kind="stable")
+
+
+def _block_mean(a: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Average a CxC matrix over n x n near-equal blocks; returns (matrix, block starts)."""
+    starts = np.array([s[0] for s in np.array_split(np.arange(a.shape[0]), n)])
+    counts = np.diff(np.append(starts, a.shape[0]))
+    a = np.add.reduceat(a, starts, axis=0) / counts[:, None]
+    a = np.add.reduceat(a, starts, axis=1) / counts[None, :]
+    return a, starts
+
+
+def channel_affinity_heatmap(rec, max_size: int = 128, order: str | None = "pca", batch: int = 0,
+                             zmin=None, zmax=None, norm="minmax",
+                             colormap: str = DEFAULT_COLORMAP, title: str | None = None
+                             ) -> go.Figure:
+    """DANet channel affinity (C x C, row = query channel, softmax over key channels), channels
+    reordered (see :func:`channel_order`) and block-averaged to at most ``max_size`` when large."""
+    m = as_numpy(rec.tensor[batch]) if _is_record(rec) else as_numpy(rec)
+    c = m.shape[0]
+    perm = channel_order(m, order)
+    m = m[perm][:, perm]
+    if c > max_size:
+        m, starts = _block_mean(m, max_size)
+        ends = np.append(starts[1:], c) - 1
+        labels = [f"ordered {s}-{e}" for s, e in zip(starts, ends)]
+        note = f", {c}->{len(starts)} block means"
+    else:
+        labels = [f"ch {i}" for i in perm]
+        note = ""
+    lo, hi = _range(m, zmin, zmax, norm)
+    fig = go.Figure(go.Heatmap(
+        z=m.astype(np.float32), x=labels, y=labels, zmin=lo, zmax=hi,
+        colorscale=colorscale(colormap),
+        colorbar=dict(title=dict(text="affinity"), thickness=12),
+        hovertemplate="query %{y}<br>key %{x}<br>affinity %{z:.4g}<extra></extra>"))
+    show = len(labels) <= 32
+    fig.update_xaxes(showticklabels=show, type="category")
+    fig.update_yaxes(showticklabels=show, type="category")
+    _image_axes(fig)
+    how = {"pca": "ordered by leading principal component", "argmax": "ordered by row argmax"}
+    head = caption(rec) if _is_record(rec) else f"Channel affinity ({c}x{c})"
+    title = title or f"{head} · {how.get(order, 'original order')}{note}"
+    return _finish(fig, title, "key channel", "query channel")
+
+
+# -- generic charts ---------------------------------------------------------------------------
+def bars_figure(names, values, title: str, xlabel: str, ylabel: str = "", sort: bool = True,
+                errors=None) -> go.Figure:
+    """Horizontal bars, largest value on top (e.g. the probability change when each module is
+    neutralised). Positive bars red, negative blue; optional ``errors`` as error bars."""
+    names = [str(n) for n in names]
+    values = as_numpy(values).ravel()
+    errs = None if errors is None else as_numpy(errors).ravel()
+    order = np.argsort(values, kind="stable") if sort else np.arange(len(values))[::-1]
+    colours = ["#c4444a" if values[i] >= 0 else "#3b6fb6" for i in order]
+    fig = go.Figure(go.Bar(
+        x=values[order], y=[names[i] for i in order], orientation="h", marker_color=colours,
+        error_x=None if errs is None else dict(type="data", array=errs[order]),
+        hovertemplate="%{y}<br>%{x:.4g}<extra></extra>"))
+    fig.update_layout(showlegend=False)
+    return _finish(fig, title, xlabel, ylabel, height=max(240, 26 * len(names) + 120))
+
+
+def line_figure(curves: dict, title: str, xlabel: str, ylabel: str) -> go.Figure:
+    """Lines from {name: y} or {name: (x, y)} (e.g. deletion / insertion curves; put the AUC in
+    the name)."""
+    fig = go.Figure()
+    for name, c in curves.items():
+        if isinstance(c, (tuple, list)) and len(c) == 2:
+            x, y = as_numpy(c[0]).ravel(), as_numpy(c[1]).ravel()
+        else:
+            y = as_numpy(c).ravel()
+            x = np.linspace(0, 1, y.size, dtype=np.float32)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=str(name),
+                                 hovertemplate=f"{name}<br>%{{x:.3g}}: %{{y:.4g}}<extra></extra>"))
+    return _finish(fig, title, xlabel, ylabel)
+
+
+# -- dispatch ---------------------------------------------------------------------------------
+def _call(fn, *args, **opts):
+    """Call ``fn`` with the options it accepts (so one option set serves every kind)."""
+    params = _inspect.signature(fn).parameters
+    return fn(*args, **{k: v for k, v in opts.items() if k in params})
+
+
+def figure_for(rec, **opts) -> go.Figure:
+    """The figure for one record by kind. Options a builder does not take are ignored.
+    Affinity: ``qx``, ``qy`` (image pixels) and ``image_hw``; default the centre of the query
+    grid read as the image."""
+    kind = rec.kind
+    if kind in ("spatial", "calibration"):
+        return _call(spatial_heatmap, rec, **opts)
+    if kind == "group":
+        return _call(group_factor_grid, rec, **opts)
+    if kind == "channel":
+        return _call(channel_gate_bars, rec, **opts)
+    if kind == "kernel":
+        return _call(kernel_selection_bars, [rec], **opts)
+    if kind == "channel_affinity":
+        return _call(channel_affinity_heatmap, rec, **opts)
+    if kind == "affinity":
+        h, w = opts.pop("image_hw", None) or rec.meta["query_hw"]
+        qx = opts.pop("qx", None)
+        qy = opts.pop("qy", None)
+        qx = w / 2 if qx is None else qx
+        qy = h / 2 if qy is None else qy
+        return _call(affinity_explorer, rec, qx, qy, (h, w), **opts)
+    raise ValueError(f"no figure for kind {kind!r}")
+
+
+def figures_for(records, shared: bool = False, norm="minmax", **opts) -> dict[str, list]:
+    """Figures for a list of records, grouped by kind: ``{kind: [figure, ...]}`` in forward order.
+    All channel gates share one figure with a layer selector; all SK layers share one kernel
+    figure. ``shared=True`` puts every map of a kind on one colour scale (``zmin``/``zmax``)."""
+    records = list(records)
+    out: dict[str, list] = {}
+    by_kind: dict[str, list] = {}
+    for r in records:
+        by_kind.setdefault(r.kind, []).append(r)
+    for kind, recs in by_kind.items():
+        if kind == "channel":
+            out[kind] = [_call(channel_gate_bars, recs, **opts)]
+            continue
+        if kind == "kernel":
+            out[kind] = [_call(kernel_selection_bars, recs, **opts)]
+            continue
+        kw = dict(opts, norm=norm)
+        if shared and kind != "affinity":
+            vals = [as_numpy(r.tensor[0]) if kind in ("group", "channel_affinity") else r
+                    for r in recs]
+            kw["zmin"], kw["zmax"] = shared_range(vals, norm)
+        out[kind] = [figure_for(r, **kw) for r in recs]
+    return out
+
+
+def shared_zrange(records, norm="minmax") -> tuple[float, float]:
+    """One (zmin, zmax) for several records or arrays (of one model or several); pass it as
+    ``zmin``/``zmax`` to the builders to compare values across maps."""
+    return shared_range(records, norm)
