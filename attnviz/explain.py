@@ -1,0 +1,347 @@
+"""Attributions through Captum (nothing reimplemented): Grad-CAM, Guided Grad-CAM, Integrated
+Gradients, SmoothGrad, Saliency, Occlusion and GradientShap.
+
+    att = attnviz.explain(model, "cat.jpg", method="gradcam")    # target=None: predicted class
+    att.map      # float32 (H, W) at the image's own resolution
+    att.raw      # what Captum returned, on the model-input grid
+
+    exp = Explainer(model, "integrated_gradients")               # build once, reuse
+    raw = exp.attribute(x, target=3, n_steps=32)                 # == Captum's own call
+
+Maps: pixel methods give the absolute attribution summed over colour channels; Grad-CAM is
+ReLU'd and bilinearly upsampled. Both are taken back through the preprocessing geometry.
+
+Thread safety: Captum's layer methods register hooks on the model and keep per-device state
+during ``attribute()``, so two threads attributing on one model clobber each other. Every
+attribution holds :func:`model_lock` (one re-entrant lock per model). The model's train/eval
+state is never changed and no hook survives a call.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+import weakref
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from captum.attr import (GradientShap, GuidedGradCam, IntegratedGradients, LayerGradCam,
+                         NoiseTunnel, Occlusion, Saliency)
+from torch import nn
+
+from .errors import AttnvizError
+from .preprocess import BASELINES, Preprocess, make_baseline, preprocess
+
+METHODS = ("gradcam", "guided_gradcam", "integrated_gradients", "smoothgrad", "saliency",
+           "occlusion", "gradient_shap")
+ALIASES = {"grad_cam": "gradcam", "grad-cam": "gradcam", "guided_grad_cam": "guided_gradcam",
+           "ig": "integrated_gradients", "noise_tunnel": "smoothgrad", "gradientshap":
+           "gradient_shap", "shap": "gradient_shap"}
+LAYER_METHODS = ("gradcam", "guided_gradcam")
+# methods that evaluate the model once on the input itself: with target=None they attribute the
+# top logit (the predicted class) without a separate forward pass
+SINGLE_PASS = ("gradcam", "guided_gradcam", "saliency")
+
+# GuidedBackprop warns on every call that it hooks ReLUs (and removes the hooks afterwards)
+warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", category=UserWarning)
+
+
+class ExplainError(AttnvizError, ValueError):
+    """Bad options for an attribution (unknown method, layer, baseline or target)."""
+
+
+# ------------------------------------------------------------------------------ locking
+_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The lock serialising hook-registering work (Captum, capture around Captum) on ``model``."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
+# ------------------------------------------------------------------------------ results
+@dataclass
+class Attribution:
+    """map: float32 (H, W) at the image's resolution (>= 0); raw: Captum's tensor on the
+    model-input grid; method; target: class index; layer: Grad-CAM layer path or None;
+    options: the method options used."""
+
+    map: np.ndarray
+    raw: torch.Tensor
+    method: str
+    target: int
+    layer: str | None = None
+    options: dict = field(default_factory=dict)
+
+    def __repr__(self):
+        return (f"Attribution({self.method}, target={self.target}, layer={self.layer}, "
+                f"map={self.map.shape})")
+
+
+def canonical_method(method: str) -> str:
+    m = str(method).strip().lower().replace(" ", "_")
+    m = ALIASES.get(m, m)
+    if m not in METHODS:
+        raise ExplainError(f"unknown attribution method {method!r}; choose from {list(METHODS)}")
+    return m
+
+
+def resolve_layer(model: nn.Module, layer=None) -> tuple[str, nn.Module]:
+    """(path, module) for a layer given by path, as a module, or None (``model.info.cam_layer``)."""
+    if isinstance(layer, nn.Module):
+        for name, mod in model.named_modules():
+            if mod is layer:
+                return name, mod
+        raise ExplainError("the layer given is not a submodule of this model")
+    if layer is None:
+        info = getattr(model, "info", None)
+        layer = getattr(info, "cam_layer", None)
+        if layer is None:
+            raise ExplainError("this model names no default Grad-CAM layer; pass layer=...")
+    try:
+        return str(layer), model.get_submodule(str(layer))
+    except AttributeError:
+        names = [n for n, _ in model.named_children()]
+        raise ExplainError(f"this model has no layer {layer!r}; top-level layers are {names}; "
+                           "use a dotted path such as 'layer4' or 'layer3.0'") from None
+
+
+class _TopLogit(nn.Module):
+    """Wraps a classifier: returns its largest logit per sample as (B, 1) and keeps the logits.
+    The gradient of the max is the gradient of the predicted class's logit, so attributing
+    target 0 here is attributing the predicted class, with no extra forward pass."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.logits = None
+
+    def forward(self, x):
+        logits = self.model(x)
+        self.logits = logits.detach()
+        return logits.max(1, keepdim=True).values
+
+
+@contextlib.contextmanager
+def _seeded(seed, device):
+    if seed is None:
+        yield
+        return
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def _stats(model):
+    info = getattr(model, "info", None)
+    return (tuple(getattr(info, "mean", (0.485, 0.456, 0.406))),
+            tuple(getattr(info, "std", (0.229, 0.224, 0.225))))
+
+
+class Explainer:
+    """One Captum attribution object for a model, built once and reused.
+
+    ``attribute(inputs, target, **opts)`` returns exactly what Captum returns. Options:
+        gradcam: relu_attributions (False), attribute_to_layer_input (False)
+        guided_gradcam: interpolate_mode ("nearest")
+        integrated_gradients: n_steps (32), internal_batch_size (16), baseline ("black"; also
+            "white", "mean", "blur", "noise" or a tensor), ig_method ("gausslegendre")
+        smoothgrad: nt_samples (16), stdevs (None: noise_level x the input's range),
+            noise_level (0.15), nt_samples_batch_size (8)
+        saliency: abs (True)
+        occlusion: window (S/8), stride (window/2), baseline ("mean"), perturbations_per_eval (16)
+        gradient_shap: n_samples (16), stdevs (0.09 x range), baseline (("black", "noise",
+            "mean")), a distribution of baselines
+    Randomised methods (smoothgrad, gradient_shap, "noise" baselines) draw from a fixed ``seed``
+    (0) unless ``seed=None``.
+    """
+
+    def __init__(self, model: nn.Module, method: str = "gradcam", layer=None):
+        self.model = model
+        self.method = canonical_method(method)
+        self.layer_name, self.layer = (resolve_layer(model, layer) if self.method in LAYER_METHODS
+                                       else (None, None))
+        self._top = _TopLogit(model)
+        self._algo = self._build(model)
+        self._algo_top = self._build(self._top) if self.method in SINGLE_PASS else None
+
+    def _build(self, fn):
+        m = self.method
+        if m == "gradcam":
+            return LayerGradCam(fn, self.layer)
+        if m == "guided_gradcam":
+            return GuidedGradCam(fn, self.layer)
+        if m == "integrated_gradients":
+            return IntegratedGradients(fn)
+        if m == "smoothgrad":
+            return NoiseTunnel(Saliency(fn))
+        if m == "saliency":
+            return Saliency(fn)
+        if m == "occlusion":
+            return Occlusion(fn)
+        return GradientShap(fn)
+
+    def attribute(self, inputs: torch.Tensor, target=None, **opts) -> torch.Tensor:
+        """Captum's attribution of ``inputs`` ((B, 3, S, S), normalised) for ``target`` (an int, a
+        list of ints per sample, or None for the predicted class)."""
+        return self.attribute_with_target(inputs, target, **opts)[0]
+
+    def attribute_with_target(self, inputs, target=None, **opts):
+        """(raw attribution, target as a (B,) long tensor, logits or None)."""
+        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
+            raise ExplainError("inputs must be a (B, 3, S, S) tensor; use attnviz.explain() for "
+                               "images")
+        seed = opts.pop("seed", 0)
+        x = inputs.detach().clone().requires_grad_(True)
+        logits = None
+        with model_lock(self.model), _seeded(seed, x.device):
+            if target is None and self._algo_top is not None:
+                raw = self._call(self._algo_top, x, 0, opts)
+                logits = self._top.logits
+                self._top.logits = None
+                tgt = logits.argmax(1)
+            else:
+                if target is None:
+                    with torch.no_grad():
+                        logits = self.model(x.detach())
+                    tgt = logits.argmax(1)
+                else:
+                    tgt = _target_tensor(target, x.shape[0], x.device)
+                raw = self._call(self._algo, x, tgt, opts)
+        return raw.detach(), tgt.detach().cpu(), logits
+
+    def _call(self, algo, x, target, opts):
+        m = self.method
+        o = dict(opts)
+        try:
+            if m == "gradcam":
+                out = algo.attribute(x, target=target,
+                                     relu_attributions=o.pop("relu_attributions", False),
+                                     attribute_to_layer_input=o.pop("attribute_to_layer_input",
+                                                                    False))
+            elif m == "guided_gradcam":
+                out = algo.attribute(x, target=target,
+                                     interpolate_mode=o.pop("interpolate_mode", "nearest"))
+            elif m == "saliency":
+                out = algo.attribute(x, target=target, abs=o.pop("abs", True))
+            elif m == "integrated_gradients":
+                base = self._baselines(x, o.pop("baseline", "black"), single=True)
+                out = algo.attribute(x, baselines=base, target=target,
+                                     n_steps=int(o.pop("n_steps", 32)),
+                                     internal_batch_size=o.pop("internal_batch_size", 16),
+                                     method=o.pop("ig_method", "gausslegendre"))
+            elif m == "smoothgrad":
+                level = float(o.pop("noise_level", 0.15))
+                stdevs = o.pop("stdevs", None)
+                if stdevs is None:
+                    stdevs = level * float(x.detach().max() - x.detach().min())
+                out = algo.attribute(x, nt_type="smoothgrad", nt_samples=int(o.pop("nt_samples", 16)),
+                                     nt_samples_batch_size=o.pop("nt_samples_batch_size", 8),
+                                     stdevs=float(stdevs), target=target)
+            elif m == "occlusion":
+                size = x.shape[-1]
+                win = int(o.pop("window", max(4, size // 8)))
+                stride = int(o.pop("stride", max(1, win // 2)))
+                base = self._baselines(x, o.pop("baseline", "mean"), single=True)
+                out = algo.attribute(x, sliding_window_shapes=(x.shape[1], win, win),
+                                     strides=(x.shape[1], stride, stride), baselines=base,
+                                     target=target,
+                                     perturbations_per_eval=int(o.pop("perturbations_per_eval", 16)))
+            else:  # gradient_shap
+                base = self._baselines(x, o.pop("baseline", ("black", "noise", "mean")),
+                                       single=False)
+                stdevs = o.pop("stdevs", None)
+                if stdevs is None:
+                    stdevs = 0.09 * float(x.detach().max() - x.detach().min())
+                out = algo.attribute(x, baselines=base, n_samples=int(o.pop("n_samples", 16)),
+                                     stdevs=float(stdevs), target=target)
+        except (IndexError, RuntimeError) as e:
+            if "out of bounds" in str(e) or "index" in str(e).lower():
+                raise ExplainError(f"target {target} is not a class of this model ({e})") from None
+            raise
+        if o:
+            raise ExplainError(f"unknown option(s) {sorted(o)} for {m}")
+        return out
+
+    def _baselines(self, x, spec, single: bool):
+        """Baseline tensor(s) for x: a name, a tensor, a number, or (gradient_shap) a list."""
+        if isinstance(spec, torch.Tensor):
+            return spec.to(x.device, x.dtype)
+        if isinstance(spec, (int, float)):
+            return spec
+        names = [spec] if isinstance(spec, str) else list(spec)
+        bad = [n for n in names if n not in BASELINES]
+        if bad:
+            raise ExplainError(f"unknown baseline {bad}; choose from {list(BASELINES)}")
+        mean, std = _stats(self.model)
+        parts = [make_baseline(x.detach(), n, mean, std) for n in names]
+        if single:
+            if len(parts) != 1:
+                raise ExplainError(f"{self.method} takes one baseline, got {names}")
+            return parts[0]
+        return torch.cat(parts, 0)
+
+
+def _target_tensor(target, batch: int, device) -> torch.Tensor:
+    t = torch.as_tensor(target, dtype=torch.long, device=device).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(batch)
+    if t.numel() != batch:
+        raise ExplainError(f"got {t.numel()} targets for {batch} inputs")
+    return t.clone()
+
+
+# ------------------------------------------------------------------------------ explain()
+_EXPLAINERS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def get_explainer(model: nn.Module, method: str, layer=None) -> Explainer:
+    """The cached :class:`Explainer` for (model, method, layer)."""
+    method = canonical_method(method)
+    key = (method, layer if (layer is None or isinstance(layer, str)) else id(layer))
+    with _LOCKS_GUARD:
+        cache = _EXPLAINERS.setdefault(model, {})
+        exp = cache.get(key)
+    if exp is None:
+        exp = Explainer(model, method, layer)
+        with _LOCKS_GUARD:
+            cache[key] = exp
+    return exp
+
+
+def to_map(raw: torch.Tensor, method: str, pre: Preprocess) -> np.ndarray:
+    """Captum's (1, C, h, w) output -> float32 (H, W) map at the image's resolution."""
+    r = raw.detach().float()
+    if canonical_method(method) == "gradcam":
+        m = r.clamp_min(0).sum(1)  # (B, h, w): ReLU'd CAM
+    else:
+        m = r.abs().sum(1)
+    out = pre.to_image(m[0] if m.shape[0] == 1 else m)
+    return np.clip(out, 0, None)
+
+
+def explain(model: nn.Module, image, method: str = "gradcam", target=None, layer=None,
+            mode: str = "resize", **opts) -> Attribution:
+    """Attribute ``model``'s ``target`` class (None: the predicted class) on ``image`` (a PIL
+    image, an HxWx3 uint8 array or a file path) with ``method`` (see :data:`METHODS`, options in
+    :class:`Explainer`). Returns an :class:`Attribution` whose ``map`` is at the image's own
+    resolution."""
+    x, pre = preprocess(model, image, mode=mode)
+    return explain_tensor(model, x, pre, method, target, layer, **opts)
+
+
+def explain_tensor(model, x: torch.Tensor, pre: Preprocess, method="gradcam", target=None,
+                   layer=None, **opts) -> Attribution:
+    """:func:`explain` on an already preprocessed (1, 3, S, S) input."""
+    exp = get_explainer(model, method, layer)
+    used = dict(opts)
+    raw, tgt, _ = exp.attribute_with_target(x, target, **opts)
+    return Attribution(to_map(raw, exp.method, pre), raw, exp.method, int(tgt[0]),
+                       exp.layer_name, used)

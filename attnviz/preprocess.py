@@ -1,0 +1,312 @@
+"""Read any image a person may hand us, and turn it into the model's input tensor.
+
+    pil = load_image("photo.png")            # PIL RGB, EXIF-rotated, alpha on white
+    x, pre = preprocess(model, pil)          # (1, 3, S, S) on the model's device, geometry
+    full = pre.to_image(low_res_map)         # a map on the input grid -> (H, W) at image size
+
+Geometry. ``mode="resize"`` (the default) resizes the whole image to S x S, so every map covers
+the whole image; ``mode="center_crop"`` resizes the short side to ``info.resize`` and crops the
+centre S x S, as ImageNet evaluation does (``crop_box`` records the crop in image pixels; maps are
+0 outside it).
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.nn import functional as F
+
+from .errors import ImageError
+
+MAX_PIXELS = 40_000_000  # larger images are refused (decompression-bomb guard)
+MIN_SIDE = 8
+MODES = ("resize", "center_crop")
+
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+# --------------------------------------------------------------------------------- load_image
+def load_image(image, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Return ``image`` as a loaded PIL image in RGB mode.
+
+    Accepts a PIL image, an HxW or HxWx3 (or x4) numpy array (uint8; uint16 and floats in [0, 1]
+    are scaled), a file path, bytes, or a binary file object. EXIF orientation is applied,
+    transparency is composited on white, 16-bit images are scaled to 8 bits, CMYK and palette
+    images are converted, animated images give their first frame.
+
+    Raises :class:`attnviz.errors.ImageError` for an empty, unreadable or truncated file, an image
+    over ``max_pixels`` or smaller than 8 x 8 pixels, or an input of an unsupported type.
+    """
+    if isinstance(image, Image.Image):
+        _check_size(image.size, max_pixels)
+        return _to_rgb(image)
+    if isinstance(image, np.ndarray):
+        return _to_rgb(_from_array(image, max_pixels))
+    if isinstance(image, (str, os.PathLike)):
+        return _open(Path(image), max_pixels)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        if len(image) == 0:
+            raise ImageError("the uploaded image is empty (0 bytes)")
+        return _open_stream(io.BytesIO(bytes(image)), "the uploaded data", max_pixels)
+    if hasattr(image, "read"):
+        return _open_stream(image, "the uploaded file", max_pixels)
+    raise ImageError(f"cannot read an image from a {type(image).__name__}; pass a PIL image, an "
+                     "HxWx3 uint8 array or a file path")
+
+
+def _open(path: Path, max_pixels: int) -> Image.Image:
+    if not path.exists():
+        raise ImageError(f"no such file: {path}")
+    if path.is_dir():
+        raise ImageError(f"{path} is a folder, not an image file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path.name} is empty (0 bytes)")
+    with open(path, "rb") as f:
+        return _open_stream(f, path.name, max_pixels)
+
+
+def _open_stream(stream, name: str, max_pixels: int) -> Image.Image:
+    try:
+        with Image.open(stream) as img:
+            _check_size(img.size, max_pixels)
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            img.load()  # decode now: truncated and corrupt files fail here, not later
+            return _to_rgb(img, copy=True)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{name} is too large to open safely ({e}); the limit is "
+                         f"{max_pixels / 1e6:.0f} megapixels") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name} is not an image format that can be read (PNG, JPEG, GIF, "
+                         "BMP, TIFF, WebP ... are)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{name} could not be decoded; it may be truncated or corrupt ({e})") \
+            from None
+
+
+def _check_size(size, max_pixels: int):
+    w, h = size
+    if w * h > max_pixels:
+        raise ImageError(f"the image is {w} x {h} = {w * h / 1e6:.1f} megapixels; the limit is "
+                         f"{max_pixels / 1e6:.0f} megapixels. Downscale it and try again")
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(f"the image is {w} x {h} pixels; at least {MIN_SIDE} x {MIN_SIDE} "
+                         "is needed")
+
+
+def _from_array(a: np.ndarray, max_pixels: int) -> Image.Image:
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
+        raise ImageError(f"an image array must be HxW, HxWx3 or HxWx4, not {a.shape}")
+    _check_size((a.shape[1], a.shape[0]), max_pixels)
+    if a.dtype == np.uint8:
+        pass
+    elif a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype == np.uint16:
+        a = (a.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise ImageError("the image array contains NaN or infinite values")
+        scale = 255.0 if a.max() <= 1.0 else 1.0
+        a = np.clip(a * scale, 0, 255).round().astype(np.uint8)
+    elif np.issubdtype(a.dtype, np.integer):
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    else:
+        raise ImageError(f"cannot read an image array of dtype {a.dtype}")
+    return Image.fromarray(np.ascontiguousarray(a))
+
+
+def _to_rgb(img: Image.Image, copy: bool = False) -> Image.Image:
+    """Loaded RGB copy of ``img`` with EXIF orientation applied and alpha on white."""
+    try:
+        out = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block should not make the picture unreadable
+        out = img
+    if out.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(out, dtype=np.float64)
+        if out.mode == "F" and a.size and np.nanmax(a) <= 1.0:
+            a = a * 255.0
+        elif out.mode != "F" and a.size and a.max() > 255:
+            a = a / 257.0  # 16-bit range
+        out = Image.fromarray(np.clip(np.nan_to_num(a), 0, 255).round().astype(np.uint8), "L")
+    if out.mode == "P":
+        out = out.convert("RGBA") if "transparency" in out.info else out.convert("RGB")
+    elif out.mode in ("L", "1") and "transparency" in out.info:
+        out = out.convert("RGBA")
+    if out.mode in _ALPHA_MODES:
+        rgba = out.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        out = Image.alpha_composite(white, rgba).convert("RGB")
+    elif out.mode != "RGB":
+        out = out.convert("RGB")
+    if out is img and copy:
+        out = img.copy()
+    return out
+
+
+# --------------------------------------------------------------------------------- preprocess
+@dataclass
+class Preprocess:
+    """What preprocessing did, so that maps can be taken back to the image.
+
+    original_size: (W, H) of the image given; input_size: S of the S x S model input;
+    mode: "resize" or "center_crop"; crop_box: (left, top, right, bottom) of the region the input
+    covers, in original-image pixels (the whole image for "resize"); mean, std: normalisation.
+    """
+
+    original_size: tuple
+    input_size: int
+    mode: str = "resize"
+    crop_box: tuple | None = None
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+
+    def __post_init__(self):
+        if self.crop_box is None:
+            w, h = self.original_size
+            self.crop_box = (0.0, 0.0, float(w), float(h))
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        return int(self.original_size[1]), int(self.original_size[0])
+
+    def to_image(self, m, mode: str = "bilinear") -> np.ndarray:
+        """A map on the model-input grid ((h, w) or (B, h, w); any h, w covering the input) ->
+        float32 numpy (H, W) or (B, H, W) at the original image's resolution."""
+        t = torch.as_tensor(m).detach().float()
+        squeeze = t.dim() == 2
+        if squeeze:
+            t = t[None]
+        if t.dim() != 3:
+            raise ValueError(f"expected a (h, w) or (B, h, w) map, got shape {tuple(t.shape)}")
+        H, W = self.image_hw
+        kw = {} if mode == "nearest" else {"align_corners": False}
+        if self.mode == "resize":
+            out = F.interpolate(t[:, None], size=(H, W), mode=mode, **kw)[:, 0]
+        else:
+            # resample onto the crop box, then paste into a zero canvas
+            left, top, right, bottom = self.crop_box
+            x0, y0 = int(round(left)), int(round(top))
+            x1, y1 = int(round(right)), int(round(bottom))
+            inner = F.interpolate(t[:, None], size=(max(y1 - y0, 1), max(x1 - x0, 1)),
+                                  mode=mode, **kw)[:, 0]
+            out = t.new_zeros((t.shape[0], H, W))
+            sy0, sx0 = max(0, -y0), max(0, -x0)
+            dy0, dx0 = max(0, y0), max(0, x0)
+            dy1, dx1 = min(H, y1), min(W, x1)
+            out[:, dy0:dy1, dx0:dx1] = inner[:, sy0:sy0 + dy1 - dy0, sx0:sx0 + dx1 - dx0]
+        a = out.cpu().numpy().astype(np.float32)
+        return a[0] if squeeze else a
+
+    def to_input(self, m) -> torch.Tensor:
+        """A map at the original image's resolution (H, W) -> (S, S) float tensor on the input
+        grid (the inverse of :meth:`to_image`)."""
+        t = torch.as_tensor(np.asarray(m, dtype=np.float32))
+        if t.dim() != 2:
+            raise ValueError(f"expected an (H, W) map, got shape {tuple(t.shape)}")
+        S = self.input_size
+        if tuple(t.shape) == (S, S) and self.mode == "resize":
+            return t
+        left, top, right, bottom = self.crop_box
+        if self.mode != "resize":
+            t = t[int(round(top)):int(round(bottom)), int(round(left)):int(round(right))]
+        return F.interpolate(t[None, None], size=(S, S), mode="bilinear", align_corners=False,
+                             antialias=True)[0, 0]
+
+    def point_to_input(self, x: float, y: float) -> tuple[float, float]:
+        """An image pixel (x, y) -> (fy, fx), fractions of the model input's height and width."""
+        left, top, right, bottom = self.crop_box
+        return (y - top) / (bottom - top), (x - left) / (right - left)
+
+
+def model_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return torch.device("cpu")
+
+
+def preprocess(model_or_info, image, mode: str = "resize") -> tuple[torch.Tensor, Preprocess]:
+    """Image -> ((1, 3, S, S) float32 tensor on the model's device, :class:`Preprocess`).
+
+    ``model_or_info`` is a model carrying ``.info`` or a ``ModelInfo``; ``image`` anything
+    :func:`load_image` reads.
+    """
+    if mode not in MODES:
+        raise ImageError(f"unknown preprocessing mode {mode!r}; choose from {MODES}")
+    info = getattr(model_or_info, "info", model_or_info)
+    if not hasattr(info, "input_size"):
+        raise TypeError("preprocess needs a model with .info or a ModelInfo")
+    device = model_device(model_or_info) if isinstance(model_or_info, torch.nn.Module) \
+        else torch.device("cpu")
+    pil = load_image(image)
+    W, H = pil.size
+    S = int(info.input_size)
+    if mode == "resize":
+        box = (0.0, 0.0, float(W), float(H))
+        small = pil.resize((S, S), Image.BILINEAR)
+    else:
+        short = int(info.resize or round(S * 256 / 224))
+        scale = short / min(W, H)
+        rw, rh = max(S, int(round(W * scale))), max(S, int(round(H * scale)))
+        resized = pil.resize((rw, rh), Image.BILINEAR)
+        left, top = int(round((rw - S) / 2)), int(round((rh - S) / 2))
+        small = resized.crop((left, top, left + S, top + S))
+        sx, sy = W / rw, H / rh
+        box = (left * sx, top * sy, (left + S) * sx, (top + S) * sy)
+    mean, std = tuple(info.mean), tuple(info.std)
+    a = np.asarray(small, dtype=np.float32) / 255.0
+    a = (a - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None].to(device)
+    return x, Preprocess((W, H), S, mode, box, mean, std)
+
+
+
+# --------------------------------------------------------------------------------- baselines
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of a (B, C, H, W) tensor (reflect padding); ``sigma`` in pixels."""
+    if sigma <= 0:
+        return x.clone()
+    r = max(1, int(math.ceil(3 * sigma)))
+    r = min(r, x.shape[-1] - 1, x.shape[-2] - 1)
+    k = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (k / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    out = F.pad(x, (r, r, r, r), mode="reflect")
+    out = F.conv2d(out, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(out, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+BASELINES = ("black", "white", "mean", "blur", "noise")
+
+
+def make_baseline(x: torch.Tensor, kind: str, mean=(0.485, 0.456, 0.406),
+                  std=(0.229, 0.224, 0.225), generator: torch.Generator | None = None):
+    """A reference input like ``x`` (normalised): "black"/"white" pixels, "mean" (zeros after
+    normalisation: the dataset's mean colour), "blur" (x blurred, sigma = S/16), "noise"
+    (uniform random pixels)."""
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    if kind == "black":
+        return ((0 - m) / s).expand_as(x).clone()
+    if kind == "white":
+        return ((1 - m) / s).expand_as(x).clone()
+    if kind == "mean":
+        return torch.zeros_like(x)
+    if kind == "blur":
+        return gaussian_blur(x.detach(), max(x.shape[-1], x.shape[-2]) / 16)
+    if kind == "noise":
+        u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
+        return (u - m) / s
+    raise ImageError(f"unknown baseline {kind!r}; choose from {BASELINES}")
