@@ -84,3 +84,362 @@ def energy_pointing_game(map, mask) -> float:
     pos = np.clip(a, 0, None)
     total = pos.sum()
     return float(pos[m].sum() / total) if total > 0 else 0.0
+
+
+# ------------------------------------------------------------------------------ correlation
+def _rankdata(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of a flat array, ties given their average rank (as scipy.stats.rankdata)."""
+    sorter = np.argsort(x, kind="mergesort")
+    inv = np.empty_like(sorter)
+    inv[sorter] = np.arange(x.size)
+    xs = x[sorter]
+    first = np.r_[True, xs[1:] != xs[:-1]]
+    dense = np.cumsum(first)[inv]
+    starts = np.r_[np.nonzero(first)[0], x.size]
+    return 0.5 * (starts[dense] + starts[dense - 1] + 1)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else float("nan")
+
+
+def _common_shape(a: np.ndarray, b: np.ndarray):
+    """Bring two maps to the smaller of their shapes (area averaging)."""
+    if a.shape == b.shape:
+        return a, b
+    shape = (min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1]))
+
+    def fit(m):
+        if m.shape == shape:
+            return m
+        t = torch.from_numpy(np.ascontiguousarray(m))[None, None]
+        return F.interpolate(t, size=shape, mode="area")[0, 0].numpy()
+    return fit(a), fit(b)
+
+
+def rank_correlation(a, b) -> float:
+    """Spearman rank correlation between two maps (ties by average ranks). Maps of different
+    shapes are first averaged down to the smaller shape. NaN when a map is constant."""
+    a, b = _common_shape(_as_map(a, "a"), _as_map(b, "b"))
+    return _pearson(_rankdata(a.ravel()), _rankdata(b.ravel()))
+
+
+def pearson_correlation(a, b) -> float:
+    """Pearson correlation between two maps (NaN when a map is constant)."""
+    a, b = _common_shape(_as_map(a, "a"), _as_map(b, "b"))
+    return _pearson(a.ravel(), b.ravel())
+
+
+def ssim(a, b, window: int = 7) -> float:
+    """Mean structural similarity of two maps, each min-max normalised to [0, 1] first
+    (uniform ``window`` x ``window`` windows, the usual constants for a range of 1)."""
+    a, b = _common_shape(_as_map(a, "a"), _as_map(b, "b"))
+    ta, tb = (torch.from_numpy(_unit(m))[None, None].double() for m in (a, b))
+    win = max(1, min(window, a.shape[0], a.shape[1]))
+
+    def avg(t):
+        return F.avg_pool2d(t, win, 1)
+    mu_a, mu_b = avg(ta), avg(tb)
+    va = avg(ta * ta) - mu_a ** 2
+    vb = avg(tb * tb) - mu_b ** 2
+    cov = avg(ta * tb) - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (va + vb + c2))
+    return float(s.mean())
+
+
+def _unit(m: np.ndarray) -> np.ndarray:
+    lo, hi = float(m.min()), float(m.max())
+    return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+
+
+# ------------------------------------------------------------------------------ model helpers
+class _eval_mode:
+    """Run in eval mode (batch-norm statistics are not updated), restoring the previous mode.
+    A model already in eval mode is not touched at all."""
+
+    def __init__(self, model):
+        self.model, self.was = model, model.training
+
+    def __enter__(self):
+        if self.was:
+            self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc):
+        if self.was:
+            self.model.train(True)
+        return False
+
+
+def _inputs(model, image, mode="resize"):
+    """(x (1,3,S,S), Preprocess) for an image, or for an already preprocessed tensor."""
+    from .preprocess import Preprocess, preprocess
+    if isinstance(image, torch.Tensor):
+        if image.dim() != 4 or image.shape[0] != 1:
+            raise MetricError("a tensor input must be one preprocessed image, (1, 3, S, S)")
+        s = int(image.shape[-1])
+        return image.detach(), Preprocess((s, int(image.shape[-2])), s)
+    return preprocess(model, image, mode=mode)
+
+
+def _probs(model, batch: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Softmax probabilities (N, classes) of a batch, run ``batch_size`` at a time."""
+    outs = []
+    with torch.no_grad(), _eval_mode(model):
+        for i in range(0, batch.shape[0], max(1, int(batch_size))):
+            outs.append(torch.softmax(model(batch[i:i + batch_size]).float(), 1))
+    return torch.cat(outs).cpu()
+
+
+# ------------------------------------------------------------------------------ deletion / insertion
+@dataclass
+class Curve:
+    """A deletion or insertion curve: probability of ``target`` against the fraction of pixels
+    removed (deletion) or restored (insertion); ``auc`` by the trapezoid rule over [0, 1]."""
+
+    kind: str
+    fractions: np.ndarray
+    probs: np.ndarray
+    auc: float
+    target: int
+
+
+def _input_map(map, pre, size) -> torch.Tensor:
+    """A map at the image's resolution (or already S x S) -> (S, S) on the input grid."""
+    a = _as_map(map)
+    W, H = pre.original_size
+    if a.shape == (H, W):
+        return pre.to_input(a.astype(np.float32))
+    if a.shape == (size, size):
+        return torch.from_numpy(a.astype(np.float32))
+    raise MetricError(f"the map is {a.shape}; expected the image's size {(H, W)} or the model "
+                      f"input's {(size, size)}")
+
+
+def _curve(kind, model, image, map, target, steps, batch_size, baseline, mode) -> Curve:
+    from .preprocess import BASELINES, make_baseline
+    if int(steps) < 2:
+        raise MetricError("steps must be at least 2")
+    if baseline not in BASELINES:
+        raise MetricError(f"unknown baseline {baseline!r}; choose from {list(BASELINES)}")
+    x, pre = _inputs(model, image, mode)
+    S = x.shape[-1]
+    m = _input_map(map, pre, S).to(x.device)
+    n = m.numel()
+    order = torch.argsort(-m.flatten(), stable=True)
+    rank = torch.empty(n, dtype=torch.long, device=x.device)
+    rank[order] = torch.arange(n, device=x.device)
+    rank = rank.view(1, 1, *m.shape)
+    counts = torch.linspace(0, n, int(steps) + 1, device=x.device).round().long()
+    info = getattr(model, "info", None)
+    mean = getattr(info, "mean", (0.485, 0.456, 0.406))
+    std = getattr(info, "std", (0.229, 0.224, 0.225))
+    gen = torch.Generator().manual_seed(0)
+    if kind == "deletion":
+        start, end = x, make_baseline(x, baseline, mean, std, gen)
+    else:
+        start, end = make_baseline(x, "blur", mean, std, gen), x
+    probs = []
+    for i in range(0, counts.numel(), max(1, int(batch_size))):
+        c = counts[i:i + batch_size].view(-1, 1, 1, 1)
+        batch = torch.where(rank < c, end, start)  # pixels ranked above c are swapped
+        probs.append(_probs(model, batch, batch_size))
+    probs = torch.cat(probs)
+    if target is None:
+        target = int(probs[0 if kind == "deletion" else -1].argmax())
+    elif not 0 <= int(target) < probs.shape[1]:
+        raise MetricError(f"target {target} is not a class of this model (0..{probs.shape[1] - 1})")
+    p = probs[:, int(target)].double().numpy()
+    f = (counts.double() / n).cpu().numpy()
+    return Curve(kind, f, p, float(np.trapezoid(p, f)), int(target))
+
+
+def deletion_curve(model, image, map, target=None, steps: int = 32, batch_size: int = 33,
+                   baseline: str = "mean", mode: str = "resize") -> Curve:
+    """RISE deletion: remove pixels in decreasing order of ``map`` (replaced by ``baseline``:
+    "mean" = zeros after normalisation, "black", "blur", ...) in ``steps`` increments, all steps
+    in forward batches of ``batch_size`` under no_grad. ``target`` None: the predicted class."""
+    return _curve("deletion", model, image, map, target, steps, batch_size, baseline, mode)
+
+
+def insertion_curve(model, image, map, target=None, steps: int = 32, batch_size: int = 33,
+                    mode: str = "resize") -> Curve:
+    """RISE insertion: start from the blurred image and restore pixels in decreasing order of
+    ``map``."""
+    return _curve("insertion", model, image, map, target, steps, batch_size, "blur", mode)
+
+
+def deletion_auc(model, image, map, target=None, steps: int = 32, batch_size: int = 33,
+                 baseline: str = "mean", mode: str = "resize") -> float:
+    """Area under the deletion curve (lower: the map finds what the prediction rests on)."""
+    return deletion_curve(model, image, map, target, steps, batch_size, baseline, mode).auc
+
+
+def insertion_auc(model, image, map, target=None, steps: int = 32, batch_size: int = 33,
+                  mode: str = "resize") -> float:
+    """Area under the insertion curve (higher is better)."""
+    return insertion_curve(model, image, map, target, steps, batch_size, mode).auc
+
+
+# ------------------------------------------------------------------------------ randomisation
+def randomisation_units(model: nn.Module) -> list[str]:
+    """Module paths randomised one after another, top-down: the top-level children from the
+    output back to the input, stages (``layer1``..) expanded into their blocks; modules without
+    parameters skipped."""
+    units = []
+    for name, child in reversed(list(model.named_children())):
+        if isinstance(child, nn.Sequential) and name.startswith("layer"):
+            for sub, block in reversed(list(child.named_children())):
+                if any(True for _ in block.parameters()):
+                    units.append(f"{name}.{sub}")
+        elif any(True for _ in child.parameters()):
+            units.append(name)
+    return units
+
+
+def _randomise(module: nn.Module):
+    """Re-initialise a module's weights: ``reset_parameters`` where a layer has one (also
+    resetting batch-norm statistics), N(0, 1) for parameters owned directly by other modules."""
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+        else:
+            for p in m.parameters(recurse=False):
+                nn.init.normal_(p)
+
+
+def _map_fn(method, target, opts):
+    """f(model, x, pre) -> (H, W) map for an attribution method or an attention selector (kind,
+    block name, or tap/layer pattern: the matched records' spatial maps, each scaled to [0, 1],
+    averaged)."""
+    from .blocks.tap import BLOCKS, KINDS
+    from .capture import capture
+    from .explain import ALIASES, METHODS, explain_tensor
+    from .maps import to_spatial
+
+    name = str(method).strip().lower()
+    if name in METHODS or name in ALIASES:
+        def attribution(model, x, pre):
+            return explain_tensor(model, x, pre, name, target, **opts).map
+        return attribution
+    sel = ({"kinds": method} if method in KINDS else {"blocks": method} if method in BLOCKS
+           else {"layers": method})
+
+    def attention(model, x, pre):
+        with torch.no_grad(), _eval_mode(model), capture(model, **sel) as rec:
+            model(x)
+        maps = [to_spatial(r) for r in rec.maps]
+        maps = [_unit(pre.to_image(s[0]).astype(np.float64)) for s in maps if s is not None]
+        if not maps:
+            raise MetricError(f"{method!r} selects no attention map with a spatial layout")
+        return np.mean(maps, 0)
+    return attention
+
+
+def randomisation_check(model: nn.Module, image, method: str = "gradcam", target=None,
+                        seed: int = 0, mode: str = "resize", **opts) -> list[dict]:
+    """Cascading model-parameter randomisation (Adebayo et al., "Sanity Checks for Saliency
+    Maps", 2018) on a deep copy of ``model`` (the original is never touched).
+
+    ``method``: an attribution method ("gradcam", ...) or an attention selector (a kind such as
+    "spatial", a block name, or a tap/layer pattern). Layers (:func:`randomisation_units`) are
+    re-initialised one after another from the output down, the map recomputed after each for the
+    original model's target. Returns one dict per step: step (0 = the trained model), layer (the
+    unit just randomised), spearman, pearson and ssim with the original map. A map that stays
+    similar while the weights are destroyed does not explain the model.
+    """
+    from .preprocess import Preprocess
+    x, pre = _inputs(model, image, mode)
+    S = x.shape[-1]
+    grid = Preprocess((S, S), S)  # compare on the input grid: cheap and size-independent
+    if target is None:
+        target = int(_probs(model, x, 1)[0].argmax())
+    work = copy.deepcopy(model)
+    f = _map_fn(method, int(target), opts)
+    ref = f(work, x, grid)
+    rows = [{"step": 0, "layer": "(none: original weights)", "spearman": 1.0,
+             "pearson": 1.0, "ssim": 1.0}]
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        for step, unit in enumerate(randomisation_units(work), 1):
+            with torch.no_grad():
+                _randomise(work.get_submodule(unit))
+            m = f(work, x, grid)
+            rows.append({"step": step, "layer": unit, "spearman": rank_correlation(ref, m),
+                         "pearson": pearson_correlation(ref, m), "ssim": ssim(ref, m)})
+    return rows
+
+
+# ------------------------------------------------------------------------------ gate ablation
+ABLATION_MODES = ("one", "mean")
+
+
+def neutral_map(kind: str, t: torch.Tensor, mode: str = "one") -> torch.Tensor:
+    """The neutral version of an attention tensor (batch first): gates (channel, spatial, group,
+    calibration) all 1 or, with ``mode="mean"``, each sample's mean gate; affinities uniform over
+    keys (1/Nk); SK kernel weights equal (1/M)."""
+    if kind in ("affinity", "channel_affinity"):
+        return torch.full_like(t, 1.0 / t.shape[-1])
+    if kind == "kernel":
+        return torch.full_like(t, 1.0 / t.shape[1])
+    if mode == "one":
+        return torch.ones_like(t)
+    dims = tuple(range(1, t.dim()))
+    return t.mean(dims, keepdim=True).expand_as(t).clone()
+
+
+def gate_ablation(model: nn.Module, image, target=None, mode: str = "one", batch_size: int = 16,
+                  taps=None, image_mode: str = "resize") -> list[dict]:
+    """Neutralise each attention tap in turn (:func:`neutral_map`, through
+    :func:`attnviz.capture.intervene`) and report the change of the target class's probability.
+
+    Each ablation is one sample of a batch (the unablated input is one more), so a whole model is
+    scored in one or a few forward passes. ``taps``: tap paths to ablate (default: all). Returns
+    one dict per tap in forward order: layer, tap, block, kind, p_before, p_after, delta
+    (p_after - p_before). The model is left exactly as it was: no weights touched, no hooks left.
+    """
+    from .capture import intervene, list_taps
+    if mode not in ABLATION_MODES:
+        raise MetricError(f"unknown ablation mode {mode!r}; choose from {ABLATION_MODES}")
+    x, _ = _inputs(model, image, image_mode)
+    all_taps = list_taps(model)
+    if taps is not None:
+        names = {n for n, _, _ in all_taps}
+        unknown = [t for t in taps if t not in names]
+        if unknown:
+            raise MetricError(f"no attention tap named {unknown}; taps are {sorted(names)[:20]}")
+        all_taps = [t for t in all_taps if t[0] in set(taps)]
+    jobs = [None] + all_taps  # job 0: the model as it is
+    probs = []
+    bs = max(2, int(batch_size))
+    for i in range(0, len(jobs), bs):
+        chunk = jobs[i:i + bs]
+        replace = {job[0]: _replace_row(row, job[2], mode)
+                   for row, job in enumerate(chunk) if job is not None}
+        with intervene(model, replace):
+            probs.append(_probs(model, x.expand(len(chunk), -1, -1, -1), len(chunk)))
+    probs = torch.cat(probs)
+    if target is None:
+        target = int(probs[0].argmax())
+    elif not 0 <= int(target) < probs.shape[1]:
+        raise MetricError(f"target {target} is not a class of this model (0..{probs.shape[1] - 1})")
+    p0 = float(probs[0, target])
+    out = []
+    for (tap, block, kind), p in zip(all_taps, probs[1:, target].tolist()):
+        out.append({"layer": tap.rsplit(".", 1)[0], "tap": tap, "block": block, "kind": kind,
+                    "target": int(target), "p_before": p0, "p_after": float(p),
+                    "delta": float(p) - p0})
+    return out
+
+
+def _replace_row(row: int, kind: str, mode: str):
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        out = t.clone()
+        out[row] = neutral_map(kind, t[row:row + 1], mode)[0]
+        return out
+    return fn
