@@ -112,20 +112,22 @@ def resolve_layer(model: nn.Module, layer=None) -> tuple[str, nn.Module]:
                            "use a dotted path such as 'layer4' or 'layer3.0'") from None
 
 
-class _TopLogit(nn.Module):
-    """Wraps a classifier: returns its largest logit per sample as (B, 1) and keeps the logits.
-    The gradient of the max is the gradient of the predicted class's logit, so attributing
-    target 0 here is attributing the predicted class, with no extra forward pass."""
+class _Forward(nn.Module):
+    """Wraps a classifier for Captum and keeps the logits of the last call (so a caller gets the
+    prediction from the pass Captum makes). ``top=True`` returns each sample's largest logit as
+    (B, 1): the gradient of the max is the gradient of the predicted class's logit, so attributing
+    target 0 there attributes the predicted class with no separate forward pass."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, top: bool = False):
         super().__init__()
         self.model = model
+        self.top = top
         self.logits = None
 
     def forward(self, x):
         logits = self.model(x)
         self.logits = logits.detach()
-        return logits.max(1, keepdim=True).values
+        return logits.max(1, keepdim=True).values if self.top else logits
 
 
 @contextlib.contextmanager
@@ -168,9 +170,12 @@ class Explainer:
         self.method = canonical_method(method)
         self.layer_name, self.layer = (resolve_layer(model, layer) if self.method in LAYER_METHODS
                                        else (None, None))
-        self._top = _TopLogit(model)
-        self._algo = self._build(model)
-        self._algo_top = self._build(self._top) if self.method in SINGLE_PASS else None
+        if self.method in SINGLE_PASS:
+            self._fwd, self._top = _Forward(model), _Forward(model, top=True)
+            self._algo, self._algo_top = self._build(self._fwd), self._build(self._top)
+        else:
+            self._fwd = self._top = self._algo_top = None
+            self._algo = self._build(model)
 
     def _build(self, fn):
         m = self.method
@@ -194,7 +199,9 @@ class Explainer:
         return self.attribute_with_target(inputs, target, **opts)[0]
 
     def attribute_with_target(self, inputs, target=None, **opts):
-        """(raw attribution, target as a (B,) long tensor, logits or None)."""
+        """(raw attribution, target as a (B,) long tensor, logits). The logits come from the
+        pass Captum made for single-pass methods (gradcam, guided_gradcam, saliency); other
+        methods return None unless target was None (then one no_grad forward found it)."""
         if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
             raise ExplainError("inputs must be a (B, 3, S, S) tensor; use attnviz.explain() for "
                                "images")
@@ -215,6 +222,8 @@ class Explainer:
                 else:
                     tgt = _target_tensor(target, x.shape[0], x.device)
                 raw = self._call(self._algo, x, tgt, opts)
+                if self._fwd is not None:
+                    logits, self._fwd.logits = self._fwd.logits, None
         return raw.detach(), tgt.detach().cpu(), logits
 
     def _call(self, algo, x, target, opts):

@@ -176,8 +176,11 @@ class _eval_mode:
 
 
 def _inputs(model, image, mode="resize"):
-    """(x (1,3,S,S), Preprocess) for an image, or for an already preprocessed tensor."""
+    """(x (1,3,S,S), Preprocess) for an image, an already preprocessed tensor, or an
+    ``(x, Preprocess)`` pair (as :func:`attnviz.preprocess.preprocess` returns)."""
     from .preprocess import Preprocess, preprocess
+    if isinstance(image, tuple) and len(image) == 2 and isinstance(image[1], Preprocess):
+        return image[0].detach(), image[1]
     if isinstance(image, torch.Tensor):
         if image.dim() != 4 or image.shape[0] != 1:
             raise MetricError("a tensor input must be one preprocessed image, (1, 3, S, S)")

@@ -1,0 +1,291 @@
+"""One analysis of one image: prediction, every attention map, attributions and scores.
+
+    a = attnviz.inspect(model, "cat.jpg", attributions=("gradcam", "integrated_gradients"))
+    a.top_k                       # [("cat", 0.91), ...]
+    a.maps                        # [AttentionMap, ...] raw tensors from the capture
+    a.spatial_map(a.maps[1])      # float32 (H, W) at the image's resolution
+    a.affinity_map(rec, x, y)     # one query's affinity row, query (x, y) in image pixels
+    a.attributions["gradcam"].map
+
+Shared work: the capture rides on the forward pass Captum makes for Grad-CAM, and that pass
+also gives the logits; Grad-CAM of the predicted class attributes the top logit. So capture +
+prediction + Grad-CAM cost one forward and one backward pass. Without Grad-CAM, one no_grad
+forward gives the prediction and the capture.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .capture import AttentionMap, capture
+from .errors import AttnvizError
+from .explain import Attribution, canonical_method, explain_tensor, get_explainer, model_lock, to_map
+from .maps import affinity_row, has_spatial, to_spatial
+from .preprocess import Preprocess, load_image, preprocess
+
+
+class InspectError(AttnvizError, ValueError):
+    """A request the analysis cannot answer (a map with no spatial layout, a query outside the
+    image, a mask of the wrong size, ...)."""
+
+
+@dataclass
+class Analysis:
+    """The result of :func:`inspect`. Maps are at the image's resolution; raw tensors in
+    ``maps`` (capture records) and in each attribution's ``raw``.
+
+    scores (with ``scores=True``): ``pointing`` / ``energy`` {map label: value} when a mask was
+    given; ``deletion_auc`` / ``insertion_auc`` {attribution method: AUC}; ``rank_correlation``
+    {attention map label: Spearman with the first attribution (Grad-CAM by default)}.
+    """
+
+    image: np.ndarray
+    preprocess: Preprocess
+    logits: np.ndarray
+    probs: np.ndarray
+    top_k: list
+    target: int
+    maps: list = field(default_factory=list)
+    attributions: dict = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)
+    model_name: str = ""
+    timings: dict = field(default_factory=dict)
+    classes: list | None = None
+
+    # ---------------------------------------------------------------------------- lookups
+    @property
+    def target_name(self) -> str:
+        return _class_name(self.classes, self.target)
+
+    @property
+    def spatial_records(self) -> list[AttentionMap]:
+        """The capture records that have a spatial layout (spatial, group, calibration, affinity)."""
+        return [r for r in self.maps if has_spatial(r)]
+
+    def record(self, key) -> AttentionMap:
+        """A capture record by index, tap path, layer path or label."""
+        if isinstance(key, AttentionMap):
+            return key
+        if isinstance(key, int):
+            return self.maps[key]
+        for r in self.maps:
+            if key in (r.tap, r.label):
+                return r
+        hits = [r for r in self.maps if r.layer == key]
+        if len(hits) == 1:
+            return hits[0]
+        raise InspectError(f"no single attention map named {key!r}; maps are "
+                           f"{[r.tap for r in self.maps][:20]}")
+
+    # ---------------------------------------------------------------------------- maps
+    def spatial_map(self, rec, reduce: str = "mean") -> np.ndarray:
+        """float32 (H, W) at the image's resolution for a record with a spatial reduction
+        (spatial; group / calibration: mean or max over factors; affinity: column mean)."""
+        rec = self.record(rec)
+        m = to_spatial(rec, reduce)
+        if m is None:
+            raise InspectError(f"{rec.label} is a {rec.kind} map with no spatial layout; it is "
+                               "shown as a chart, not over the image")
+        return self.preprocess.to_image(m[0])
+
+    def affinity_map(self, rec, x: float, y: float) -> np.ndarray:
+        """The affinity row of the query nearest to image pixel (x, y), over the key grid,
+        as float32 (H, W) at the image's resolution."""
+        rec = self.record(rec)
+        if rec.kind != "affinity":
+            raise InspectError(f"{rec.label} is not a position affinity map")
+        fy, fx = self.preprocess.point_to_input(float(x), float(y))
+        if not (0 <= fy <= 1 and 0 <= fx <= 1):
+            H, W = self.image.shape[:2]
+            raise InspectError(f"the query ({x:g}, {y:g}) lies outside the region the model saw "
+                               f"(image {W} x {H}, crop box {self.preprocess.crop_box})")
+        row, _ = affinity_row(rec, min(fy, 1 - 1e-9), min(fx, 1 - 1e-9))
+        return self.preprocess.to_image(row[0])
+
+    # ---------------------------------------------------------------------------- export
+    def to_dict(self) -> dict:
+        """A JSON-safe summary (no arrays): prediction, maps' metadata, scores, timings."""
+        H, W = self.image.shape[:2]
+        return _json_safe({
+            "model": self.model_name,
+            "image_size": [W, H],
+            "preprocess": asdict(self.preprocess),
+            "target": self.target,
+            "target_name": self.target_name,
+            "top_k": [[n, p] for n, p in self.top_k],
+            "maps": [{"layer": r.layer, "tap": r.tap, "block": r.block, "kind": r.kind,
+                      "shape": list(r.shape), "spatial": has_spatial(r),
+                      "meta": {k: v for k, v in r.meta.items() if k != "query_index"}}
+                     for r in self.maps],
+            "attributions": {k: {"method": a.method, "target": a.target, "layer": a.layer,
+                                 "raw_shape": list(a.raw.shape),
+                                 "max": float(a.map.max()) if a.map.size else 0.0}
+                             for k, a in self.attributions.items()},
+            "scores": self.scores,
+            "timings_ms": self.timings,
+        })
+
+    def __repr__(self):
+        return (f"Analysis({self.model_name}, target={self.target_name!r}, maps={len(self.maps)}, "
+                f"attributions={list(self.attributions)}, image={self.image.shape[1]}x"
+                f"{self.image.shape[0]})")
+
+
+def _json_safe(v):
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, torch.Tensor):
+        return _json_safe(v.tolist())
+    if isinstance(v, np.ndarray):
+        return _json_safe(v.tolist())
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    if v is None or isinstance(v, (str, int, bool)):
+        return v
+    return str(v)
+
+
+def _class_name(classes, i: int) -> str:
+    if classes and 0 <= i < len(classes):
+        return str(classes[i])
+    return f"class {i}"
+
+
+def _load_mask(mask, hw) -> np.ndarray:
+    """A mask as bool (H, W) at the image's resolution: an array, or an image (path / PIL) whose
+    bright pixels mark the object. An image mask of another size is resized (nearest)."""
+    if isinstance(mask, torch.Tensor):
+        mask = mask.detach().cpu().numpy()
+    if isinstance(mask, np.ndarray) and mask.ndim == 2:
+        m = mask > 0.5 if mask.dtype.kind == "f" else mask.astype(bool)
+        if m.shape != hw:
+            m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize(
+                (hw[1], hw[0]), Image.NEAREST)) > 127
+        return m
+    pil = load_image(mask).convert("L")
+    if pil.size != (hw[1], hw[0]):
+        pil = pil.resize((hw[1], hw[0]), Image.NEAREST)
+    return np.asarray(pil) > 127
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 2)
+
+
+def inspect(model, image, attributions=("gradcam",), target=None, top_k: int = 5, mask=None,
+            scores: bool = False, capture_opts: dict | None = None,
+            explain_opts: dict | None = None, mode: str = "resize") -> Analysis:
+    """Analyse one image with one model.
+
+    Args:
+        image: a PIL image, an HxWx3 uint8 array, or a file path; any size and PIL mode.
+        attributions: methods from :data:`attnviz.explain.METHODS` ("gradcam" shares the
+            forward pass with the capture).
+        target: class to attribute (None: the predicted class).
+        top_k: number of (class name, probability) pairs in ``top_k``.
+        mask: object mask (bool array at the image's size, or a mask image) for localisation
+            scores.
+        scores: compute scores (see :class:`Analysis`).
+        capture_opts: keyword arguments for :func:`attnviz.capture` (layers, kinds, max_queries,
+            budget_mb, ...).
+        explain_opts: {method: {option: value}} for the attributions (``layer`` for Grad-CAM).
+        mode: preprocessing geometry, "resize" (default) or "center_crop".
+    """
+    timings = {}
+    t0 = time.perf_counter()
+    pil = load_image(image)
+    timings["load"] = _ms(t0)
+    t0 = time.perf_counter()
+    x, pre = preprocess(model, pil, mode=mode)
+    timings["preprocess"] = _ms(t0)
+    methods = [canonical_method(m) for m in (attributions or ())]
+    methods = list(dict.fromkeys(methods))
+    explain_opts = {canonical_method(k): dict(v) for k, v in (explain_opts or {}).items()}
+    capture_opts = dict(capture_opts or {})
+    info = getattr(model, "info", None)
+
+    # one pass: capture + logits (+ Grad-CAM, whose pass it is)
+    t0 = time.perf_counter()
+    atts: dict[str, Attribution] = {}
+    with model_lock(model):
+        if "gradcam" in methods:
+            opts = dict(explain_opts.get("gradcam", {}))
+            exp = get_explainer(model, "gradcam", opts.pop("layer", None))
+            with capture(model, **capture_opts) as rec:
+                raw, tgt, logits = exp.attribute_with_target(x, target, **opts)
+            atts["gradcam"] = Attribution(to_map(raw, "gradcam", pre), raw, "gradcam",
+                                          int(tgt[0]), exp.layer_name, dict(explain_opts.get(
+                                              "gradcam", {})))
+            stage = "forward_capture_gradcam"
+        else:
+            with torch.no_grad(), capture(model, **capture_opts) as rec:
+                logits = model(x)
+            stage = "forward_capture"
+    timings[stage] = _ms(t0)
+    logits = logits[0].float().cpu()
+    probs = torch.softmax(logits, 0)
+    n_classes = probs.numel()
+    if target is None:
+        target = int(probs.argmax())
+    elif not 0 <= int(target) < n_classes:
+        raise InspectError(f"target {target} is not a class of this model (0..{n_classes - 1})")
+    target = int(target)
+    classes = list(info.classes) if info is not None and info.classes else None
+    k = max(0, min(int(top_k), n_classes))
+    top_p, top_i = probs.topk(k)
+    top = [(_class_name(classes, int(i)), float(p)) for p, i in zip(top_p, top_i)]
+
+    for m in methods:
+        if m in atts:
+            continue
+        t0 = time.perf_counter()
+        opts = dict(explain_opts.get(m, {}))
+        atts[m] = explain_tensor(model, x, pre, m, target, layer=opts.pop("layer", None), **opts)
+        timings[m] = _ms(t0)
+
+    a = Analysis(np.asarray(pil), pre, logits.numpy(), probs.numpy(), top, target, list(rec.maps),
+                 atts, {}, getattr(info, "name", type(model).__name__), timings, classes)
+    if scores:
+        t0 = time.perf_counter()
+        a.scores = _scores(model, a, x, mask)
+        timings["scores"] = _ms(t0)
+    return a
+
+
+def _scores(model, a: Analysis, x: torch.Tensor, mask) -> dict:
+    """Localisation (with a mask), faithfulness (deletion / insertion) and agreement scores."""
+    from . import metrics
+    out = {}
+    if mask is not None:
+        m = _load_mask(mask, a.image.shape[:2])
+        if not m.any():
+            raise InspectError("the mask marks no pixel as the object")
+        named = [(r.label, a.spatial_map(r)) for r in a.spatial_records]
+        named += [(k, att.map) for k, att in a.attributions.items()]
+        out["pointing"] = {n: metrics.pointing_game(v, m) for n, v in named}
+        out["energy"] = {n: metrics.energy_pointing_game(v, m) for n, v in named}
+    S = x.shape[-1]
+    grid = Preprocess((S, S), S)  # faithfulness and agreement on the model-input grid
+    grid_maps = {k: to_map(att.raw, k, grid) for k, att in a.attributions.items()}
+    if grid_maps:
+        out["deletion_auc"], out["insertion_auc"] = {}, {}
+        for k, gm in grid_maps.items():
+            out["deletion_auc"][k] = metrics.deletion_auc(model, (x, grid), gm, a.target)
+            out["insertion_auc"][k] = metrics.insertion_auc(model, (x, grid), gm, a.target)
+        ref_name, ref = next(iter(grid_maps.items()))
+        out["rank_correlation_with"] = ref_name
+        out["rank_correlation"] = {r.label: metrics.rank_correlation(
+            grid.to_image(to_spatial(r)[0]), ref) for r in a.spatial_records}
+    return out
