@@ -9,10 +9,11 @@ from . import errors
 from .capture import AttentionMap, capture, intervene, list_taps
 from . import metrics
 from .explain import explain  # the function; the module stays importable as attnviz.explain
+from .inspect import Analysis, inspect  # likewise: the module is attnviz.inspect in sys.modules
 from .preprocess import load_image
 from .models.registry import create_model, list_models
 from .weights import load_weights
 
 __version__ = "0.1.0"
-__all__ = ["AttentionMap", "capture", "create_model", "errors", "explain", "intervene", "list_models",
+__all__ = ["Analysis", "AttentionMap", "capture", "create_model", "errors", "explain", "inspect", "intervene", "list_models",
            "list_taps", "load_image", "load_weights", "metrics"]
