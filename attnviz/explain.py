@@ -136,9 +136,14 @@ def _seeded(seed, device):
         yield
         return
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(int(seed))
-        yield
+    np_state = np.random.get_state()  # GradientShap draws its baselines with numpy
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(seed))
+            np.random.seed(int(seed))
+            yield
+    finally:
+        np.random.set_state(np_state)
 
 
 def _stats(model):
