@@ -1,0 +1,419 @@
+"""Benchmark attnviz against the physical floor (a plain forward pass).
+
+    python -m attnviz.bench [--quick] [--device cpu|cuda] [--json PATH] [--no-load]
+
+Prints a table and writes JSON. Ratios are measured side by side in one run: the two sides of a
+ratio are timed alternately, and the median of each side is used. It reports; it never fails on
+timing.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import create_model, list_models
+from .capture import capture
+from .errors import WeightsError
+
+TARGETS = {"capture_overhead": 1.05, "gradcam_over_fwdbwd": 1.2, "inspect_ms_lite": 250.0,
+           "deletion_insertion_ms": 1000.0, "figure_kb_max": 1024.0, "response_kb": 3072.0}
+BIG = ("scnet50", "cbam_resnet50")
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def paired(fa, fb, reps: int, device, warmup: int = 2):
+    """Time fa and fb alternately; return (median_a, median_b) in seconds."""
+    for _ in range(warmup):
+        fa(), fb()
+    ta, tb = [], []
+    for i in range(reps):
+        for f, acc in ((fa, ta), (fb, tb)) if i % 2 == 0 else ((fb, tb), (fa, ta)):
+            _sync(device)
+            t0 = time.perf_counter()
+            f()
+            _sync(device)
+            acc.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def timed(f, reps: int, device, warmup: int = 1):
+    for _ in range(warmup):
+        f()
+    ts = []
+    for _ in range(reps):
+        _sync(device)
+        t0 = time.perf_counter()
+        f()
+        _sync(device)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def load_model(name, device, channels_last=False):
+    try:
+        m = create_model(name, pretrained=name.startswith("lite_"))
+    except WeightsError:
+        m = create_model(name)
+    m = m.to(device)
+    if channels_last:
+        m = m.to(memory_format=torch.channels_last)
+    return m
+
+
+def sample_image(size: int):
+    try:
+        from .datasets import make_shapes
+        return make_shapes(1, seed=12345, size=size).images[0]
+    except Exception:  # noqa: BLE001 - bench still runs without the dataset module
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+
+
+def autocast(device, enabled):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------- measurements
+def bench_model(name, device, reps, amp=False):
+    from .explain import Explainer
+    from .inspect import inspect
+    from .metrics import deletion_auc, insertion_auc
+    from .preprocess import preprocess
+
+    model = load_model(name, device, channels_last=device.type == "cuda")
+    size = model.info.input_size
+    img = sample_image(size if model.info.family == "lite" else 256)
+    x, pre = preprocess(model, img)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = {}
+
+    def plain():
+        with torch.no_grad(), autocast(device, amp):
+            model(x)
+
+    def captured():
+        with torch.no_grad(), autocast(device, amp), capture(model):
+            model(x)
+
+    t_plain, t_cap = paired(plain, captured, reps, device)
+    out["forward_ms"] = t_plain * 1e3
+    out["capture_overhead"] = t_cap / t_plain
+
+    with torch.no_grad():
+        target = int(model(x).argmax(1))
+    exp = Explainer(model, "gradcam")
+    xg = x.detach().clone().requires_grad_(True)
+
+    def fwdbwd():
+        model.zero_grad(set_to_none=True)
+        with autocast(device, amp):
+            y = model(xg)
+        y[0, target].backward()
+
+    def gradcam():
+        with autocast(device, amp):
+            exp.attribute(x, target=target)
+
+    t_fb, t_gc = paired(fwdbwd, gradcam, reps, device)
+    model.zero_grad(set_to_none=True)
+    out["fwdbwd_ms"] = t_fb * 1e3
+    out["gradcam_over_fwdbwd"] = t_gc / t_fb
+
+    def full_inspect():
+        from .render.figures import figures_for
+        from .render.overlay import overlay
+        a = inspect(model, img)
+        shown = [r for r in a.maps if r.kind in ("spatial", "group", "calibration", "affinity")]
+        for r in shown:
+            overlay(a.image, a.spatial_map(r))
+        for att in a.attributions.values():
+            overlay(a.image, att.map)
+        figures_for(a.maps)
+
+    t_inspect = timed(full_inspect, reps, device)
+    out["inspect_ms"] = t_inspect * 1e3
+    out["inspect_over_forward"] = t_inspect / t_plain
+
+    if model.info.family == "lite":
+        ig = Explainer(model, "integrated_gradients")
+        t_unb, t_bat = paired(lambda: ig.attribute(x, target, n_steps=32, internal_batch_size=1),
+                              lambda: ig.attribute(x, target, n_steps=32, internal_batch_size=32),
+                              max(3, reps // 3), device, warmup=1)
+        out["ig_batched_speedup"] = t_unb / t_bat
+        att = exp.attribute(x, target=target)[0].sum(0).detach()
+        cam = pre.to_image(att.clamp_min(0))
+
+        def scoring():
+            deletion_auc(model, img, cam, target=target)
+            insertion_auc(model, img, cam, target=target)
+
+        out["deletion_insertion_ms"] = timed(scoring, max(3, reps // 3), device) * 1e3
+    del model
+    gc.collect()
+    return out
+
+
+def bench_affinity_memory(device):
+    """Bytes held by the affinity records of danet_resnet50 at 224 px, with and without a budget,
+    and the process's peak memory growth while capturing (CUDA: max_memory_allocated)."""
+    model = create_model("danet_resnet50").to(device)
+    x = torch.randn(1, 3, 224, 224, device=device)
+    res = {}
+    for label, opts in (("full", {}), ("budget_1mb", {"budget_mb": 1.0})):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        with torch.no_grad(), capture(model, kinds=("affinity", "channel_affinity"), **opts) as rec:
+            model(x)
+        held = sum(m.tensor.numel() * m.tensor.element_size() for m in rec.maps)
+        entry = {"held_mb": held / 2**20, "full_mb": rec.memory["bytes_full"] / 2**20,
+                 "capped": rec.memory["affinity_capped"]}
+        if device.type == "cuda":
+            entry["peak_cuda_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+        res[label] = entry
+        del rec
+    return res
+
+
+def bench_figures():
+    """Largest serialized Plotly figure over every kind (lite models + danet_resnet50 at 224)."""
+    from .render.figures import figure_kb, figures_for
+    sizes = {}
+    names = [n for n in list_models("lite")] + ["danet_resnet50"]
+    for name in names:
+        m = create_model(name)
+        s = m.info.input_size
+        with torch.no_grad(), capture(m) as rec:
+            m(torch.randn(1, 3, s, s))
+        figs = figures_for(rec.maps)
+        flat = [f for v in (figs.values() if isinstance(figs, dict) else [figs]) for f in
+                (v if isinstance(v, list) else [v])]
+        flat = [f[1] if isinstance(f, tuple) else f for f in flat]
+        if flat:
+            sizes[name] = max(figure_kb(f) for f in flat)
+    return sizes
+
+
+# ---------------------------------------------------------------------------- load test
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url, proc, timeout=180):
+    import urllib.request
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError("the app exited during start-up")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except Exception:  # noqa: BLE001
+            time.sleep(0.5)
+    raise TimeoutError("the app did not start")
+
+
+def bench_load(users=8, per_user=5, model="lite_cbam"):
+    """Throughput and latency of /inspect under concurrent gradio_client users on loopback."""
+    from gradio_client import Client, handle_file
+    port = _free_port()
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
+               GRADIO_ANALYTICS_ENABLED="False")
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, str(root / "app.py")], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    lat, errors, sizes = [], [], []
+    try:
+        _wait(url, proc)
+        from .datasets import make_shapes
+        from PIL import Image
+        tmp = Path(tempfile.mkdtemp(prefix="attnviz-bench-"))
+        data = make_shapes(users * per_user, seed=777)
+        paths = []
+        for i, im in enumerate(data.images):
+            p = tmp / f"img{i}.png"
+            Image.fromarray(im).save(p)
+            paths.append(p)
+        lock = threading.Lock()
+
+        def user(u):
+            c = Client(url, verbose=False)
+            for j in range(per_user):
+                p = paths[u * per_user + j]
+                t0 = time.perf_counter()
+                try:
+                    res = c.predict(handle_file(str(p)), model, api_name="/inspect")
+                    dt = time.perf_counter() - t0
+                    with lock:
+                        lat.append(dt)
+                        sizes.append(_response_bytes(res))
+                except Exception as e:  # noqa: BLE001 - counted
+                    with lock:
+                        errors.append(repr(e)[:200])
+
+        # warm the model cache once
+        Client(url, verbose=False).predict(handle_file(str(paths[0])), model, api_name="/inspect")
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=user, args=(u,)) for u in range(users)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    lat.sort()
+    return {"users": users, "requests": users * per_user, "errors": len(errors),
+            "error_samples": errors[:3], "throughput_rps": len(lat) / wall if wall else None,
+            "p50_ms": 1e3 * lat[len(lat) // 2] if lat else None,
+            "p95_ms": 1e3 * lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else None,
+            "response_kb_max": max(sizes) / 1024 if sizes else None}
+
+
+def _response_bytes(res) -> int:
+    """Bytes a client received: JSON of the response plus every file it references."""
+    total = 0
+
+    def walk(o):
+        nonlocal total
+        if isinstance(o, (list, tuple)):
+            for v in o:
+                walk(v)
+        elif isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, str) and os.path.isfile(o):
+            total += os.path.getsize(o)
+    walk(res)
+    total += len(json.dumps(res, default=str))
+    return total
+
+
+# ---------------------------------------------------------------------------- main
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "python": platform.python_version()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run(quick=False, device="cpu", load=True, models=None):
+    device = torch.device(device)
+    reps = 5 if quick else 21
+    lite = list_models("lite")
+    names = models or ((["lite_cbam", "lite_nonlocal"] if quick else lite) + list(BIG))
+    result = {"machine": machine(), "device": str(device), "quick": quick, "targets": TARGETS,
+              "capture_overhead": {}, "gradcam_over_fwdbwd": {}, "inspect_ms": {},
+              "inspect_over_forward": {}, "forward_ms": {}, "ig_batched_speedup": {},
+              "deletion_insertion_ms": {}}
+    for name in names:
+        r = bench_model(name, device, reps if name.startswith("lite") else max(3, reps // 3),
+                        amp=device.type == "cuda")
+        for k, v in r.items():
+            if k in result:
+                result[k][name] = round(v, 3)
+        print(f"  measured {name}", file=sys.stderr)
+    result["affinity_peak_mb"] = bench_affinity_memory(device)
+    figs = bench_figures()
+    result["figure_kb"] = {k: round(v, 1) for k, v in figs.items()}
+    result["figure_kb_max"] = round(max(figs.values()), 1) if figs else None
+    if load:
+        try:
+            ld = bench_load(per_user=2 if quick else 5)
+            result["load"] = ld
+            result["response_kb"] = round(ld["response_kb_max"], 1) if ld["response_kb_max"] else None
+        except Exception as e:  # noqa: BLE001 - reported, never fatal
+            result["load"] = {"error": repr(e)[:300]}
+    return result
+
+
+def table(r) -> str:
+    lines = [f"attnviz bench on {r['machine']['cpu']} ({r['machine']['cores']} cores), "
+             f"device {r['device']}, torch {r['machine']['torch']}"]
+    hdr = (f"{'model':16} {'fwd ms':>8} {'capture/fwd':>11} {'gradcam/fb':>10} {'inspect ms':>10} "
+           f"{'insp/fwd':>8} {'IG speedup':>10} {'del+ins ms':>10}")
+    lines += [hdr, "-" * len(hdr)]
+    for name in r["capture_overhead"]:
+        def g(key, fmt="{:.2f}"):
+            v = r[key].get(name)
+            return fmt.format(v) if v is not None else "-"
+        lines.append(f"{name:16} {g('forward_ms', '{:.1f}'):>8} {g('capture_overhead'):>11} "
+                     f"{g('gradcam_over_fwdbwd'):>10} {g('inspect_ms', '{:.0f}'):>10} "
+                     f"{g('inspect_over_forward', '{:.1f}'):>8} {g('ig_batched_speedup'):>10} "
+                     f"{g('deletion_insertion_ms', '{:.0f}'):>10}")
+    a = r.get("affinity_peak_mb", {})
+    if a:
+        lines.append("affinity records of danet_resnet50 @224: " + ", ".join(
+            f"{k}: {v['held_mb']:.2f} MB held (full {v['full_mb']:.2f} MB)" for k, v in a.items()))
+    lines.append(f"largest figure: {r.get('figure_kb_max')} KB")
+    ld = r.get("load")
+    if ld:
+        if "error" in ld:
+            lines.append(f"load: failed to run ({ld['error']})")
+        else:
+            lines.append(f"load: {ld['users']} users x {ld['requests'] // ld['users']} /inspect: "
+                         f"{ld['throughput_rps']:.2f} req/s, p50 {ld['p50_ms']:.0f} ms, "
+                         f"p95 {ld['p95_ms']:.0f} ms, errors {ld['errors']}, largest response "
+                         f"{r.get('response_kb')} KB")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m attnviz.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer models and repetitions (CI)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--json", type=Path, help="write the figures as JSON here")
+    p.add_argument("--no-load", action="store_true", help="skip the concurrent-client load test")
+    p.add_argument("--models", nargs="*", help="only these models")
+    a = p.parse_args(argv)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is available")
+    r = run(a.quick, a.device, not a.no_load, a.models)
+    print(table(r))
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(r, indent=2, default=str))
+        print(f"wrote {a.json}")
+
+
+if __name__ == "__main__":
+    main()
