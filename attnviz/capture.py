@@ -166,10 +166,11 @@ class _TapHooks:
         self.model, self.taps, self.fn = model, taps, fn
         self.handles = []
         self.token = None
-        self.was_training = None
+        self.modes = {}
 
     def __enter__(self):
-        self.was_training = self.model.training
+        # per module, so a model with some submodules frozen in eval mode comes back as it was
+        self.modes = {m: m.training for m in self.model.modules()}
         owner = object()
         self.owner = owner
         try:
@@ -185,10 +186,14 @@ class _TapHooks:
     def _make_hook(self, name, tap, owner):
         fn = self.fn
 
-        def hook(module, args, kwargs, output):
-            if owner in _ACTIVE.get():
-                return fn(name, tap, output, kwargs)
-            return None
+        # Registered with kwargs, so called as hook(module, args, kwargs, output). When another
+        # thread removes this hook while a forward pass is iterating the hooks, PyTorch may call it
+        # as hook(module, args, output) instead: accept both (only the owner's context records).
+        def hook(module, args, *rest):
+            if owner not in _ACTIVE.get():
+                return None
+            kwargs, output = rest if len(rest) == 2 else ({}, rest[0])
+            return fn(name, tap, output, kwargs)
         return hook
 
     def _remove(self):
@@ -202,8 +207,14 @@ class _TapHooks:
                 _ACTIVE.reset(self.token)
         finally:
             self._remove()
-            self.model.train(self.was_training)
+            self._restore_modes()
         return False
+
+    def _restore_modes(self):
+        for m, training in self.modes.items():
+            if m.training != training:
+                m.training = training
+        self.modes = {}
 
 
 @contextlib.contextmanager
