@@ -15,5 +15,5 @@ from .models.registry import create_model, list_models
 from .weights import load_weights
 
 __version__ = "0.1.0"
-__all__ = ["Analysis", "AttentionMap", "capture", "create_model", "errors", "explain", "inspect", "intervene", "list_models",
-           "list_taps", "load_image", "load_weights", "metrics"]
+__all__ = ["Analysis", "AttentionMap", "capture", "create_model", "errors", "explain", "inspect",
+           "intervene", "list_models", "list_taps", "load_image", "load_weights", "metrics"]

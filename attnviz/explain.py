@@ -256,7 +256,8 @@ class Explainer:
                 stdevs = o.pop("stdevs", None)
                 if stdevs is None:
                     stdevs = level * float(x.detach().max() - x.detach().min())
-                out = algo.attribute(x, nt_type="smoothgrad", nt_samples=int(o.pop("nt_samples", 16)),
+                out = algo.attribute(x, nt_type="smoothgrad",
+                                     nt_samples=int(o.pop("nt_samples", 16)),
                                      nt_samples_batch_size=o.pop("nt_samples_batch_size", 8),
                                      stdevs=float(stdevs), target=target)
             elif m == "occlusion":
@@ -267,7 +268,8 @@ class Explainer:
                 out = algo.attribute(x, sliding_window_shapes=(x.shape[1], win, win),
                                      strides=(x.shape[1], stride, stride), baselines=base,
                                      target=target,
-                                     perturbations_per_eval=int(o.pop("perturbations_per_eval", 16)))
+                                     perturbations_per_eval=int(
+                                         o.pop("perturbations_per_eval", 16)))
             else:  # gradient_shap
                 base = self._baselines(x, o.pop("baseline", ("black", "noise", "mean")),
                                        single=False)

@@ -24,7 +24,8 @@ from PIL import Image
 
 from .capture import AttentionMap, capture
 from .errors import AttnvizError
-from .explain import Attribution, canonical_method, explain_tensor, get_explainer, model_lock, to_map
+from .explain import (Attribution, canonical_method, explain_tensor, get_explainer, model_lock,
+                      to_map)
 from .maps import affinity_row, has_spatial, to_spatial
 from .preprocess import Preprocess, load_image, preprocess
 
@@ -64,7 +65,7 @@ class Analysis:
 
     @property
     def spatial_records(self) -> list[AttentionMap]:
-        """The capture records that have a spatial layout (spatial, group, calibration, affinity)."""
+        """Capture records with a spatial layout (spatial, group, calibration, affinity)."""
         return [r for r in self.maps if has_spatial(r)]
 
     def record(self, key) -> AttentionMap:
@@ -185,7 +186,7 @@ def _ms(t0: float) -> float:
 
 
 def inspect(model, image, attributions=("gradcam",), target=None, top_k: int = 5, mask=None,
-            scores: bool = False, capture_opts: dict | None = None,
+            scores: bool | dict = False, capture_opts: dict | None = None,
             explain_opts: dict | None = None, mode: str = "resize") -> Analysis:
     """Analyse one image with one model.
 
@@ -197,7 +198,9 @@ def inspect(model, image, attributions=("gradcam",), target=None, top_k: int = 5
         top_k: number of (class name, probability) pairs in ``top_k``.
         mask: object mask (bool array at the image's size, or a mask image) for localisation
             scores.
-        scores: compute scores (see :class:`Analysis`).
+        scores: compute scores (see :class:`Analysis`); True, or a dict of options for the
+            deletion / insertion curves (``steps``, ``batch_size``; fewer steps for big models
+            on a CPU).
         capture_opts: keyword arguments for :func:`attnviz.capture` (layers, kinds, max_queries,
             budget_mb, ...).
         explain_opts: {method: {option: value}} for the attributions (``layer`` for Grad-CAM).
@@ -259,12 +262,16 @@ def inspect(model, image, attributions=("gradcam",), target=None, top_k: int = 5
                  atts, {}, getattr(info, "name", type(model).__name__), timings, classes)
     if scores:
         t0 = time.perf_counter()
-        a.scores = _scores(model, a, x, mask)
+        curve_opts = dict(scores) if isinstance(scores, dict) else {}
+        unknown = set(curve_opts) - {"steps", "batch_size"}
+        if unknown:
+            raise InspectError(f"unknown score option(s) {sorted(unknown)}; use steps, batch_size")
+        a.scores = _scores(model, a, x, mask, curve_opts)
         timings["scores"] = _ms(t0)
     return a
 
 
-def _scores(model, a: Analysis, x: torch.Tensor, mask) -> dict:
+def _scores(model, a: Analysis, x: torch.Tensor, mask, curve_opts: dict) -> dict:
     """Localisation (with a mask), faithfulness (deletion / insertion) and agreement scores."""
     from . import metrics
     out = {}
@@ -282,8 +289,10 @@ def _scores(model, a: Analysis, x: torch.Tensor, mask) -> dict:
     if grid_maps:
         out["deletion_auc"], out["insertion_auc"] = {}, {}
         for k, gm in grid_maps.items():
-            out["deletion_auc"][k] = metrics.deletion_auc(model, (x, grid), gm, a.target)
-            out["insertion_auc"][k] = metrics.insertion_auc(model, (x, grid), gm, a.target)
+            out["deletion_auc"][k] = metrics.deletion_auc(model, (x, grid), gm, a.target,
+                                                             **curve_opts)
+            out["insertion_auc"][k] = metrics.insertion_auc(model, (x, grid), gm, a.target,
+                                                               **curve_opts)
         ref_name, ref = next(iter(grid_maps.items()))
         out["rank_correlation_with"] = ref_name
         out["rank_correlation"] = {r.label: metrics.rank_correlation(

@@ -198,7 +198,7 @@ def _probs(model, batch: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat(outs).cpu()
 
 
-# ------------------------------------------------------------------------------ deletion / insertion
+# ----------------------------------------------------------------------------- deletion / insertion
 @dataclass
 class Curve:
     """A deletion or insertion curve: probability of ``target`` against the fraction of pixels
@@ -425,7 +425,7 @@ def gate_ablation(model: nn.Module, image, target=None, mode: str = "one", batch
         replace = {job[0]: _replace_row(row, job[2], mode)
                    for row, job in enumerate(chunk) if job is not None}
         with intervene(model, replace):
-            probs.append(_probs(model, x.expand(len(chunk), -1, -1, -1), len(chunk)))
+            probs.append(_probs(model, x.expand(len(chunk), -1, -1, -1).contiguous(), len(chunk)))
     probs = torch.cat(probs)
     if target is None:
         target = int(probs[0].argmax())

@@ -87,7 +87,8 @@ def test_analysis_contents(cbam):
     assert {r.kind for r in a.maps} == {"channel", "spatial"} and len(a.maps) == 8
     assert set(a.attributions) == {"gradcam", "integrated_gradients"}
     assert all(att.target == a.target for att in a.attributions.values())
-    assert {"load", "preprocess", "forward_capture_gradcam", "integrated_gradients"} <= set(a.timings)
+    stages = {"load", "preprocess", "forward_capture_gradcam", "integrated_gradients"}
+    assert stages <= set(a.timings)
     summary = json.loads(json.dumps(a.to_dict()))
     assert summary["target"] == a.target and len(summary["maps"]) == 8
     with pytest.raises(InspectError, match="no spatial layout"):
@@ -218,3 +219,42 @@ def test_flipping_the_image_flips_every_map(name):
     _close(gb, ga[:, ::-1], "gradcam")
     # and the test has teeth: the unflipped maps do not match
     assert float(np.abs(gb - ga).max()) > 0.05 * float(ga.max())
+
+
+# ------------------------------------------------------------------------------ threads
+def test_threads_sharing_a_model(cbam):
+    """Concurrent analyses on one shared model: each gets its own maps and its own Grad-CAM."""
+    import threading
+    imgs = [_picture(), np.ascontiguousarray(_picture()[::-1])]
+    ref = [inspect(cbam, im, attributions=("gradcam", "saliency")) for im in imgs]
+    errors, results = [], []
+
+    def work(i):
+        try:
+            for _ in range(3):
+                results.append((i % 2, inspect(cbam, imgs[i % 2],
+                                               attributions=("gradcam", "saliency"))))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert len(results) == 12
+    for k, a in results:
+        assert len(a.maps) == len(ref[k].maps)
+        for r, q in zip(a.maps, ref[k].maps):
+            torch.testing.assert_close(r.tensor, q.tensor)
+        for m in ("gradcam", "saliency"):
+            torch.testing.assert_close(a.attributions[m].raw, ref[k].attributions[m].raw)
+    assert hook_count(cbam) == 0
+
+
+def test_score_options(cbam):
+    a = inspect(cbam, _picture(), scores={"steps": 8})
+    assert set(a.scores["deletion_auc"]) == {"gradcam"}
+    with pytest.raises(InspectError, match="score option"):
+        inspect(cbam, _picture(), scores={"stepz": 8})

@@ -93,7 +93,7 @@ def test_rank_correlation_known_cases():
     assert M.ssim(a, a) == pytest.approx(1.0) and M.ssim(a, -a) < 0.5
 
 
-# ------------------------------------------------------------------------------ deletion / insertion
+# ----------------------------------------------------------------------------- deletion / insertion
 def test_deletion_of_a_perfect_map_falls_faster(box_case):
     model, img, perfect = box_case
     inverse = perfect.max() - perfect

@@ -181,7 +181,8 @@ def test_preprocess_center_crop():
     left, top, right, bottom = pre.crop_box
     # short side 150 -> 146 (= 128 * 256 / 224), then the central 128 x 128
     assert bottom - top == pytest.approx(128 * 150 / 146, abs=0.5) == right - left
-    assert (top + bottom) / 2 == pytest.approx(75, abs=1) and (left + right) / 2 == pytest.approx(150, abs=1)
+    assert (top + bottom) / 2 == pytest.approx(75, abs=1)
+    assert (left + right) / 2 == pytest.approx(150, abs=1)
     full = pre.to_image(torch.ones(16, 16))
     assert full.shape == (150, 300)
     assert full[:, :int(left) - 1].max() == 0 and full[:, int(right) + 1:].max() == 0
