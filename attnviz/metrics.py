@@ -30,6 +30,17 @@ class MetricError(AttnvizError, ValueError):
 
 
 # ------------------------------------------------------------------------------ helpers
+class Row(dict):
+    """A result row: a plain dict (JSON-ready) whose keys also read as attributes
+    (``row.delta == row["delta"]``)."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
 def _as_map(m, name: str = "map") -> np.ndarray:
     if isinstance(m, torch.Tensor):
         m = m.detach().cpu().numpy()
@@ -364,8 +375,7 @@ def randomisation_check(model: nn.Module, image, method: str = "gradcam", target
     work = copy.deepcopy(model)
     f = _map_fn(method, int(target), opts)
     ref = f(work, x, grid)
-    rows = [{"step": 0, "layer": "(none: original weights)", "spearman": 1.0,
-             "pearson": 1.0, "ssim": 1.0}]
+    rows = [Row(step=0, layer="(none: original weights)", spearman=1.0, pearson=1.0, ssim=1.0)]
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(int(seed))
@@ -373,8 +383,8 @@ def randomisation_check(model: nn.Module, image, method: str = "gradcam", target
             with torch.no_grad():
                 _randomise(work.get_submodule(unit))
             m = f(work, x, grid)
-            rows.append({"step": step, "layer": unit, "spearman": rank_correlation(ref, m),
-                         "pearson": pearson_correlation(ref, m), "ssim": ssim(ref, m)})
+            rows.append(Row(step=step, layer=unit, spearman=rank_correlation(ref, m),
+                            pearson=pearson_correlation(ref, m), ssim=ssim(ref, m)))
     return rows
 
 
@@ -403,8 +413,8 @@ def gate_ablation(model: nn.Module, image, target=None, mode: str = "one", batch
 
     Each ablation is one sample of a batch (the unablated input is one more), so a whole model is
     scored in one or a few forward passes. ``taps``: tap paths to ablate (default: all). Returns
-    one dict per tap in forward order: layer, tap, block, kind, p_before, p_after, delta
-    (p_after - p_before). The model is left exactly as it was: no weights touched, no hooks left.
+    one :class:`Row` (a dict) per tap in forward order: layer, tap, block, kind, target,
+    p_before, p_after, delta (p_after - p_before). The model is left exactly as it was: no weights touched, no hooks left.
     """
     from .capture import intervene, list_taps
     if mode not in ABLATION_MODES:
@@ -434,9 +444,8 @@ def gate_ablation(model: nn.Module, image, target=None, mode: str = "one", batch
     p0 = float(probs[0, target])
     out = []
     for (tap, block, kind), p in zip(all_taps, probs[1:, target].tolist()):
-        out.append({"layer": tap.rsplit(".", 1)[0], "tap": tap, "block": block, "kind": kind,
-                    "target": int(target), "p_before": p0, "p_after": float(p),
-                    "delta": float(p) - p0})
+        out.append(Row(layer=tap.rsplit(".", 1)[0], tap=tap, block=block, kind=kind,
+                       target=int(target), p_before=p0, p_after=float(p), delta=float(p) - p0))
     return out
 
 

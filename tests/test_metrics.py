@@ -177,6 +177,7 @@ def test_gate_ablation_changes_output_and_restores_model():
     assert [r["tap"] for r in rows] == [n for n, _, _ in attnviz.list_taps(model)]
     assert {"layer", "tap", "block", "kind", "p_before", "p_after", "delta"} <= set(rows[0])
     assert any(abs(r["delta"]) > 1e-5 for r in rows)
+    assert rows[0].delta == rows[0]["delta"] and isinstance(rows[0], dict)
     p0 = float(torch.softmax(before, 1)[0].max())
     assert all(r["p_before"] == pytest.approx(p0, abs=1e-5) for r in rows)
     with torch.no_grad():
