@@ -45,6 +45,11 @@ def load_image(image, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """
     if isinstance(image, Image.Image):
         _check_size(image.size, max_pixels)
+        try:
+            image.load()  # a lazily opened image decodes here
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise ImageError(f"the image could not be decoded; it may be truncated or corrupt "
+                             f"({e})") from None
         return _to_rgb(image)
     if isinstance(image, np.ndarray):
         return _to_rgb(_from_array(image, max_pixels))

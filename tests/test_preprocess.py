@@ -142,6 +142,9 @@ def test_broken_files(tmp_path, content, match):
     path.write_bytes(content)
     with pytest.raises(ImageError, match=match):
         load_image(path)
+    if match.startswith("truncated"):  # also when the caller opened it lazily with PIL
+        with Image.open(path) as lazy, pytest.raises(ImageError, match=match):
+            load_image(lazy)
 
 
 def test_bad_inputs():
