@@ -118,12 +118,14 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
           batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 5e-4, seed: int = 0,
           size: int = 128, data: ShapesData | None = None, val_n: int = 1000, progress=None,
           device=None, save_name: str | None = None, command: str | None = None,
-          overwrite: bool = True) -> dict:
+          overwrite: bool = True, init: str | None = None) -> dict:
     """Train ``model_name`` (a lite model) and write its checkpoint and card to ``out_dir``.
 
     data: None for fresh synthetic shapes every epoch, or a ShapesData (e.g. from
         ``datasets.load_image_folder``) from which 15% is held out for validation.
     progress: called with a dict (epoch, epochs, step, steps, loss, lr, val_acc when known).
+    init: warm start from a checkpoint: every tensor whose name and shape match is copied (for
+        instance the shared body of ``lite_resnet`` into an attention variant).
     Returns the model card (a dict).
     """
     if model_name not in LITE:
@@ -141,6 +143,7 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
     model = create_model(model_name, num_classes=len(classes) if classes else None)
     classes = classes or list(SHAPE_CLASSES)
     info = model.info
+    warm = warm_start(model, init) if init else None
     model = model.to(device).train()
     net = model
     if world > 1:
@@ -228,12 +231,25 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
                       dict(epochs=epochs, images_per_epoch=images_per_epoch, batch_size=batch_size,
                            lr=lr, weight_decay=weight_decay, seed=seed, size=size, world_size=world,
                            data="synthetic shapes (fresh each epoch)" if data is None else
-                           f"user image folder ({len(data.labels)} images)", val_n=len(val.labels)),
+                           f"user image folder ({len(data.labels)} images)", val_n=len(val.labels),
+                           init=warm),
                       elapsed, device, command, overwrite)
     if world > 1:
         import torch.distributed as dist
         dist.barrier()
     return card
+
+
+def warm_start(model, path) -> dict:
+    """Copy every tensor of checkpoint ``path`` whose name and shape match into ``model``."""
+    from .weights import read_state_dict
+    sd, _ = read_state_dict(path)
+    own = model.state_dict()
+    match = {k: v for k, v in sd.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not match:
+        raise AttnvizError(f"{path} shares no tensor (same name and shape) with this model")
+    model.load_state_dict(match, strict=False)
+    return {"from": Path(path).name, "tensors_copied": len(match), "tensors_total": len(own)}
 
 
 def _write(model, out_dir, name, arch, classes, history, cfg, elapsed, device, command, overwrite):
@@ -276,6 +292,8 @@ def main(argv=None):
     p.add_argument("--data", type=Path, help="a folder or zip of class sub-folders instead of "
                                              "synthetic shapes")
     p.add_argument("--threads", type=int, help="torch threads per process")
+    p.add_argument("--init", type=Path, help="warm start: copy matching tensors from this "
+                                             "checkpoint (e.g. models/lite_resnet.safetensors)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -289,7 +307,7 @@ def main(argv=None):
               " ".join(shlex.quote(s) for s in (argv or sys.argv[1:]))
     card = train(a.model, a.out, epochs=a.epochs, images_per_epoch=a.images_per_epoch,
                  batch_size=a.batch_size, lr=a.lr, seed=a.seed, size=a.size, data=data,
-                 val_n=a.val_n, save_name=a.name, command=cmd)
+                 val_n=a.val_n, save_name=a.name, command=cmd, init=a.init)
     if card is not None:
         print(json.dumps({k: card[k] for k in ("name", "val_accuracy", "train_seconds")}))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
