@@ -1,0 +1,69 @@
+"""The shipped synthetic examples (assets/examples/<class>.png with <class>_mask.png beside it).
+
+They are drawn with :func:`attnviz.datasets.make_shapes` from a seed no training run uses, one
+image per class, and generated on first start when missing. A request's image is matched to an
+example by its pixels (not its file name), so the mask is found for an upload of the same file
+through the API too.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES_DIR = Path(os.environ.get("ATTNVIZ_EXAMPLES_DIR", ROOT / "assets" / "examples"))
+EXAMPLE_SEED = 90210  # far from any training/validation seed
+EXAMPLE_COUNT = 60  # draw this many and keep the first image of each class
+
+
+def pixel_key(image: np.ndarray) -> str:
+    """A hash of an RGB uint8 image's pixels and shape."""
+    a = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    return hashlib.sha1(str(a.shape).encode() + a.tobytes()).hexdigest()
+
+
+def ensure_examples(directory: Path = EXAMPLES_DIR) -> list[Path]:
+    """Write the examples if missing; return the image paths (masks excluded), in class order."""
+    from ..datasets import make_shapes
+
+    directory = Path(directory)
+    data = None
+    out = []
+    from ..datasets import SHAPE_CLASSES
+    for cls_index, cls in enumerate(SHAPE_CLASSES):
+        path = directory / f"{cls}.png"
+        mask_path = directory / f"{cls}_mask.png"
+        if not (path.is_file() and mask_path.is_file()):
+            if data is None:
+                data = make_shapes(EXAMPLE_COUNT, seed=EXAMPLE_SEED)
+            idx = np.flatnonzero(data.labels == cls_index)
+            if not len(idx):
+                continue
+            i = int(idx[0])
+            directory.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(data.images[i]).save(path, optimize=True)
+            Image.fromarray((data.masks[i] * 255).astype(np.uint8)).save(mask_path, optimize=True)
+        out.append(path)
+    return out
+
+
+@lru_cache(maxsize=1)
+def example_index() -> dict:
+    """{pixel key: (class name, mask bool array)} of the shipped examples."""
+    index = {}
+    for path in ensure_examples():
+        img = np.asarray(Image.open(path).convert("RGB"))
+        mask = np.asarray(Image.open(path.with_name(path.stem + "_mask.png")).convert("L")) > 127
+        index[pixel_key(img)] = (path.stem, mask)
+    return index
+
+
+def known_mask(image: np.ndarray):
+    """(class name, mask) when ``image`` is one of the shipped examples, else (None, None)."""
+    hit = example_index().get(pixel_key(image))
+    return hit if hit else (None, None)

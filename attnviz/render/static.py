@@ -1,0 +1,223 @@
+"""Static PNG pictures of the Plotly figures in :mod:`.figures`, drawn with matplotlib.
+
+Plotly's own image export needs kaleido; this redraws the traces our builders use (Heatmap, Bar,
+Box, Scatter; subplots by axis domains; shared colour axes; stacked bars; reversed image axes)
+so a README, a report or the CLI can carry pictures. Interactive parts (hover, dropdowns) are
+dropped; of traces toggled by a dropdown, the visible ones are drawn.
+
+    png = figure_png(fig)            # bytes
+    figure_png(fig, "kernel.png")    # and write it
+"""
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+
+_RGB = re.compile(r"rgba?\(([^)]*)\)")
+
+
+def _text(s) -> str:
+    if not s:
+        return ""
+    s = re.sub(r"<br\s*/?>", "\n", str(s))
+    return re.sub(r"<[^>]+>", "", s)
+
+
+def _colour(c, default="#3b6fb6"):
+    if c is None:
+        return default
+    if isinstance(c, str):
+        m = _RGB.match(c.strip())
+        if m:
+            parts = [float(p) for p in m.group(1).split(",")]
+            rgb = [p / 255 for p in parts[:3]]
+            return tuple(rgb + ([parts[3]] if len(parts) > 3 else []))
+        return c
+    return default
+
+
+def _cmap(colorscale):
+    from matplotlib import colormaps
+    from matplotlib.colors import LinearSegmentedColormap
+    if isinstance(colorscale, str):
+        return colormaps.get(colorscale.lower(), colormaps["viridis"])
+    if not colorscale:
+        return colormaps["viridis"]
+    stops = [(float(p), _colour(c)[:3] if isinstance(_colour(c), tuple) else _colour(c))
+             for p, c in colorscale]
+    return LinearSegmentedColormap.from_list("plotly", stops)
+
+
+def _axis_key(ref: str, letter: str) -> str:
+    """'x2' -> 'xaxis2', 'x' or None -> 'xaxis'."""
+    suffix = (ref or letter)[1:]
+    return f"{letter}axis{suffix}"
+
+
+def _visible(t) -> bool:
+    return t.visible in (None, True)
+
+
+def figure_png(fig, path=None, width: int | None = None, height: int | None = None,
+               dpi: int = 100) -> bytes:
+    """Draw a Plotly figure with matplotlib; returns PNG bytes (and writes ``path`` if given)."""
+    from matplotlib.figure import Figure
+
+    lay = fig.layout
+    w = width or lay.width or 820
+    h = height or lay.height or 460
+    has_scale = any(t.type == "heatmap" and _visible(t) for t in fig.data)
+    mg = lay.margin
+    ml, mr = (mg.l or 60) + 10, (mg.r or 20) + (90 if has_scale else 10)
+    mt, mb = max(mg.t or 60, 60), (mg.b or 50) + 20
+    pl, pb = ml / w, mb / h
+    pw, ph = 1 - (ml + mr) / w, 1 - (mt + mb) / h
+    out = Figure(figsize=(w / dpi, h / dpi), dpi=dpi)
+    axes = {}
+
+    def get_ax(xref, yref):
+        key = (_axis_key(xref, "x"), _axis_key(yref, "y"))
+        if key not in axes:
+            xd = lay[key[0]].domain or (0, 1)
+            yd = lay[key[1]].domain or (0, 1)
+            axes[key] = out.add_axes([pl + xd[0] * pw, pb + yd[0] * ph,
+                                      (xd[1] - xd[0]) * pw, (yd[1] - yd[0]) * ph])
+        return axes[key]
+
+    cats: dict = {}  # axis key -> {category: position}
+
+    def positions(axkey, values):
+        vals = list(values)
+        if vals and isinstance(vals[0], str):
+            table = cats.setdefault(axkey, {})
+            for v in vals:
+                table.setdefault(v, len(table))
+            return np.array([table[v] for v in vals], float)
+        return np.asarray(vals, float)
+
+    stack: dict = {}
+    scale_done = set()
+    legend_axes = None
+    for t in fig.data:
+        if not _visible(t):
+            continue
+        ax = get_ax(t.xaxis, t.yaxis)
+        xk, yk = _axis_key(t.xaxis, "x"), _axis_key(t.yaxis, "y")
+        if t.type == "heatmap":
+            z = np.asarray(t.z, float)
+            ca = lay[t.coloraxis] if t.coloraxis else None
+            cs = ca.colorscale if ca else t.colorscale
+            vmin = ca.cmin if ca else t.zmin
+            vmax = ca.cmax if ca else t.zmax
+            x = positions(xk, t.x if t.x is not None else range(z.shape[1]))
+            y = positions(yk, t.y if t.y is not None else range(z.shape[0]))
+            dx = (x[-1] - x[0]) / max(len(x) - 1, 1) if len(x) > 1 else 1
+            dy = (y[-1] - y[0]) / max(len(y) - 1, 1) if len(y) > 1 else 1
+            rev = lay[yk].autorange == "reversed"
+            top, bottom = (y[0] - dy / 2, y[-1] + dy / 2) if rev else (y[-1] + dy / 2, y[0] - dy / 2)
+            im = ax.imshow(z if rev else z[::-1], cmap=_cmap(cs), vmin=vmin, vmax=vmax,
+                           extent=(x[0] - dx / 2, x[-1] + dx / 2, bottom, top),
+                           interpolation="nearest", aspect="equal" if lay[yk].scaleanchor else "auto")
+            scale_key = t.coloraxis or id(t)
+            if scale_key not in scale_done:
+                scale_done.add(scale_key)
+                cax = out.add_axes([pl + pw + 0.015, pb, 0.015, ph])
+                cb = out.colorbar(im, cax=cax)
+                title = (ca.colorbar.title.text if ca else t.colorbar.title.text)
+                cb.set_label(_text(title), fontsize=8)
+                cb.ax.tick_params(labelsize=7)
+        elif t.type == "bar":
+            horiz = t.orientation == "h"
+            cat = positions(yk if horiz else xk, t.y if horiz else t.x)
+            val = np.asarray(t.x if horiz else t.y, float)
+            colour = t.marker.color
+            colour = [_colour(c) for c in colour] if isinstance(colour, (list, tuple)) else _colour(colour)
+            base = stack.setdefault((xk, yk), np.zeros(0))
+            if lay.barmode == "stack":
+                if base.size < int(cat.max()) + 1:
+                    base = np.pad(base, (0, int(cat.max()) + 1 - base.size))
+                bottom = base[cat.astype(int)]
+                stack[(xk, yk)] = base
+                base[cat.astype(int)] += val
+            else:
+                bottom = 0
+            err = t.error_x if horiz else t.error_y
+            err = np.asarray(err.array, float) if err is not None and err.array is not None else None
+            width = 0.8 if len(cat) < 200 else 1.0
+            if horiz:
+                ax.barh(cat, val, left=bottom, color=colour, height=width, xerr=err,
+                        label=_text(t.name))
+            else:
+                ax.bar(cat, val, bottom=bottom, color=colour, width=width, yerr=err,
+                       label=_text(t.name), linewidth=0)
+            if t.name and t.showlegend is not False and lay.barmode == "stack":
+                legend_axes = ax
+        elif t.type == "box":
+            x = positions(xk, t.x)
+            y = np.asarray(t.y, float)
+            groups = sorted(set(x.tolist()))
+            data = [y[x == g] for g in groups]
+            ax.boxplot(data, positions=groups, widths=0.5, showfliers=t.boxpoints != "all",
+                       medianprops=dict(color="#c4444a"))
+            if t.boxpoints == "all":
+                rng = np.random.default_rng(0)
+                ax.scatter(x + rng.uniform(-0.2, 0.2, x.size), y, s=4, alpha=0.5,
+                           color=_colour(t.marker.color))
+        elif t.type == "scatter":
+            x = positions(xk, t.x)
+            y = positions(yk, t.y)
+            mode = t.mode or "lines"
+            if "lines" in mode:
+                ax.plot(x, y, label=_text(t.name), color=_colour(t.line.color, None))
+                if t.name and t.showlegend is not False:
+                    legend_axes = ax
+            if "markers" in mode:
+                sym = str(t.marker.symbol or "circle")
+                size = float(t.marker.size or 6) ** 2
+                if sym.startswith("x"):
+                    ax.scatter(x, y, s=size, marker="x", color="black", linewidths=4)
+                    ax.scatter(x, y, s=size, marker="x", color=_colour(t.marker.color),
+                               linewidths=1.5)
+                elif sym.endswith("open"):
+                    ax.scatter(x, y, s=size, facecolors="none",
+                               edgecolors=_colour(t.marker.color), linewidths=1.5)
+                else:
+                    ax.scatter(x, y, s=size / 2, color=_colour(t.marker.color))
+
+    for (xk, yk), ax in axes.items():
+        xa, ya = lay[xk], lay[yk]
+        for a, setter, key, which in ((xa, ax.set_xlabel, xk, "x"), (ya, ax.set_ylabel, yk, "y")):
+            setter(_text(a.title.text), fontsize=9)
+            table = cats.get(key)
+            ticks = ax.set_xticks if which == "x" else ax.set_yticks
+            labels = ax.set_xticklabels if which == "x" else ax.set_yticklabels
+            if a.showticklabels is False or (table and len(table) > 40):
+                ticks([])
+            elif table:
+                ticks(list(table.values()))
+                labels(list(table), fontsize=7, rotation=30 if which == "x" and len(table) > 4 else 0,
+                       ha="right" if which == "x" and len(table) > 4 else "center")
+        if xa.range is not None:
+            ax.set_xlim(*xa.range)
+        if ya.range is not None:
+            ax.set_ylim(*ya.range)
+        if ya.autorange == "reversed" and not ax.yaxis_inverted():
+            ax.invert_yaxis()
+        ax.tick_params(labelsize=7)
+    if legend_axes is not None:
+        legend_axes.legend(fontsize=7, loc="upper right", framealpha=0.8)
+    for an in lay.annotations or ():
+        if an.xref == "paper" and an.yref == "paper":
+            out.text(pl + an.x * pw, pb + an.y * ph + 0.005, _text(an.text), ha="center",
+                     va="bottom", fontsize=8)
+    out.text(0.01, 1 - 8 / h, _text(lay.title.text), ha="left", va="top", fontsize=10,
+             wrap=True)
+    buf = io.BytesIO()
+    out.savefig(buf, format="png", dpi=dpi)
+    data = buf.getvalue()
+    if path is not None:
+        with open(path, "wb") as f:
+            f.write(data)
+    return data
