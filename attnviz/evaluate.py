@@ -1,0 +1,305 @@
+"""Score a model against the synthetic shapes' ground truth: top-1 accuracy, and for Grad-CAM and
+every attention map with a spatial layout, the pointing game and the energy-based pointing game
+against the target object's mask.
+
+    python -m attnviz.evaluate --model lite_cbam                  # 500 fresh images, TEST_SEED
+    python -m attnviz.evaluate --model lite_cbam --json out.json --write-card
+    python -m attnviz.evaluate --model lite_cbam --random         # untrained weights, for contrast
+
+    from attnviz.evaluate import evaluate
+    result = evaluate(model, n=500)                               # a JSON-ready dict
+
+One pass per batch: Captum's Grad-CAM (target = the true label, on ``model.info.cam_layer``)
+makes the forward pass that also gives the logits and, through :func:`attnviz.capture`, every
+attention record. Maps are reduced with :func:`attnviz.maps.to_spatial` (spatial gates as they
+are, group and calibration maps averaged over groups / channels, affinities as the attention each
+key position receives, averaged over queries), ReLU'd for Grad-CAM, and bilinearly upsampled to
+the image. A pointing-game hit is the map's maximum within ``tolerance`` px of the mask
+(:func:`attnviz.metrics.pointing_game`); the energy figure is the share of the map's positive
+mass inside the mask (:func:`attnviz.metrics.energy_pointing_game`). ``chance`` gives both figures
+for a map that carries no information (a uniformly random point; a constant map).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .capture import capture
+from .datasets import ShapesData, make_shapes
+from .errors import AttnvizError
+from .explain import get_explainer, model_lock
+from .maps import SPATIAL_KINDS, to_spatial, upsample
+from .metrics import energy_pointing_game, pointing_game
+from .train import TEST_SEED, to_tensor
+
+KIND_ORDER = ("spatial", "group", "calibration", "affinity")
+
+
+def _model_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _near_mask_fraction(mask: np.ndarray, tolerance: float) -> float:
+    """Share of the pixels within ``tolerance`` px of the mask: the hit rate of a random point."""
+    dist = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return float((dist <= tolerance + 1e-6).mean())
+
+
+class _Score:
+    """Running pointing / energy figures of one map."""
+
+    def __init__(self, **info):
+        self.info, self.hits, self.energy, self.count = info, 0, 0.0, 0
+
+    def add(self, maps: np.ndarray, masks: np.ndarray, valid: np.ndarray, tolerance: float):
+        for m, mask, ok in zip(maps, masks, valid):
+            if not ok:
+                continue
+            self.hits += pointing_game(m, mask, tolerance)
+            self.energy += energy_pointing_game(m, mask)
+            self.count += 1
+
+    def result(self) -> dict:
+        n = max(self.count, 1)
+        return {**self.info, "pointing": round(self.hits / n, 4),
+                "energy": round(self.energy / n, 4)} if self.count else \
+            {**self.info, "pointing": None, "energy": None}
+
+
+def evaluate(model, n: int = 500, seed: int = TEST_SEED, batch_size: int = 50,
+             tolerance: float = 3, progress=None, data: ShapesData | None = None) -> dict:
+    """Accuracy and localisation figures of ``model`` (a model, or a model name for its
+    pretrained weights) on ``n`` fresh synthetic images drawn with ``seed`` (default
+    :data:`attnviz.train.TEST_SEED`, never used in training), or on ``data`` (a ShapesData with
+    masks at the model's input size, e.g. from ``datasets.load_image_folder``).
+
+    progress: called after every batch with {"stage", "done", "total", "accuracy",
+        "gradcam_pointing"} (running figures).
+    Returns a JSON-ready dict: accuracy; gradcam {layer, grid, pointing, energy}; attention
+    {layer: {kind, block, grid, pointing, energy}} per record with a spatial reduction; kinds
+    {kind: {layers, pointing_mean, energy_mean, deepest_layer, pointing_deepest, energy_deepest}};
+    chance {pointing, energy}; and the settings used.
+    """
+    if isinstance(model, str):
+        from .models.registry import create_model
+        model = create_model(model, pretrained=True)
+    info = model.info
+    size = int(info.input_size)
+    if batch_size < 1:
+        raise AttnvizError("batch_size must be at least 1")
+    if tolerance < 0:
+        raise AttnvizError("tolerance must be >= 0 pixels")
+    if data is not None:
+        if data.images.shape[1:3] != (size, size):
+            raise AttnvizError(f"the images are {data.images.shape[2]} x {data.images.shape[1]} "
+                               f"but {info.name} takes {size} x {size}; load them with "
+                               f"size={size}")
+        n = len(data)
+    if n < 1:
+        raise AttnvizError("n must be at least 1")
+    device = _model_device(model)
+    exp = get_explainer(model, "gradcam")
+    t0 = time.time()
+    was_training = model.training
+    model.eval()
+    correct, done = 0, 0
+    gradcam, attention = None, {}
+    chance_point, chance_energy, n_masked = 0.0, 0.0, 0
+    try:
+        for start in range(0, n, batch_size):
+            idx = np.arange(start, min(n, start + batch_size))
+            d = data.subset(idx) if data is not None else \
+                make_shapes(n, seed=seed, size=size, indices=idx)
+            masks = d.masks
+            if masks is not None:
+                valid = masks.reshape(len(idx), -1).any(1)
+                for mask, ok in zip(masks, valid):
+                    if ok:
+                        chance_point += _near_mask_fraction(mask, tolerance)
+                        chance_energy += float(mask.mean())
+                        n_masked += 1
+            x = to_tensor(d.images, info.mean, info.std).to(device)
+            y = torch.from_numpy(d.labels).long()
+            with model_lock(model):
+                with capture(model, kinds=SPATIAL_KINDS) as rec:
+                    raw, _, logits = exp.attribute_with_target(x, target=y.to(device))
+            if logits.shape[1] != len(d.classes):
+                raise AttnvizError(f"{info.name} has {logits.shape[1]} outputs but the data has "
+                                   f"{len(d.classes)} classes; evaluate a model trained on it")
+            correct += int((logits.argmax(1).cpu() == y).sum())
+            done += len(idx)
+            if masks is not None:
+                cam = raw.float().clamp_min(0).sum(1)  # ReLU'd Grad-CAM, (B, h, w)
+                if gradcam is None:
+                    gradcam = _Score(layer=exp.layer_name, grid=list(cam.shape[-2:]))
+                gradcam.add(upsample(cam, (size, size)), masks, valid, tolerance)
+                for r in rec.maps:
+                    m = to_spatial(r)
+                    if m is None:
+                        continue
+                    key = r.layer if r.layer not in attention or \
+                        attention[r.layer].info["tap"] == r.tap else r.tap
+                    if key not in attention:
+                        attention[key] = _Score(kind=r.kind, block=r.block,
+                                                grid=list(m.shape[-2:]), tap=r.tap)
+                    attention[key].add(upsample(m, (size, size)), masks, valid, tolerance)
+            if progress is not None:
+                progress({"stage": "evaluate", "done": done, "total": n,
+                          "accuracy": correct / done,
+                          "gradcam_pointing": None if gradcam is None or not gradcam.count
+                          else gradcam.hits / gradcam.count})
+    finally:
+        model.train(was_training)
+    layers = {k: v.result() for k, v in attention.items()}
+    for v in layers.values():
+        v.pop("tap")
+    result = {
+        "model": info.name, "trained": bool(info.trained), "weights": str(info.weights_source),
+        "data": "synthetic shapes (make_shapes)" if data is None else
+        str(data.meta.get("source", "user data")),
+        "n": int(n), "seed": int(seed) if data is None else None, "image_size": size,
+        "tolerance": tolerance, "batch_size": batch_size,
+        "accuracy": round(correct / n, 4),
+        "gradcam": None if gradcam is None else dict(gradcam.result(), target="true label"),
+        "attention": layers,
+        "kinds": _per_kind(layers),
+        "chance": None if not n_masked else {"pointing": round(chance_point / n_masked, 4),
+                                             "energy": round(chance_energy / n_masked, 4)},
+        "masked_images": n_masked,
+        "seconds": round(time.time() - t0, 2), "device": str(device),
+    }
+    return result
+
+
+def _per_kind(layers: dict) -> dict:
+    """Per kind: the mean over its layers and the deepest (last in forward order) layer."""
+    out = {}
+    kinds = sorted({v["kind"] for v in layers.values()},
+                   key=lambda k: KIND_ORDER.index(k) if k in KIND_ORDER else 99)
+    for kind in kinds:
+        names = [k for k, v in layers.items() if v["kind"] == kind and v["pointing"] is not None]
+        if not names:
+            continue
+        deep = names[-1]
+        out[kind] = {
+            "layers": names,
+            "pointing_mean": round(float(np.mean([layers[k]["pointing"] for k in names])), 4),
+            "energy_mean": round(float(np.mean([layers[k]["energy"] for k in names])), 4),
+            "deepest_layer": deep,
+            "pointing_deepest": layers[deep]["pointing"],
+            "energy_deepest": layers[deep]["energy"],
+        }
+    return out
+
+
+# ------------------------------------------------------------------------------ card and table
+def write_card(name: str, result: dict, models_dir=None) -> Path:
+    """Merge ``result`` into ``<models_dir>/<name>.json`` as {"evaluation": result,
+    "test_accuracy": ..., "gradcam_pointing": ...}, keeping every other key."""
+    from .weights import MODELS_DIR
+    path = Path(models_dir or MODELS_DIR) / f"{name}.json"
+    if not path.is_file():
+        raise AttnvizError(f"no model card at {path}; train the model first (python -m "
+                           f"attnviz.train --model {name} --out {path.parent})")
+    card = json.loads(path.read_text())
+    card["evaluation"] = result
+    card["test_accuracy"] = result["accuracy"]
+    card["gradcam_pointing"] = None if result["gradcam"] is None else \
+        result["gradcam"]["pointing"]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def _f(v) -> str:
+    return "   -  " if v is None else f"{v:6.3f}"
+
+
+def format_table(r: dict) -> str:
+    lines = [f"{r['model']} ({'trained' if r['trained'] else 'random weights'}: {r['weights']})",
+             f"{r['n']} images ({r['data']}" + (f", seed {r['seed']}" if r["seed"] is not None
+                                               else "") + f"), {r['seconds']} s on {r['device']}",
+             f"top-1 accuracy {r['accuracy']:.4f}", ""]
+    w = max([len("Grad-CAM " + str((r["gradcam"] or {}).get("layer")))] +
+            [len(k) for k in r["attention"]] + [28])
+    lines.append(f"{'map':<{w}}  {'kind':<11} {'grid':>7}  {'pointing':>8}  {'energy':>6}")
+    g = r["gradcam"]
+    if g is not None:
+        lines.append(f"{'Grad-CAM ' + str(g['layer']):<{w}}  {'gradcam':<11} "
+                     f"{'x'.join(map(str, g['grid'])):>7}  {_f(g['pointing']):>8}  "
+                     f"{_f(g['energy'])}")
+    for k, v in r["attention"].items():
+        lines.append(f"{k:<{w}}  {v['kind']:<11} {'x'.join(map(str, v['grid'])):>7}  "
+                     f"{_f(v['pointing']):>8}  {_f(v['energy'])}")
+    if r["kinds"]:
+        lines += ["", f"{'per kind':<{w}}  {'mean over layers':>20}   deepest layer"]
+        for kind, v in r["kinds"].items():
+            lines.append(f"{kind:<{w}}  {_f(v['pointing_mean'])}  {_f(v['energy_mean'])}     "
+                         f"{_f(v['pointing_deepest'])}  {_f(v['energy_deepest'])}  "
+                         f"({v['deepest_layer']})")
+    if r["chance"]:
+        lines += ["", f"{'chance (random point / flat map)':<{w}}  {'':<11} {'':>7}  "
+                      f"{_f(r['chance']['pointing']):>8}  {_f(r['chance']['energy'])}"]
+    lines.append(f"pointing: map maximum within {r['tolerance']} px of the object; energy: share "
+                 "of the map's positive mass on the object")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    from .models.registry import create_model, list_models
+    p = argparse.ArgumentParser(prog="python -m attnviz.evaluate",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, choices=list_models("lite"))
+    p.add_argument("--n", type=int, default=500, help="number of fresh images (default 500)")
+    p.add_argument("--seed", type=int, default=TEST_SEED,
+                   help=f"data seed (default {TEST_SEED}, never used in training)")
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--tolerance", type=float, default=3, help="pointing-game tolerance in px")
+    p.add_argument("--json", help="write the result as JSON to this file ('-': stdout)")
+    p.add_argument("--write-card", action="store_true",
+                   help="merge the result into models/<name>.json (evaluation, test_accuracy, "
+                        "gradcam_pointing)")
+    p.add_argument("--models-dir", type=Path, help="folder of the card for --write-card "
+                                                   "(default: attnviz's models folder)")
+    p.add_argument("--random", action="store_true", help="random weights instead of the "
+                                                         "pretrained ones")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--threads", type=int, help="torch threads")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.random and a.write_card:
+        p.error("--write-card records the pretrained model's figures; drop --random")
+    try:
+        model = create_model(a.model, pretrained=not a.random)
+    except AttnvizError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    result = evaluate(model, n=a.n, seed=a.seed, batch_size=a.batch_size, tolerance=a.tolerance)
+    print(format_table(result), file=sys.stderr if a.json == "-" else sys.stdout)
+    if a.json == "-":
+        print(json.dumps(result, indent=2))
+    elif a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(result, indent=2))
+    if a.write_card:
+        print(f"wrote {write_card(a.model, result, a.models_dir)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
