@@ -1,8 +1,8 @@
-"""attnviz web app (placeholder until the app issue lands)."""
-import gradio as gr
+"""attnviz web app: `python app.py` serves it on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT
+(default 127.0.0.1:7860). The UI lives in attnviz/app/, one module per tab."""
+from attnviz.app import build_demo, launch_kwargs
 
-with gr.Blocks(title="attnviz") as demo:
-    gr.Markdown("# attnviz\nThe app is being built.")
+demo = build_demo()
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(**launch_kwargs())

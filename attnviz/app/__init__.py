@@ -1,0 +1,87 @@
+"""The attnviz Gradio app, one module per tab; ``app.py`` at the top builds and launches it.
+
+    from attnviz.app import build_demo, launch_kwargs
+    demo = build_demo()
+    demo.launch(**launch_kwargs())
+
+Queues: analyses run in the "inspect" group (several at once); slow attributions, training,
+evaluation and the sanity check share the "heavy" group (one at a time), so they never hold up
+an analysis; scores and ablation have small groups of their own.
+"""
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import gradio as gr
+
+from .state import model_choices
+
+CSS = """
+#av-header h1 {margin-bottom: 0.1em;}
+#av-header p {margin-top: 0; color: var(--body-text-color-subdued);}
+.av-badge {display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 0.85em;
+           font-weight: 600; margin-right: 4px;}
+.av-random {background: #fde68a; color: #7c2d12; border: 1px solid #f59e0b;}
+.av-trained {background: #dcfce7; color: #14532d; border: 1px solid #22c55e;}
+.av-muted {color: var(--body-text-color-subdued); font-size: 0.9em;}
+.av-hint {font-size: 0.85em; color: var(--body-text-color-subdued);}
+#av-legend img {object-fit: contain; max-height: 40px;}
+#av-legend {max-width: 380px;}
+#av-image img {cursor: crosshair;}
+.av-compare-row {border-top: 1px solid var(--border-color-primary); padding-top: 6px;}
+"""
+
+HEADER = ("# attnviz\nWhat the attention modules inside a CNN compute — CBAM spatial maps, SGE "
+          "group factors, SK kernel weights, non-local / DANet affinities, SE gates, SCNet "
+          "calibration — beside Captum attributions.")
+
+
+def build_demo() -> gr.Blocks:
+    """Build the Blocks app (not launched)."""
+    from . import compare_tab, experiment_tab, export, inspect_tab, models_tab
+
+    ui = SimpleNamespace()
+    with gr.Blocks(title="attnviz · attention inside CNNs") as demo:
+        gr.Markdown(HEADER, elem_id="av-header")
+        with gr.Tabs(elem_id="av-tabs") as ui.tabs:
+            with gr.Tab("Inspect", id="inspect"):
+                inspect_tab.build(ui)
+            with gr.Tab("Compare", id="compare"):
+                compare_tab.build(ui)
+            with gr.Tab("Experiment", id="experiment"):
+                experiment_tab.build(ui)
+            with gr.Tab("Models", id="models"):
+                models_tab.build(ui)
+            with gr.Tab("Export", id="export"):
+                export.build(ui)
+        ui.model_dropdowns = [ui.model, ui.cmp_models, ui.eval_model, ui.card_model]
+        experiment_tab.wire(ui)
+        # every page load offers the current catalogue (checkpoints appear, models get trained)
+        demo.load(refresh_choices, None, ui.model_dropdowns, api_name="model_choices",
+                  api_visibility="undocumented", show_progress="hidden").then(
+            models_tab.run_models, None, [ui.models_table, ui.models_names],
+            api_name="models_on_load", api_visibility="undocumented", show_progress="hidden")
+    demo.queue(default_concurrency_limit=4, max_size=64)
+    return demo
+
+
+def refresh_choices():
+    """Fresh choices for every model dropdown (values kept)."""
+    full = model_choices()
+    lite = model_choices("lite")
+    return (gr.Dropdown(choices=full), gr.Dropdown(choices=full), gr.Dropdown(choices=lite),
+            gr.Dropdown(choices=full))
+
+
+def launch_kwargs() -> dict:
+    """Arguments for ``demo.launch``: host and port from GRADIO_SERVER_NAME / _PORT (default
+    127.0.0.1:7860), theme and CSS (Gradio 6 takes them in launch)."""
+    return dict(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
+        css=CSS,
+        max_file_size="50mb",
+        footer_links=["api", "gradio"],
+    )

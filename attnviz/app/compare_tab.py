@@ -1,0 +1,165 @@
+"""Compare: two to four models on the same image, one row per model with the same columns
+(prediction, an attention map of a chosen kind, an attribution), on a shared colour scale by
+default, and a small score table. Event: ``compare``."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+
+from ..maps import has_spatial
+from . import views as V
+from .components import InputImage, gpu
+from .errors import bad_request, user_errors
+from .examples import known_mask
+from .state import MODELS, catalogue, model_choices
+
+MAX_MODELS = 4
+KINDS = [("strongest map of the deepest stage", "strongest"), ("spatial (CBAM)", "spatial"),
+         ("group factors (SGE)", "group"), ("calibration (SCNet)", "calibration"),
+         ("affinity, mean received (non-local, DANet, SAGAN)", "affinity")]
+TABLE_HEADERS = ["model", "weights", "prediction", "probability", "attention map",
+                 "agreement ρ", "pointing (attention)", "pointing (attribution)"]
+
+
+def default_pair() -> list[str]:
+    """Two trained lite models with different attention, else the first two lite models."""
+    cat = catalogue()
+    trained = [e.name for e in cat if e.family == "lite" and e.trained]
+    for a, b in (("lite_cbam", "lite_danet"), ("lite_cbam", "lite_nonlocal"),
+                 ("lite_cbam", "lite_sge")):
+        if a in trained and b in trained:
+            return [a, b]
+    if len(trained) >= 2:
+        return trained[:2]
+    return ["lite_cbam", "lite_danet"]
+
+
+def _models_list(models) -> list[str]:
+    if isinstance(models, str):
+        models = [m for m in models.replace(";", ",").split(",")]
+    if not isinstance(models, (list, tuple)):
+        raise bad_request("Give the models to compare as a list of names, e.g. "
+                          "['lite_cbam', 'lite_danet'].")
+    names = list(dict.fromkeys(str(m).split(" · ")[0].strip() for m in models if str(m).strip()))
+    if not 2 <= len(names) <= MAX_MODELS:
+        raise bad_request(f"Choose two to four different models to compare (got {len(names)}).",
+                          "Choose 2-4 models")
+    return names
+
+
+@gpu
+def _analyse(model, pil, method):
+    from ..inspect import inspect
+    return inspect(model, pil, attributions=[method])
+
+
+def run_compare(image, models, kind, method, scale):
+    """One row per model: header (name, badge, prediction), attention overlay, attribution
+    overlay; then the score table and the colour legend."""
+    from .. import metrics
+    from ..preprocess import load_image
+    with user_errors("comparing the models"):
+        if image is None:
+            raise bad_request("Upload an image (here or in the Inspect tab) first.", "No image")
+        names = _models_list(models)
+        method = V.check_method(method)
+        if method not in V.FAST_METHODS:
+            raise bad_request(f"{V.method_name(method)} is too slow to run on several models at "
+                              f"once here; choose {', '.join(map(V.method_name, V.FAST_METHODS))} "
+                              "(or run it on one model in Inspect).")
+        kind = (kind or "strongest").strip()
+        if kind not in [k for _, k in KINDS]:
+            raise bad_request(f"Unknown kind {kind!r}; choose from "
+                              f"{', '.join(k for _, k in KINDS)}.")
+        pil = load_image(image)
+        img = np.asarray(pil)
+        display = V.display_image(img)
+        example, mask = known_mask(img)
+        loaded = [MODELS.get(n) for n in names]  # unknown names fail before any work
+        rows = []
+        for ld in loaded:
+            a = _analyse(ld.model, pil, method)
+            rec = V.kind_record(a.maps, kind)
+            rows.append((ld, a, rec, None if rec is None else V.grid_map(rec),
+                         V.attribution_grid(a, method)))
+        shared = scale != "per map"
+        from ..render.scale import shared_range
+        att_maps = [r[3] for r in rows if r[3] is not None]
+        att_norm = shared_range(att_maps) if shared and att_maps else "minmax"
+        anorm = V.attribution_norm(method)
+        attr_norm = shared_range([r[4] for r in rows], anorm) if shared else anorm
+        out, table = [], []
+        for ld, a, rec, m, attr in rows:
+            badge = (f"<span class='av-badge av-random'>⚠ random weights</span>" if not ld.trained
+                     else f"<span class='av-badge av-trained'>✓ {ld.badge}</span>")
+            header = f"### {ld.name}\n{badge}\n\n{V.prediction_text(a)}"
+            if rec is None:
+                att_img = gr.Image(value=None, visible=True,
+                                   label=f"no {kind} map in {ld.name}")
+            else:
+                im, rng = V.draw(display, m, att_norm)
+                att_img = gr.Image(value=im, visible=True,
+                                   label=f"{V.map_caption(rec)} · {V.fmt_range(*rng)}")
+            im, rng = V.draw(display, attr, attr_norm)
+            attr_img = gr.Image(value=im, visible=True,
+                                label=f"{V.method_name(method)} · {V.fmt_range(*rng)}")
+            out += [gr.Markdown(value=header, visible=True), att_img, attr_img]
+            rho = None if m is None else V.finite(metrics.rank_correlation(m, attr))
+            pa = pb = "—"
+            if mask is not None:
+                pre = a.preprocess
+                if m is not None:
+                    pa = "hit" if metrics.pointing_game(pre.to_image(m), mask) else "miss"
+                pb = "hit" if metrics.pointing_game(pre.to_image(attr), mask) else "miss"
+            table.append([ld.name, ld.badge, a.target_name, round(float(a.top_k[0][1]), 3),
+                          "—" if rec is None else V.map_caption(rec),
+                          "n/a" if rho is None else round(rho, 3), pa, pb])
+        for _ in range(MAX_MODELS - len(rows)):
+            out += [gr.Markdown(value="", visible=False), gr.Image(value=None, visible=False),
+                    gr.Image(value=None, visible=False)]
+        import pandas as pd
+        legend = (V.legend("shared", att_norm) if shared and att_maps else V.legend("per map"))
+        return (*out, pd.DataFrame(table, columns=TABLE_HEADERS), legend)
+
+
+def build(ui: SimpleNamespace) -> None:
+    gr.Markdown("Two to four models on the same image. Each row: the prediction, the chosen "
+                "attention map (the deepest layer of that kind) and the attribution. Models with "
+                "random weights carry a ⚠ badge.")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=260):
+            ui.cmp_image = InputImage(label="Image (follows the Inspect tab)", type="filepath",
+                                      sources=["upload", "clipboard"], height=220,
+                                      elem_id="av-cmp-image")
+            ui.cmp_models = gr.Dropdown(model_choices(), value=default_pair(), multiselect=True,
+                                        max_choices=MAX_MODELS, label="Models (2-4)",
+                                        allow_custom_value=True, elem_id="av-cmp-models")
+            ui.cmp_kind = gr.Dropdown(KINDS, value="strongest", label="Attention map",
+                                      elem_id="av-cmp-kind")
+            ui.cmp_method = gr.Dropdown(V.FAST_METHOD_CHOICES, value="gradcam",
+                                        label="Attribution", allow_custom_value=True)
+            ui.cmp_scale = gr.Radio(["shared", "per map"], value="shared", label="Colour scale")
+            ui.cmp_run = gr.Button("Compare", variant="primary", elem_id="av-cmp-run")
+            ui.cmp_legend = gr.Image(show_label=False, interactive=False, format="png",
+                                     height=40, container=False, buttons=[])
+        with gr.Column(scale=3, elem_id="av-cmp-grid"):
+            cells = []
+            for i in range(MAX_MODELS):
+                with gr.Row(equal_height=False, elem_classes=["av-compare-row"]):
+                    head = gr.Markdown(visible=False, elem_id=f"av-cmp-head-{i}")
+                    att = gr.Image(visible=False, interactive=False, format="png", height=220,
+                                   elem_id=f"av-cmp-att-{i}", buttons=["fullscreen"])
+                    attr = gr.Image(visible=False, interactive=False, format="png", height=220,
+                                    elem_id=f"av-cmp-attr-{i}", buttons=["fullscreen"])
+                cells += [head, att, attr]
+            ui.cmp_table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True,
+                                        label="Scores", elem_id="av-cmp-table")
+    ui.cmp_run.click(run_compare, [ui.cmp_image, ui.cmp_models, ui.cmp_kind, ui.cmp_method,
+                                   ui.cmp_scale],
+                     cells + [ui.cmp_table, ui.cmp_legend], api_name="compare",
+                     concurrency_id="compare", concurrency_limit=2)
+    # the Compare image follows the Inspect image
+    ui.image.change(lambda p: p, ui.image, ui.cmp_image, api_name="sync_compare_image",
+                    api_visibility="private", show_progress="hidden")

@@ -1,0 +1,67 @@
+"""Turn attnviz's errors (and anything else a handler raises) into ``gr.Error`` messages a person
+can act on. Every handler body runs inside :func:`user_errors`; the server keeps serving.
+
+    with user_errors("analysing the image"):
+        ...
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import traceback
+
+import gradio as gr
+
+from .. import errors as E
+
+log = logging.getLogger("attnviz.app")
+
+_TITLES = [
+    (E.ImageError, "Not an image attnviz can read"),
+    (E.UnknownModelError, "Unknown model"),
+    (E.DownloadDisabledError, "Weights not available"),
+    (E.WeightsError, "Weights problem"),
+    (E.DatasetError, "Dataset problem"),
+    (E.CaptureError, "Bad capture option"),
+    (E.AttnvizError, "Cannot do that"),
+]
+
+
+def to_gr_error(exc: BaseException, doing: str = "") -> gr.Error:
+    """A ``gr.Error`` carrying a message written for a person."""
+    if isinstance(exc, gr.Error):
+        return exc
+    for cls, title in _TITLES:
+        if isinstance(exc, cls):
+            msg = str(exc) or title
+            if isinstance(exc, E.ImageError):
+                msg = f"This file is not an image attnviz can read: {msg}. Upload a PNG, JPEG, " \
+                      "WebP, BMP or TIFF image."
+            return gr.Error(_capital(msg), title=title, print_exception=False)
+    if isinstance(exc, MemoryError):
+        return gr.Error("The server ran out of memory for this request; try a smaller image or a "
+                        "lite model.", title="Out of memory")
+    log.error("unexpected error while %s:\n%s", doing or "handling a request",
+              "".join(traceback.format_exception(exc)))
+    what = f" while {doing}" if doing else ""
+    return gr.Error(f"Something went wrong{what}: {type(exc).__name__}: {exc}",
+                    title="Unexpected error")
+
+
+def _capital(s: str) -> str:
+    return s[:1].upper() + s[1:] if s else s
+
+
+@contextlib.contextmanager
+def user_errors(doing: str = ""):
+    """Re-raise any exception from the block as a ``gr.Error`` with a clear message."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except Exception as e:  # noqa: BLE001 - the UI must answer every failure with a message
+        raise to_gr_error(e, doing) from e
+
+
+def bad_request(message: str, title: str = "Bad request") -> gr.Error:
+    return gr.Error(message, title=title, print_exception=False)

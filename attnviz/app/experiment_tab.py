@@ -1,0 +1,376 @@
+"""Experiment: does the attention matter, do the maps depend on the weights, how good is a model
+over many images, and training a lite model.
+
+Events: ``ablate`` (gate ablation on the Inspect image and model), ``sanity`` (cascading
+randomisation strip), ``evaluate`` (N synthetic images, with progress), ``train`` (a lite model on
+synthetic shapes or an uploaded zip of class folders, saved to runs/<name>, then offered in every
+model list). Sanity, evaluation and training run in the "heavy" queue, one at a time.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+
+from . import views as V
+from .components import gpu
+from .errors import bad_request, user_errors
+from .state import (MODELS, NAME_RE, default_model, model_choices, models_dir, runs_dir)
+
+SANITY_METHODS = [("Grad-CAM", "gradcam"), ("Saliency", "saliency"),
+                  ("attention maps (all spatial, averaged)", "attention")]
+ABLATION_HEADERS = ["layer", "block", "kind", "p before", "p after", "change"]
+SANITY_HEADERS = ["step", "randomised", "Spearman", "Pearson", "SSIM"]
+_TRAIN_LOCK = threading.Lock()
+
+
+def _image_and_model(image, model_name):
+    from ..preprocess import load_image
+    if image is None:
+        raise bad_request("Choose an image in the Inspect tab first.", "No image")
+    loaded = MODELS.get(model_name)
+    return load_image(image), loaded
+
+
+# ------------------------------------------------------------------------------ ablation
+@gpu
+def _ablate(model, pil):
+    from ..metrics import gate_ablation
+    return gate_ablation(model, pil)
+
+
+def run_ablation(image, model_name):
+    """Neutralise each attention module in turn: the change of the predicted class's
+    probability, as a sorted bar chart and a table (one row per module)."""
+    import pandas as pd
+    from ..render.figures import bars_figure
+    with user_errors("ablating the attention modules"):
+        pil, loaded = _image_and_model(image, model_name)
+        rows = _ablate(loaded.model, pil)
+        if not rows:
+            raise bad_request(f"{loaded.name} has no attention module to ablate (it is a plain "
+                              "ResNet); choose a model with attention.", "Nothing to ablate")
+        classes = loaded.model.info.classes
+        t = rows[0]["target"]
+        cname = classes[t] if classes and t < len(classes) else f"class {t}"
+        names = [f"{V.short_layer(_Rec(r))} · {_block(r)}" for r in rows]
+        fig = bars_figure(names, [r["delta"] for r in rows],
+                          f"{loaded.name}: change of p('{cname}') when each module is "
+                          f"neutralised (p = {rows[0]['p_before']:.3f} with all modules)",
+                          "probability change (after - before)")
+        fig.update_layout(margin=dict(l=220, r=20, t=60, b=50))
+        df = pd.DataFrame([[r["layer"], r["block"], r["kind"], round(r["p_before"], 4),
+                            round(r["p_after"], 4), round(r["delta"], 4)] for r in rows],
+                          columns=ABLATION_HEADERS)
+        badge = "" if loaded.trained else " ⚠ random weights: these effects are not learned."
+        md = (f"**{len(rows)} attention taps** neutralised one at a time (gates set to 1, "
+              f"affinities uniform); predicted class **{cname}**.{badge}")
+        return fig, df, md
+
+
+class _Rec:
+    def __init__(self, row):
+        self.layer = row["layer"]
+
+
+def _block(row) -> str:
+    from ..render.overlay import BLOCK_NAMES, KIND_NAMES
+    return f"{BLOCK_NAMES.get(row['block'], row['block'])} {KIND_NAMES.get(row['kind'], row['kind'])}"
+
+
+# ------------------------------------------------------------------------------ sanity
+@gpu(duration=120)
+def _sanity(model, pil, method):
+    """Cascading randomisation on a copy of ``model``: the map after each step and its
+    similarity to the original map (the library's randomisation_check, keeping the maps)."""
+    import torch
+    from .. import metrics
+    from ..capture import list_taps
+    from ..preprocess import Preprocess, preprocess
+    x, _ = preprocess(model, pil)
+    S = x.shape[-1]
+    grid = Preprocess((S, S), S)
+    with torch.no_grad():
+        target = int(model(x).argmax(1)[0])
+    if method == "attention":
+        if not {k for _, _, k in list_taps(model)} & {"spatial", "group", "calibration",
+                                                      "affinity"}:
+            raise bad_request("This model has no spatial attention map to randomise; use "
+                              "Grad-CAM or Saliency.")
+        f = _all_attention_fn()
+    else:
+        f = metrics._map_fn(method, target, {})
+    work = copy.deepcopy(model)
+    ref = f(work, x, grid)
+    frames = [("original weights", ref, 1.0, 1.0, 1.0)]
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(0)
+        for unit in metrics.randomisation_units(work):
+            with torch.no_grad():
+                metrics._randomise(work.get_submodule(unit))
+            m = f(work, x, grid)
+            frames.append((unit, m, metrics.rank_correlation(ref, m),
+                           metrics.pearson_correlation(ref, m), metrics.ssim(ref, m)))
+    del work
+    return frames, target
+
+
+def _all_attention_fn():
+    """f(model, x, pre): every spatial attention map, each scaled to [0, 1], averaged."""
+    import torch
+    from .. import metrics
+    from ..capture import capture
+    from ..maps import to_spatial
+
+    def f(model, x, pre):
+        with torch.no_grad(), capture(model) as rec:
+            model(x)
+        maps = [to_spatial(r) for r in rec.maps]
+        maps = [metrics._unit(pre.to_image(s[0]).astype(np.float64)) for s in maps
+                if s is not None]
+        return np.mean(maps, 0)
+    return f
+
+
+def run_sanity(image, model_name, method, progress=gr.Progress()):
+    """Re-initialise the layers from the output down and recompute the map after each step: a
+    map that stays the same while the weights are destroyed does not explain the model."""
+    import pandas as pd
+    from ..render.figures import line_figure
+    with user_errors("running the sanity check"):
+        pil, loaded = _image_and_model(image, model_name)
+        method = method or "gradcam"
+        if method != "attention":
+            method = V.check_method(method)
+        progress(0.1, desc=f"randomising {loaded.name} layer by layer")
+        frames, target = _sanity(loaded.model, pil, method)
+        display = V.display_image(np.asarray(pil))
+        keep = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), 8)).round().astype(int))
+        strip = []
+        for i in keep:
+            unit, m, sp, pe, ss = frames[i]
+            img, _ = V.draw(display, m, "minmax")
+            label = "original weights" if i == 0 else f"step {i}: {unit} randomised"
+            strip.append((img, f"{label} · Spearman {sp:.2f} · SSIM {ss:.2f}"))
+        rows = [[i, u, round(float(sp), 3), round(float(pe), 3), round(float(ss), 3)]
+                for i, (u, _, sp, pe, ss) in enumerate(frames)]
+        steps = list(range(len(frames)))
+        fig = line_figure({"Spearman": (steps, [r[2] for r in rows]),
+                           "SSIM": (steps, [r[4] for r in rows])},
+                          f"{loaded.name}: similarity to the original map as layers are "
+                          "randomised (output first)", "layers randomised", "similarity")
+        fig.update_layout(height=300)
+        name = "attention maps" if method == "attention" else V.method_name(method)
+        last = rows[-1][2]
+        verdict = ("passes: the map changes as the weights are destroyed" if abs(last) < 0.5
+                   else "fails: the map barely depends on the learned weights")
+        md = (f"**{name}** of {loaded.name}, {len(frames) - 1} layers randomised from the "
+              f"output down (per-map colour scale). Final Spearman {last:.2f}: {verdict}.")
+        return strip, fig, pd.DataFrame(rows, columns=SANITY_HEADERS), md
+
+
+# ------------------------------------------------------------------------------ evaluate
+@gpu(duration=300)
+def _evaluate(model, n, seed, cb):
+    from ..evaluate import evaluate
+    return evaluate(model, n=n, seed=seed, progress=cb)
+
+
+def run_evaluate(model_name, n, progress=gr.Progress()):
+    """Accuracy and localisation (pointing game, energy) on ``n`` synthetic images."""
+    import pandas as pd
+    with user_errors("evaluating the model"):
+        try:
+            import attnviz.evaluate  # noqa: F401 - written alongside the app
+        except ImportError:
+            raise bad_request("Dataset evaluation is not available in this build "
+                              "(attnviz.evaluate is missing).", "Not available") from None
+        try:
+            n = int(n)
+        except (TypeError, ValueError):
+            raise bad_request(f"The number of images must be a whole number, not {n!r}.") from None
+        if not 10 <= n <= 5000:
+            raise bad_request("Evaluate on 10 to 5000 images.")
+        loaded = MODELS.get(model_name)
+        if not loaded.is_lite:
+            raise bad_request(f"{loaded.name} is an ImageNet model; the synthetic evaluation "
+                              "needs a model trained on the shapes (a lite model).")
+        progress(0, desc=f"evaluating {loaded.name} on {n} images")
+
+        def cb(d):
+            done, total = d.get("done", 0), d.get("total", n) or n
+            acc = d.get("accuracy")
+            progress((int(done), int(total)), desc=f"{loaded.name}: accuracy so far "
+                     f"{acc:.1%}" if acc is not None else None, unit="images")
+        r = _evaluate(loaded.model, n, 424_242, cb)
+        rows = []
+        if r.get("gradcam"):
+            g = r["gradcam"]
+            rows.append(["Grad-CAM " + str(g.get("layer")), "gradcam",
+                         "x".join(map(str, g.get("grid", []))), g.get("pointing"),
+                         g.get("energy")])
+        for layer, v in (r.get("attention") or {}).items():
+            rows.append([layer, v.get("kind"), "x".join(map(str, v.get("grid", []))),
+                         v.get("pointing"), v.get("energy")])
+        if r.get("chance"):
+            rows.append(["chance (random point / flat map)", "", "", r["chance"]["pointing"],
+                         r["chance"]["energy"]])
+        df = pd.DataFrame(rows, columns=["map", "kind", "grid", "pointing game", "energy in "
+                                         "object"])
+        warn = "" if loaded.trained else " ⚠ random weights."
+        md = (f"**{loaded.name}**: top-1 accuracy **{r['accuracy']:.1%}** on {r['n']} fresh "
+              f"synthetic images ({r['seconds']} s on {r['device']}).{warn} Pointing game: the "
+              "map's peak within 3 px of the object; energy: the map's share on the object.")
+        return md, df, r
+
+
+# ------------------------------------------------------------------------------ train
+def _check_name(name: str) -> str:
+    from ..models.zoo import REGISTRY
+    name = (name or "").strip()
+    if not NAME_RE.match(name):
+        raise bad_request("Name the model with a letter followed by letters, digits, '_' or "
+                          "'-' (at most 40 characters), e.g. my_cbam.", "Bad name")
+    if name in REGISTRY or (models_dir() / f"{name}.safetensors").exists():
+        raise bad_request(f"{name!r} is the name of a shipped model; choose another name (shipped "
+                          "checkpoints are never overwritten).", "Name taken")
+    if (runs_dir() / f"{name}.safetensors").exists():
+        raise bad_request(f"A model named {name!r} was already trained here; choose another "
+                          "name.", "Name taken")
+    return name
+
+
+@gpu(duration=600)
+def _train(arch, out, epochs, images, data, name, cb):
+    from ..train import train
+    return train(arch, out, epochs=epochs, images_per_epoch=images, batch_size=64, lr=3e-3,
+                 seed=0, data=data, val_n=256, progress=cb, save_name=name, overwrite=False)
+
+
+def run_train(arch, data_kind, zip_file, epochs, images, name, progress=gr.Progress()):
+    """Train a lite model (synthetic shapes, or an uploaded zip of class folders) into
+    runs/<name>; afterwards it is offered in every model list."""
+    import pandas as pd
+    from ..models.zoo import LITE
+    with user_errors("training the model"):
+        if arch not in LITE:
+            raise bad_request(f"Only lite models can be trained here; choose one of "
+                              f"{', '.join(LITE)}.")
+        name = _check_name(name)
+        try:
+            epochs, images = int(epochs), int(images)
+        except (TypeError, ValueError):
+            raise bad_request("Epochs and images per epoch must be whole numbers.") from None
+        if not 1 <= epochs <= 30 or not 64 <= images <= 20000:
+            raise bad_request("Use 1-30 epochs and 64-20000 images per epoch.")
+        data = None
+        if data_kind and data_kind.startswith("upload"):
+            if not zip_file:
+                raise bad_request("Upload a .zip of class folders (cat/001.jpg, dog/002.jpg, "
+                                  "...) or choose synthetic shapes.", "No zip")
+            from ..datasets import load_image_folder
+            progress(0, desc="reading the zip")
+            data = load_image_folder(zip_file, size=128)
+        if not _TRAIN_LOCK.acquire(blocking=False):
+            raise bad_request("Another model is being trained; try again when it finishes.",
+                              "Busy")
+        try:
+            progress(0, desc=f"training {name} ({arch})")
+
+            def cb(d):
+                if "step" in d and "steps" in d:
+                    extra = (f" · val acc {d['val_acc']:.1%}" if d.get("val_acc") is not None
+                             else f" · loss {d.get('loss', float('nan')):.3f}")
+                    progress((int(d["step"]), int(d["steps"])), unit="steps",
+                             desc=f"epoch {d.get('epoch')}/{d.get('epochs')}{extra}")
+            card = _train(arch, runs_dir(), epochs, images, data, name, cb)
+        finally:
+            _TRAIN_LOCK.release()
+        hist = pd.DataFrame(card.get("history", []))
+        md = (f"**{name}** ({arch}) trained in {card.get('train_seconds')} s: validation "
+              f"accuracy **{(card.get('val_accuracy') or 0):.1%}**, {card.get('parameters'):,} "
+              f"parameters. Saved to runs/{name}.safetensors; it now appears in every model "
+              "list (labelled 'trained here').")
+        full, lite = model_choices(), model_choices("lite")
+        return (md, card, hist, gr.Dropdown(choices=full), gr.Dropdown(choices=full),
+                gr.Dropdown(choices=lite, value=name), gr.Dropdown(choices=full, value=name))
+
+
+# ------------------------------------------------------------------------------ layout
+def build(ui: SimpleNamespace) -> None:
+    from ..models.registry import list_models
+    gr.Markdown("Gate ablation and the sanity check use the **image and model chosen in the "
+                "Inspect tab**.")
+    with gr.Accordion("Gate ablation: does each module matter for this prediction?", open=True):
+        with gr.Row():
+            ui.abl_run = gr.Button("Ablate each module", variant="primary", scale=0,
+                                   min_width=200, elem_id="av-ablate")
+            ui.abl_note = gr.Markdown()
+        ui.abl_plot = gr.Plot(label="Probability change per module (sorted)",
+                              elem_id="av-abl-plot")
+        ui.abl_table = gr.Dataframe(headers=ABLATION_HEADERS, interactive=False,
+                                    label="One row per attention module", max_height=300)
+    with gr.Accordion("Sanity check: cascading randomisation", open=False):
+        with gr.Row():
+            ui.san_method = gr.Dropdown(SANITY_METHODS, value="gradcam", label="Map",
+                                        scale=1)
+            ui.san_run = gr.Button("Randomise layer by layer", variant="primary", scale=0,
+                                   min_width=220)
+        ui.san_note = gr.Markdown()
+        ui.san_strip = gr.Gallery(label="Map after each step (original first)", columns=8,
+                                  rows=1, height="auto", format="png", elem_id="av-san-strip")
+        with gr.Row():
+            ui.san_plot = gr.Plot(label="Similarity to the original map")
+            ui.san_table = gr.Dataframe(headers=SANITY_HEADERS, interactive=False,
+                                        max_height=300)
+    with gr.Accordion("Evaluate a lite model on synthetic images", open=False):
+        with gr.Row():
+            ui.eval_model = gr.Dropdown(model_choices("lite"), value=default_model(),
+                                        label="Model", allow_custom_value=True, scale=2)
+            ui.eval_n = gr.Slider(50, 2000, value=200, step=50, label="Images", scale=2)
+            ui.eval_run = gr.Button("Evaluate", variant="primary", scale=1)
+        ui.eval_note = gr.Markdown()
+        ui.eval_table = gr.Dataframe(interactive=False, label="Localisation per map")
+        with gr.Accordion("Full result (JSON)", open=False):
+            ui.eval_json = gr.JSON()
+    with gr.Accordion("Train a lite model", open=False):
+        with gr.Row():
+            ui.tr_arch = gr.Dropdown(list_models("lite"), value="lite_cbam",
+                                     label="Architecture")
+            ui.tr_name = gr.Textbox(label="Name of the new model", placeholder="my_cbam",
+                                    max_lines=1)
+        with gr.Row():
+            ui.tr_data = gr.Radio(["synthetic shapes", "uploaded zip of class folders"],
+                                  value="synthetic shapes", label="Data")
+            ui.tr_zip = gr.File(label="Zip of class folders (cat/001.jpg, dog/002.jpg, ...)",
+                                file_types=[".zip"], type="filepath")
+        with gr.Row():
+            ui.tr_epochs = gr.Slider(1, 20, value=2, step=1, label="Epochs")
+            ui.tr_images = gr.Slider(64, 8000, value=1024, step=64, label="Images per epoch "
+                                     "(synthetic data)")
+            ui.tr_run = gr.Button("Train", variant="primary")
+        ui.tr_note = gr.Markdown()
+        with gr.Row():
+            ui.tr_hist = gr.Dataframe(interactive=False, label="History per epoch")
+            ui.tr_card = gr.JSON(label="Model card")
+
+    ui.abl_run.click(run_ablation, [ui.image, ui.model], [ui.abl_plot, ui.abl_table,
+                                                          ui.abl_note],
+                     api_name="ablate", concurrency_id="ablate", concurrency_limit=2)
+    ui.san_run.click(run_sanity, [ui.image, ui.model, ui.san_method],
+                     [ui.san_strip, ui.san_plot, ui.san_table, ui.san_note], api_name="sanity",
+                     concurrency_id="heavy", concurrency_limit=1)
+    ui.eval_run.click(run_evaluate, [ui.eval_model, ui.eval_n],
+                      [ui.eval_note, ui.eval_table, ui.eval_json], api_name="evaluate",
+                      concurrency_id="heavy", concurrency_limit=1)
+
+
+def wire(ui: SimpleNamespace) -> None:
+    """Events that reach into other tabs (built after this one)."""
+    ui.tr_run.click(run_train, [ui.tr_arch, ui.tr_data, ui.tr_zip, ui.tr_epochs, ui.tr_images,
+                                ui.tr_name],
+                    [ui.tr_note, ui.tr_card, ui.tr_hist] + ui.model_dropdowns,
+                    api_name="train", concurrency_id="heavy", concurrency_limit=1)

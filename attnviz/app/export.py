@@ -1,0 +1,132 @@
+"""Export: the session's last analysis as a zip (event ``export``):
+
+    overlays/*.png     every spatial map and the attribution over the image, with a colour bar
+    figures/*.html     the Plotly figure of each kind (plotly.js from the CDN)
+    scores.json        the analysis summary (prediction, maps' metadata, scores, timings)
+    maps.npz           raw capture tensors and attributions (float32; affinities as captured)
+    image.png          the image (longest side at most 1024 px)
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+
+from ..maps import has_spatial
+from ..render import figures as F
+from ..render.overlay import fit, overlay, to_png_bytes, with_colorbar
+from . import views as V
+from .errors import bad_request, user_errors
+
+EXPORT_SIDE = 1024
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_")[:80] or "map"
+
+
+def _figures(sess) -> dict:
+    """{file stem: figure} for the kinds present."""
+    a = sess.analysis
+    out = {}
+    recs = a.maps
+    ch = [r for r in recs if r.kind == "channel"]
+    if ch:
+        out["channel_gates"] = F.channel_gate_bars(ch)
+    k = [r for r in recs if r.kind == "kernel"]
+    if k:
+        out["kernel_selection"] = F.kernel_selection_bars(k)
+    h, w = a.image.shape[:2]
+    q = sess.query or ((w - 1) / 2, (h - 1) / 2)
+    for i, r in enumerate(recs):
+        if r.kind in ("channel", "kernel"):
+            continue
+        kw = {"max_size": 96}
+        if r.kind == "affinity":
+            kw.update(qx=q[0], qy=q[1], image_hw=(h, w))
+        out[f"{i:02d}_{_slug(r.tap)}_{r.kind}"] = F.figure_for(r, **kw)
+    return out
+
+
+def build_zip(sess) -> Path:
+    """Write the export zip for a session; returns its path (in a fresh temp folder)."""
+    from .inspect_tab import shown_method, summary
+    a = sess.analysis
+    image = fit(a.image, EXPORT_SIDE)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("image.png", to_png_bytes(image))
+        for i, r in enumerate(a.maps):
+            if not has_spatial(r):
+                continue
+            m = V.grid_map(r)
+            img = overlay(image, m, norm="minmax", colorbar=True, label=V.map_caption(r))
+            z.writestr(f"overlays/{i:02d}_{_slug(r.tap)}_{r.kind}.png", to_png_bytes(img))
+        for k in a.attributions:
+            m = V.attribution_grid(a, k)
+            from ..render.scale import resolve_range
+            lo, hi = resolve_range(m, V.attribution_norm(k))
+            img = with_colorbar(overlay(image, m, norm=(lo, hi)), lo, hi,
+                                label=f"{V.method_name(k)} ({a.target_name})")
+            z.writestr(f"overlays/attribution_{k}.png", to_png_bytes(img))
+        for stem, fig in _figures(sess).items():
+            z.writestr(f"figures/{stem}.html", fig.to_html(include_plotlyjs="cdn",
+                                                           full_html=True))
+        summ = summary(sess)
+        summ["scores_table"] = sess.scores.get("rows", [])
+        summ["attribution_shown"] = shown_method(sess)
+        summ["query"] = sess.query
+        summ["exported"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        z.writestr("scores.json", json.dumps(summ, indent=2))
+        arrays = {}
+        for i, r in enumerate(a.maps):
+            arrays[f"{i:02d}__{r.tap}__{r.kind}"] = r.tensor.detach().float().cpu().numpy()
+        for k, att in a.attributions.items():
+            arrays[f"attribution__{k}__raw"] = att.raw.detach().float().cpu().numpy()
+        arrays["probs"] = np.asarray(a.probs, dtype=np.float32)
+        npz = io.BytesIO()
+        np.savez_compressed(npz, **arrays)
+        z.writestr("maps.npz", npz.getvalue())
+        z.writestr("README.txt", __doc__.split("\n\n", 1)[1])
+    out = Path(tempfile.mkdtemp(prefix="attnviz_export_"))
+    path = out / f"attnviz_{_slug(sess.model_name)}_{_slug(Path(sess.image_name).stem)}.zip"
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def run_export(sess):
+    with user_errors("exporting the analysis"):
+        if sess is None:
+            raise bad_request("Run an analysis first (Inspect tab: Analyse, or /inspect); the "
+                              "export packs the last one.", "Nothing to export")
+        path = build_zip(sess)
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+        kinds = {n.split("/")[0] for n in names}
+        md = (f"**{path.name}** — {len(names)} files ({path.stat().st_size / 1024:.0f} KiB): "
+              f"{sum(n.startswith('overlays/') for n in names)} overlays, "
+              f"{sum(n.startswith('figures/') for n in names)} figures, scores.json, maps.npz.")
+        del kinds
+        return str(path), md
+
+
+def build(ui: SimpleNamespace) -> None:
+    gr.Markdown("Download the **last analysis of this session** (Inspect tab) as a zip: PNG "
+                "overlays with colour bars, interactive Plotly figures (HTML), the scores and "
+                "summary (JSON) and the raw maps (NPZ, readable with `numpy.load`).")
+    with gr.Row():
+        ui.export_run = gr.Button("Export the current analysis", variant="primary", scale=0,
+                                  min_width=260, elem_id="av-export")
+        ui.export_note = gr.Markdown()
+    ui.export_file = gr.File(label="attnviz export (.zip)", interactive=False,
+                             elem_id="av-export-file")
+    ui.export_run.click(run_export, ui.state, [ui.export_file, ui.export_note],
+                        api_name="export")

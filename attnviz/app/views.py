@@ -1,0 +1,208 @@
+"""Rendering helpers shared by the tabs: captions, which map is the headline, overlays at display
+size with their colour range, attribution maps on the model-input grid, scores.
+
+Display geometry: every analysis uses the "resize" preprocessing, so a map on the model-input grid
+covers the whole image and is drawn straight over the display image (the image fit to 512 px);
+no full-resolution map is ever built for drawing.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from ..explain import METHODS, canonical_method
+from ..maps import has_spatial, to_spatial
+from ..render.overlay import (BLOCK_NAMES, KIND_NAMES, affinity_overlay, caption, colorbar,
+                              fit, overlay)
+from ..render.scale import shared_range
+
+DISPLAY_SIDE = 512
+
+METHOD_NAMES = {"gradcam": "Grad-CAM", "guided_gradcam": "Guided Grad-CAM",
+                "integrated_gradients": "Integrated Gradients", "smoothgrad": "SmoothGrad",
+                "saliency": "Saliency", "occlusion": "Occlusion", "gradient_shap": "GradientSHAP"}
+# single-pass methods share the analysis request; the others run in the "heavy" queue
+FAST_METHODS = ("gradcam", "saliency", "guided_gradcam")
+SLOW_METHODS = tuple(m for m in METHODS if m not in FAST_METHODS)
+METHOD_CHOICES = [(METHOD_NAMES[m] + ("" if m in FAST_METHODS else " (slow)"), m)
+                  for m in METHODS]
+FAST_METHOD_CHOICES = [(METHOD_NAMES[m], m) for m in FAST_METHODS]
+
+# kind tabs: (key, title, kinds shown there)
+KIND_TABS = [("spatial", "Spatial", ("spatial",)), ("channel", "Channel", ("channel",)),
+             ("kernel", "Kernel selection", ("kernel",)), ("group", "Group factors", ("group",)),
+             ("affinity", "Affinity", ("affinity", "channel_affinity")),
+             ("calibration", "Calibration", ("calibration",))]
+GALLERY_KINDS = ("spatial", "group", "affinity", "calibration")
+SCALES = ("per map", "shared")
+
+
+def method_name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
+
+
+def check_method(method) -> str:
+    """A canonical attribution method name, or an ExplainError listing the choices."""
+    from ..explain import ExplainError
+    if not isinstance(method, str) or not method.strip():
+        return "gradcam"
+    m = method.strip().lower().replace(" ", "_").replace("-", "_")
+    for key, name in METHOD_NAMES.items():  # accept the display names too
+        if m == name.lower().replace(" ", "_").replace("-", "_"):
+            m = key
+    m = canonical_method(m)
+    if m not in METHODS:
+        raise ExplainError(f"unknown attribution method {method!r}; choose from "
+                           f"{', '.join(METHODS)}")
+    return m
+
+
+# ------------------------------------------------------------------------------ records
+def short_layer(rec) -> str:
+    """"layer3.0.cbam.SpatialGate" -> "layer3.0"; "head.sa" -> "head"."""
+    parts = rec.layer.split(".")
+    if parts[0].startswith("layer") and len(parts) >= 2:
+        return ".".join(parts[:2])
+    return parts[0]
+
+
+def map_caption(rec) -> str:
+    """"layer3.0 · CBAM spatial · 16x16"."""
+    full = caption(rec)
+    return short_layer(rec) + full[len(rec.layer):] if full.startswith(rec.layer) else full
+
+
+def block_name(rec) -> str:
+    return f"{BLOCK_NAMES.get(rec.block, rec.block)} {KIND_NAMES.get(rec.kind, rec.kind)}"
+
+
+def stage(rec) -> int:
+    """Depth of a record's stage: layerN -> N, a head after the body -> 5, the stem -> 0."""
+    m = re.match(r"layer(\d+)", rec.layer)
+    if m:
+        return int(m.group(1))
+    return 5 if rec.layer.startswith("head") else 0
+
+
+def grid_map(rec) -> np.ndarray:
+    """The record's spatial reduction on its own grid, float32 (h, w)."""
+    return to_spatial(rec)[0].detach().float().cpu().numpy()
+
+
+def concentration(m: np.ndarray) -> float:
+    """How peaked a map is: std / mean after shifting its minimum to 0 (0 for a flat map)."""
+    m = np.asarray(m, dtype=np.float64)
+    m = m - m.min()
+    mean = m.mean()
+    return float(m.std() / mean) if mean > 1e-12 else 0.0
+
+
+def headline_record(records):
+    """The strongest (most concentrated) spatial map of the deepest stage, or None."""
+    recs = [r for r in records if has_spatial(r)]
+    if not recs:
+        return None
+    deepest = max(stage(r) for r in recs)
+    recs = [r for r in recs if stage(r) == deepest]
+    return max(recs, key=lambda r: concentration(grid_map(r)))
+
+
+def kind_record(records, kind: str):
+    """The deepest record of ``kind`` ("strongest": :func:`headline_record`), or None."""
+    if kind in (None, "", "strongest"):
+        return headline_record(records)
+    recs = [r for r in records if r.kind == kind and has_spatial(r)]
+    return recs[-1] if recs else None
+
+
+def attribution_grid(analysis, method: str) -> np.ndarray:
+    """An attribution's map on its own grid (Grad-CAM: the layer's grid, ReLU'd; pixel methods:
+    |attribution| summed over colour channels on the model-input grid), float32."""
+    raw = analysis.attributions[method].raw.detach().float().cpu()
+    m = raw.clamp_min(0).sum(1) if method == "gradcam" else raw.abs().sum(1)
+    return m[0].numpy().astype(np.float32)
+
+
+def attribution_norm(method: str) -> str:
+    """Pixel attributions have a few very hot pixels: clip their colour range at percentiles."""
+    return "minmax" if method == "gradcam" else "percentile"
+
+
+# ------------------------------------------------------------------------------ drawing
+def display_image(image: np.ndarray) -> np.ndarray:
+    return fit(image, DISPLAY_SIDE)
+
+
+def fmt_range(lo: float, hi: float) -> str:
+    return f"{lo:.3g}–{hi:.3g}"
+
+
+def draw(display: np.ndarray, m: np.ndarray, norm="minmax", mark=None) -> tuple[np.ndarray, tuple]:
+    """Overlay ``m`` (any grid covering the image) on the display image: (RGB, (vmin, vmax))."""
+    from ..render.scale import resolve_range
+    rng = resolve_range(m, norm)
+    return overlay(display, m, norm=rng, mark=mark), rng
+
+
+def draw_affinity(display: np.ndarray, rec, qx: float, qy: float, norm="minmax"):
+    """The affinity row of the query at display pixel (qx, qy), marked: (RGB, (vmin, vmax))."""
+    from ..maps import affinity_row
+    from ..render.scale import resolve_range
+    h, w = display.shape[:2]
+    row, _ = affinity_row(rec, qy / h, qx / w)
+    m = row[0].float().cpu().numpy()
+    rng = resolve_range(m, norm)
+    return affinity_overlay(display, rec, qx, qy, norm=rng), rng
+
+
+def scale_norms(records, scale: str) -> dict:
+    """{tap: norm} for the spatial records: their own range, or one range shared by all."""
+    recs = [r for r in records if has_spatial(r)]
+    if scale == "shared" and recs:
+        rng = shared_range([grid_map(r) for r in recs])
+        return {r.tap: rng for r in recs}
+    return {r.tap: "minmax" for r in recs}
+
+
+def legend(scale: str, shared_rng=None, width: int = 360) -> np.ndarray:
+    """A colour bar stating the scale in use."""
+    if scale == "shared" and shared_rng is not None:
+        return colorbar(shared_rng[0], shared_rng[1], label="shared scale: all attention maps",
+                        width=width)
+    return colorbar(0.0, 1.0, label="per map: own min (0) to max (1)", width=width)
+
+
+# ------------------------------------------------------------------------------ text
+def top_k_dict(analysis) -> dict:
+    return {str(n): float(p) for n, p in analysis.top_k}
+
+
+def prediction_text(analysis, k: int = 3) -> str:
+    parts = [f"**{n}** {p:.0%}" if i == 0 else f"{n} {p:.0%}"
+             for i, (n, p) in enumerate(analysis.top_k[:k])]
+    return " · ".join(parts)
+
+
+def badge_md(loaded) -> str:
+    """The weights badge as Markdown: a warning for random weights."""
+    info = loaded.model.info
+    if not loaded.trained:
+        why = " (no checkpoint yet)" if loaded.entry.family == "lite" else ""
+        return (f"<span class='av-badge av-random'>⚠ random weights{why}</span> "
+                f"`{loaded.name}` is untrained: its maps show an untrained network, not learned "
+                "attention.")
+    extra = ""
+    acc = info.card.get("val_accuracy")
+    if acc is not None:
+        extra = f" · validation accuracy {float(acc):.1%}"
+    return f"<span class='av-badge av-trained'>✓ {loaded.badge}</span> `{loaded.name}`{extra}"
+
+
+def finite(v):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
