@@ -164,7 +164,14 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
         order = rng.permutation(len(data.labels))
         n_val = max(1, int(0.15 * len(order)))
         val = ShapesData(data.images[order[:n_val]], data.labels[order[:n_val]], None, classes)
-        tr = order[n_val:][rank::world]
+        # equal shards: every process must take the same number of steps, or DDP's gradient
+        # all-reduce waits forever for the process that stopped early
+        per = (len(order) - n_val) // world
+        if per < 1:
+            raise AttnvizError(f"{len(order)} images are too few to train on: 15% are held out "
+                               f"for validation and each of the {world} processes needs at "
+                               "least one of the rest")
+        tr = order[n_val:][rank::world][:per]
         fixed = ShapesData(data.images[tr], data.labels[tr], None, classes)
         images_per_epoch = len(tr) * world
 
