@@ -150,9 +150,11 @@ def build(ui: SimpleNamespace) -> None:
                 with gr.Row(equal_height=False, elem_classes=["av-compare-row"]):
                     head = gr.Markdown(visible=False, elem_id=f"av-cmp-head-{i}")
                     att = gr.Image(visible=False, interactive=False, format="png", height=220,
-                                   elem_id=f"av-cmp-att-{i}", buttons=["fullscreen"])
+                                   elem_id=f"av-cmp-att-{i}", buttons=["fullscreen"],
+                                   elem_classes=["av-fill"])
                     attr = gr.Image(visible=False, interactive=False, format="png", height=220,
-                                    elem_id=f"av-cmp-attr-{i}", buttons=["fullscreen"])
+                                    elem_id=f"av-cmp-attr-{i}", buttons=["fullscreen"],
+                                    elem_classes=["av-fill"])
                 cells += [head, att, attr]
             ui.cmp_table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True,
                                         label="Scores", elem_id="av-cmp-table")

@@ -35,8 +35,11 @@ def to_gr_error(exc: BaseException, doing: str = "") -> gr.Error:
         if isinstance(exc, cls):
             msg = str(exc) or title
             if isinstance(exc, E.ImageError):
-                msg = f"This file is not an image attnviz can read: {msg}. Upload a PNG, JPEG, " \
-                      "WebP, BMP or TIFF image."
+                unreadable = any(w in msg for w in ("decoded", "not an image", "empty",
+                                                    "cannot read", "no such file", "folder"))
+                head = ("This file is not an image attnviz can read" if unreadable
+                        else "This image cannot be used")
+                msg = f"{head}: {msg.rstrip('.')}. Upload a PNG, JPEG, WebP, BMP or TIFF image."
             return gr.Error(_capital(msg), title=title, print_exception=False)
     if isinstance(exc, MemoryError):
         return gr.Error("The server ran out of memory for this request; try a smaller image or a "

@@ -89,41 +89,44 @@ def agreement(sess: Session, rec, method: str):
 
 
 def headline(sess: Session, scale: str):
-    """(attention overlay update, attribution overlay update, agreement markdown, gallery of every
+    """(attention overlay update, attribution overlay update, details markdown, gallery of every
     overlay, legend image)."""
     a = sess.analysis
     norms = V.scale_norms(a.maps, scale)
     shared = next(iter(norms.values())) if scale == "shared" and norms else None
-    where = "shared scale" if scale == "shared" else "per-map scale"
     rec = V.headline_record(a.maps)
     method = shown_method(sess)
     attr_map = V.attribution_grid(a, method)
     attr_img, arng = V.draw(sess.display, attr_map, V.attribution_norm(method))
     pending = sess.method != method
-    attr_label = (f"{V.method_name(method)} for '{a.target_name}' · {V.fmt_range(*arng)}"
-                  + (f" · {V.method_name(sess.method)} is computing…" if pending else ""))
+    attr_line = (f"**{V.method_name(method)}** for class '{a.target_name}', range "
+                 f"{V.fmt_range(*arng)} (own scale)"
+                 + (f" — *{V.method_name(sess.method)} is being computed…*" if pending else ""))
     gallery = []
     if rec is None:
-        att_update = gr.Image(value=None, label="Attention: this model has no spatial attention "
-                                                "map (see the Channel / Kernel tabs)")
-        agree_md = ("**Agreement:** n/a — no spatial attention map to compare with "
-                    f"{V.method_name(method)}.")
+        att_update = gr.Image(value=None, label="No spatial attention map in this model")
+        lines = [f"**Attention:** {sess.model_name} has no spatial attention map (see the "
+                 "Channel / Kernel selection tabs).", attr_line,
+                 f"**Agreement:** n/a — no spatial attention map to compare with "
+                 f"{V.method_name(method)}."]
     else:
         img, rng = V.draw(sess.display, V.grid_map(rec), norms[rec.tap])
-        att_update = gr.Image(value=img, label=f"Strongest attention, deepest stage: "
-                                               f"{V.map_caption(rec)} · {V.fmt_range(*rng)}")
+        att_update = gr.Image(value=img, label=f"Attention · {V.short_layer(rec)} "
+                                               f"{V.block_name(rec)}")
         rho = agreement(sess, rec, method)
         rho_s = "n/a (a constant map)" if rho is None else f"{rho:+.2f}"
-        agree_md = (f"**Agreement** of {V.short_layer(rec)} {V.block_name(rec)} with "
-                    f"{V.method_name(method)}: Spearman ρ = **{rho_s}** "
-                    "<span class='av-muted'>(1 = same pixel ranking, 0 = unrelated)</span>")
+        lines = [f"**Attention:** {V.map_caption(rec)}, range {V.fmt_range(*rng)} — the most "
+                 "concentrated map of the deepest stage", attr_line,
+                 f"**Agreement** (Spearman ρ between the two): **{rho_s}** "
+                 "<span class='av-muted'>1 = same pixel ranking, 0 = unrelated</span>"]
     for r in a.maps:
         if has_spatial(r):
             img, rng = V.draw(sess.display, V.grid_map(r), norms[r.tap])
-            gallery.append((img, f"{V.map_caption(r)} · {V.fmt_range(*rng)} ({where})"))
-    gallery.append((attr_img, f"{V.method_name(method)} · {V.fmt_range(*arng)} (own scale)"))
-    attr_update = gr.Image(value=attr_img, label=attr_label)
-    return att_update, attr_update, agree_md, gallery, V.legend(scale, shared)
+            gallery.append((img, f"{V.map_caption(r)} · {V.fmt_range(*rng)}"))
+    gallery.append((attr_img, f"{V.method_name(method)} · {V.fmt_range(*arng)}"))
+    attr_update = gr.Image(value=attr_img, label=f"{V.method_name(method)} → {a.target_name}"
+                                                 + (" (computing…)" if pending else ""))
+    return att_update, attr_update, "<br>".join(lines), gallery, V.legend(scale, shared)
 
 
 def summary(sess: Session) -> dict:
@@ -231,10 +234,10 @@ def affinity_gallery(sess: Session, scale: str):
 KIND_OUTPUTS = ("tab_spatial", "gal_spatial", "plot_spatial", "tab_channel", "plot_channel",
                 "tab_kernel", "plot_kernel", "tab_group", "gal_group", "plot_group",
                 "tab_affinity", "gal_affinity", "plot_affinity", "plot_chaff", "tab_calibration",
-                "gal_calibration", "plot_calibration", "kind_note")
+                "gal_calibration", "plot_calibration", "kind_note", "kind_tabs", "qx", "qy")
 
 
-def kind_views(sess, scale):
+def kind_views(sess, scale, selected="all"):
     """Updates for every kind tab: visibility (tabs without maps are hidden), galleries, figures."""
     if sess is None:
         return skips(len(KIND_OUTPUTS))
@@ -243,18 +246,19 @@ def kind_views(sess, scale):
         recs = a.maps
         by = {k: [r for r in recs if r.kind in kinds] for k, _, kinds in V.KIND_TABS}
         norms = V.scale_norms(recs, scale)
-        where = "shared scale" if scale == "shared" else "per-map scale"
 
         def gallery(kind):
             out = []
             for r in by[kind]:
                 img, rng = V.draw(sess.display, V.grid_map(r), norms[r.tap])
-                out.append((img, f"{V.map_caption(r)} · {V.fmt_range(*rng)} ({where})"))
+                out.append((img, f"{V.map_caption(r)} · {V.fmt_range(*rng)}"))
             return out
 
         def tab(kind, title):
+            # Gradio 6.31 does not hide a tab on a visibility update; a disabled tab is hidden
+            # by the app's CSS instead
             n = len(by[kind])
-            return gr.Tab(label=f"{title} · {n}", visible=n > 0)
+            return gr.Tab(label=f"{title} · {n}" if n else title, interactive=n > 0)
 
         titles = {k: t for k, t, _ in V.KIND_TABS}
         channel = [r for r in recs if r.kind == "channel"]
@@ -283,6 +287,8 @@ def kind_views(sess, scale):
             tab("calibration", "Calibration"), gallery("calibration"),
             _figure(by["calibration"][-1] if by["calibration"] else None, sess, scale, recs),
             note,
+            gr.Tabs(selected="all") if selected in by and not by[selected] else gr.skip(),
+            *(round(v / sess.scale) for v in _query_display(sess)),
         )
 
 
@@ -384,7 +390,10 @@ _score_model = gpu(_scores)
 
 def scores_table(sess: Session):
     import pandas as pd
-    rows = [[s, m, v, MEANINGS[s]] for s, m, v in sess.scores.get("rows", [])]
+    rows, seen = [], set()
+    for s, m, v in sess.scores.get("rows", []):
+        rows.append([s if s not in seen else "", m, v, MEANINGS[s] if s not in seen else ""])
+        seen.add(s)
     return pd.DataFrame(rows, columns=SCORE_HEADERS)
 
 
@@ -434,11 +443,10 @@ def build(ui: SimpleNamespace) -> None:
         with gr.Column(scale=1, min_width=280, elem_id="av-left"):
             ui.image = InputImage(label="Image", type="filepath", sources=["upload", "clipboard"],
                                   height=280, elem_id="av-image")
-            gr.Markdown("<span class='av-hint'>👆 click the image to choose a query point "
-                        "(affinity maps)</span>", elem_id="av-click-hint")
+            gr.Markdown("<span class='av-hint'>Click the image to choose a query point "
+                        "(affinity maps).</span>", elem_id="av-click-hint")
             gr.Examples([[str(p)] for p in examples], inputs=[ui.image],
-                        label="Synthetic examples (object masks known)",
-                        example_labels=[p.stem for p in examples], examples_per_page=6)
+                        label="Synthetic examples (object masks known)", examples_per_page=6)
             ui.model = gr.Dropdown(model_choices(), value=default_model(), label="Model",
                                    allow_custom_value=True, elem_id="av-model")
             ui.badge = gr.Markdown(elem_id="av-badge")
@@ -447,11 +455,6 @@ def build(ui: SimpleNamespace) -> None:
             ui.scale = gr.Radio(list(V.SCALES), value="per map", label="Colour scale",
                                 elem_id="av-scale")
             ui.analyse = gr.Button("Analyse", variant="primary", elem_id="av-analyse")
-            with gr.Row():
-                ui.qx = gr.Number(label="query x (px)", precision=0, min_width=80,
-                                  elem_id="av-qx")
-                ui.qy = gr.Number(label="query y (px)", precision=0, min_width=80,
-                                  elem_id="av-qy")
         with gr.Column(scale=3, elem_id="av-right"):
             with gr.Row(equal_height=False):
                 ui.top5 = gr.Label(num_top_classes=5, label="Prediction (top 5)", scale=1,
@@ -470,14 +473,14 @@ def build(ui: SimpleNamespace) -> None:
                 ui.legend = gr.Image(show_label=False, interactive=False, format="png",
                                      height=40, container=False, elem_id="av-legend",
                                      buttons=[])
-            with gr.Tabs(elem_id="av-kind-tabs"):
-                with gr.Tab("All maps", id="all"):
+            with gr.Tabs(elem_id="av-kind-tabs") as ui.kind_tabs:
+                with gr.Tab("All maps", id="all") as ui.tab_all:
                     ui.gal_all = gr.Gallery(label="Every spatial map and the attribution",
-                                            columns=5, height="auto", format="png",
+                                            columns=5, height=210, format="png",
                                             object_fit="contain", elem_id="av-gal-all")
                 with gr.Tab("Spatial", id="spatial") as ui.tab_spatial:
                     ui.gal_spatial = gr.Gallery(label="Spatial attention (click one for its "
-                                                "figure)", columns=4, height="auto",
+                                                "figure)", columns=4, height=250,
                                                 format="png", elem_id="av-gal-spatial")
                     ui.plot_spatial = gr.Plot(label="Spatial map (hover for values)")
                 with gr.Tab("Channel", id="channel") as ui.tab_channel:
@@ -486,21 +489,27 @@ def build(ui: SimpleNamespace) -> None:
                     ui.plot_kernel = gr.Plot(label="SK kernel selection")
                 with gr.Tab("Group factors", id="group") as ui.tab_group:
                     ui.gal_group = gr.Gallery(label="SGE group factors, mean over groups (click "
-                                              "one for its groups)", columns=4, height="auto",
+                                              "one for its groups)", columns=4, height=250,
                                               format="png", elem_id="av-gal-group")
                     ui.plot_group = gr.Plot(label="Group factors")
                 with gr.Tab("Affinity", id="affinity") as ui.tab_affinity:
                     gr.Markdown("**Click the image to choose a query point**: each overlay "
-                                "shows where that position attends (the query is marked ✚).")
+                                "shows where that position attends (the query is marked with a "
+                                "white cross in a ring).")
+                    with gr.Row():
+                        ui.qx = gr.Number(None, label="query x (image px)", precision=0,
+                                          min_width=100, elem_id="av-qx")
+                        ui.qy = gr.Number(None, label="query y (image px)", precision=0,
+                                          min_width=100, elem_id="av-qy")
                     ui.gal_affinity = gr.Gallery(label="Affinity of the query", columns=3,
-                                                 height="auto", format="png",
+                                                 height=250, format="png",
                                                  elem_id="av-gal-affinity")
                     ui.plot_affinity = gr.Plot(label="Affinity explorer",
                                                elem_id="av-plot-affinity")
                     ui.plot_chaff = gr.Plot(label="DANet channel affinity", visible=False)
                 with gr.Tab("Calibration", id="calibration") as ui.tab_calibration:
                     ui.gal_calibration = gr.Gallery(label="SCNet self-calibration gates (mean "
-                                                    "over channels)", columns=4, height="auto",
+                                                    "over channels)", columns=4, height=250,
                                                     format="png",
                                                     elem_id="av-gal-calibration")
                     ui.plot_calibration = gr.Plot(label="Calibration gate")
@@ -511,6 +520,11 @@ def build(ui: SimpleNamespace) -> None:
             with gr.Accordion("Summary (JSON)", open=False):
                 ui.summary = gr.JSON(label="What /inspect returns")
     ui.state = gr.State(None, time_to_live=3 * 3600)
+    ui.kind_sel = gr.State("all")
+    for key in ["all"] + [k for k, _, _ in V.KIND_TABS]:
+        getattr(ui, f"tab_{key}").select(lambda k=key: k, None, ui.kind_sel, queue=False,
+                                         api_name=f"tab_{key}", api_visibility="private",
+                                         show_progress="hidden")
 
     inspect_out = [ui.top5, ui.badge, ui.head_att, ui.head_attr, ui.agreement, ui.gal_all,
                    ui.legend, ui.summary, ui.state]
@@ -518,7 +532,7 @@ def build(ui: SimpleNamespace) -> None:
     head_out = [ui.head_att, ui.head_attr, ui.agreement, ui.gal_all, ui.legend]
 
     def chain(ev, suffix: str, vis: str):
-        ev = ev.then(kind_views, [ui.state, ui.scale], kind_out, api_name=f"maps{suffix}",
+        ev = ev.then(kind_views, [ui.state, ui.scale, ui.kind_sel], kind_out, api_name=f"maps{suffix}",
                      api_visibility=vis, show_progress="hidden")
         ev = ev.then(run_attribute, [ui.state, ui.scale], head_out + [ui.state],
                      api_name=f"attribute{suffix}", api_visibility=vis,
@@ -542,7 +556,7 @@ def build(ui: SimpleNamespace) -> None:
     chain(ev, "_method", "undocumented")
     ui.scale.change(rescale, [ui.state, ui.scale], head_out, api_name="rescale",
                     show_progress="hidden").then(
-        kind_views, [ui.state, ui.scale], kind_out, api_name="maps_rescale",
+        kind_views, [ui.state, ui.scale, ui.kind_sel], kind_out, api_name="maps_rescale",
         api_visibility="undocumented", show_progress="hidden")
     aff_out = [ui.gal_affinity, ui.plot_affinity, ui.state]
     ui.image.select(pick_query, None, [ui.qx, ui.qy], api_name="pick_query",

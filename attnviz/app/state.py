@@ -123,7 +123,10 @@ def catalogue() -> list[Entry]:
 
 def find_entry(name) -> Entry:
     """The catalogue entry for ``name``; UnknownModelError with the choices otherwise."""
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str):
+        raise E.UnknownModelError(f"Unknown model {name!r}: give the model by its name, such as "
+                                  "'lite_cbam' (see /models for the list).")
+    if not name.strip():
         raise E.UnknownModelError("Choose a model: give a model name such as 'lite_cbam'.")
     name = name.strip()
     # a dropdown label ("lite_cbam · trained on shapes") is accepted as well as the name
