@@ -143,6 +143,8 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
     model = create_model(model_name, num_classes=len(classes) if classes else None)
     classes = classes or list(SHAPE_CLASSES)
     info = model.info
+    # the card records the size the model was trained at (not the family's default)
+    info.input_size = int(data.images.shape[1]) if data is not None else int(size)
     warm = warm_start(model, init) if init else None
     model = model.to(device).train()
     net = model

@@ -16,6 +16,14 @@ from attnviz.models.resnet import ModelInfo
 from attnviz.train import TEST_SEED, accuracy
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _in_unit(v):
     return v is not None and 0.0 <= v <= 1.0
 
