@@ -25,13 +25,11 @@ than ``max_files`` members or more than ``max_bytes`` uncompressed. Problems rai
 """
 from __future__ import annotations
 
-import os
-import shutil
 import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import cv2
 import numpy as np

@@ -39,6 +39,15 @@ def test_make_shapes_deterministic_by_seed():
     assert all(not np.array_equal(a.images[i], c.images[i]) for i in range(16))
 
 
+def test_make_shapes_pinned_output():
+    """The shipped checkpoints were trained on exactly this distribution: any change to
+    make_shapes' output (or to the pinned numpy / OpenCV it draws with) shows up here."""
+    import hashlib
+    d = make_shapes(50, seed=123)
+    digest = hashlib.sha1(d.images.tobytes() + d.masks.tobytes() + d.labels.tobytes())
+    assert digest.hexdigest() == "c0b1b984f7395718828d21b1bfd4536e841fdabe"
+
+
 def test_make_shapes_indices_match_full_set():
     full = make_shapes(20, seed=9, size=64)
     idx = [17, 2, 11, 5]

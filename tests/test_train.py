@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 import attnviz
 from attnviz import weights
-from attnviz.datasets import SHAPE_CLASSES, ShapesData, load_image_folder, make_shapes
+from attnviz.datasets import SHAPE_CLASSES, load_image_folder, make_shapes
 from attnviz.errors import AttnvizError
 from attnviz.train import VAL_SEED_BASE, accuracy, main, train, warm_start
 
