@@ -5,6 +5,7 @@ against the target object's mask.
     python -m attnviz.evaluate --model lite_cbam                  # 500 fresh images, TEST_SEED
     python -m attnviz.evaluate --model lite_cbam --json out.json --write-card
     python -m attnviz.evaluate --model lite_cbam --random         # untrained weights, for contrast
+    python -m attnviz.evaluate --model all --write-card --markdown  # every shipped checkpoint
 
     from attnviz.evaluate import evaluate
     result = evaluate(model, n=500)                               # a JSON-ready dict
@@ -257,24 +258,66 @@ def format_table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def summary_markdown(results: list[dict]) -> str:
+    """A Markdown table (one row per model) of the headline figures, e.g. for the README."""
+    lines = ["| model | top-1 | Grad-CAM pointing | Grad-CAM energy | attention maps: pointing "
+             "(mean over layers / deepest layer) |",
+             "|---|---|---|---|---|"]
+    for r in results:
+        g = r["gradcam"] or {}
+        kinds = "; ".join(f"{k} {v['pointing_mean']:.2f} / {v['pointing_deepest']:.2f}"
+                          for k, v in r["kinds"].items()) or "no spatial map"
+        lines.append(f"| {r['model']} | {r['accuracy']:.3f} | {_f(g.get('pointing')).strip()} | "
+                     f"{_f(g.get('energy')).strip()} | {kinds} |")
+    if results and results[0].get("chance"):
+        c = results[0]["chance"]
+        lines.append(f"\n{results[0]['n']} held-out images (seed {results[0]['seed']}); pointing "
+                     f"hit = map maximum within {results[0]['tolerance']} px of the object "
+                     f"(chance {c['pointing']:.2f}); energy = share of the positive map on the "
+                     f"object (chance {c['energy']:.2f}).")
+    return "\n".join(lines)
+
+
+def _load(name: str, models_dir, random: bool):
+    from .models.registry import create_model
+    if random:
+        return create_model(name)
+    if models_dir is None:
+        return create_model(name, pretrained=True)
+    from .weights import load_weights
+    ckpt = Path(models_dir) / f"{name}.safetensors"
+    if not ckpt.is_file():
+        raise AttnvizError(f"no checkpoint {ckpt}")
+    model = load_weights(create_model(name), ckpt)
+    card = ckpt.with_suffix(".json")
+    if card.is_file():
+        model.info.card.update(json.loads(card.read_text()))
+    return model
+
+
 def main(argv=None):
-    from .models.registry import create_model, list_models
+    from .models.registry import list_models
+    from .weights import MODELS_DIR
+    lite = list_models("lite")
     p = argparse.ArgumentParser(prog="python -m attnviz.evaluate",
                                 description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, choices=list_models("lite"))
+    p.add_argument("--model", required=True, choices=lite + ["all"],
+                   help="a lite model, or 'all' for every one with a checkpoint")
     p.add_argument("--n", type=int, default=500, help="number of fresh images (default 500)")
     p.add_argument("--seed", type=int, default=TEST_SEED,
                    help=f"data seed (default {TEST_SEED}, never used in training)")
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--tolerance", type=float, default=3, help="pointing-game tolerance in px")
-    p.add_argument("--json", help="write the result as JSON to this file ('-': stdout)")
+    p.add_argument("--json", help="write the result as JSON to this file ('-': stdout); with "
+                                  "--model all, {name: result}")
     p.add_argument("--write-card", action="store_true",
                    help="merge the result into models/<name>.json (evaluation, test_accuracy, "
                         "gradcam_pointing)")
-    p.add_argument("--models-dir", type=Path, help="folder of the card for --write-card "
-                                                   "(default: attnviz's models folder)")
+    p.add_argument("--models-dir", type=Path, help="read checkpoints (and write cards) here "
+                                                   "instead of attnviz's models folder")
     p.add_argument("--random", action="store_true", help="random weights instead of the "
                                                          "pretrained ones")
+    p.add_argument("--markdown", action="store_true", help="also print a Markdown summary table")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--threads", type=int, help="torch threads")
     a = p.parse_args(argv)
@@ -282,22 +325,37 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     if a.random and a.write_card:
         p.error("--write-card records the pretrained model's figures; drop --random")
-    try:
-        model = create_model(a.model, pretrained=not a.random)
-    except AttnvizError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    folder = Path(a.models_dir or MODELS_DIR)
+    if a.model == "all":
+        names = lite if a.random else [m for m in lite if (folder / f"{m}.safetensors").is_file()]
+        if not names:
+            print(f"error: no lite checkpoint in {folder}", file=sys.stderr)
+            return 2
+    else:
+        names = [a.model]
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(device)
-    result = evaluate(model, n=a.n, seed=a.seed, batch_size=a.batch_size, tolerance=a.tolerance)
-    print(format_table(result), file=sys.stderr if a.json == "-" else sys.stdout)
+    out = sys.stderr if a.json == "-" else sys.stdout
+    results = {}
+    for name in names:
+        try:
+            model = _load(name, a.models_dir, a.random)
+        except AttnvizError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        model.to(device)
+        r = evaluate(model, n=a.n, seed=a.seed, batch_size=a.batch_size, tolerance=a.tolerance)
+        results[name] = r
+        print(format_table(r) + "\n", file=out, flush=True)
+        if a.write_card:
+            print(f"wrote {write_card(name, r, folder)}", file=sys.stderr)
+    if a.markdown or len(results) > 1:
+        print(summary_markdown(list(results.values())), file=out)
+    payload = results[names[0]] if a.model != "all" else results
     if a.json == "-":
-        print(json.dumps(result, indent=2))
+        print(json.dumps(payload, indent=2))
     elif a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(result, indent=2))
-    if a.write_card:
-        print(f"wrote {write_card(a.model, result, a.models_dir)}", file=sys.stderr)
+        Path(a.json).write_text(json.dumps(payload, indent=2))
     return 0
 
 

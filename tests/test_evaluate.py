@@ -182,6 +182,34 @@ def test_cli_json_and_table(tmp_path, capsys):
         main(["--model", "lite_se", "--random", "--write-card"])
 
 
+def test_cli_write_card_and_all(tmp_path, capsys):
+    """--models-dir: read the checkpoint there and merge the figures into its card; --model all
+    evaluates every checkpoint found and prints the Markdown summary."""
+    torch.manual_seed(1)
+    model = attnviz.create_model("lite_cbam")
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(tmp_path / "lite_cbam.safetensors"))
+    (tmp_path / "lite_cbam.json").write_text(json.dumps({"name": "lite_cbam", "keep": 1}))
+    args = ["--n", "4", "--batch-size", "4", "--models-dir", str(tmp_path)]
+    assert main(["--model", "all", "--write-card", "--json", str(tmp_path / "all.json"),
+                 "--markdown", *args]) == 0
+    card = json.loads((tmp_path / "lite_cbam.json").read_text())
+    assert card["keep"] == 1 and card["evaluation"]["n"] == 4 and card["evaluation"]["trained"]
+    assert card["test_accuracy"] == card["evaluation"]["accuracy"]
+    assert card["gradcam_pointing"] == card["evaluation"]["gradcam"]["pointing"]
+    everything = json.loads((tmp_path / "all.json").read_text())
+    assert list(everything) == ["lite_cbam"]
+    # same weights, same images: the same figures as evaluate() on the model itself
+    direct = evaluate(attnviz.load_weights(attnviz.create_model("lite_cbam"),
+                                           tmp_path / "lite_cbam.safetensors"), n=4)
+    assert direct["accuracy"] == card["test_accuracy"] and \
+        direct["attention"] == card["evaluation"]["attention"]
+    printed = capsys.readouterr().out
+    assert "| lite_cbam |" in printed and "spatial" in printed
+    assert main(["--model", "lite_sge", *args]) == 2  # no checkpoint there
+
+
 def test_write_card_merges(tmp_path):
     card = {"name": "lite_se", "val_accuracy": 0.97, "classes": ["a"], "evaluation": {"old": 1}}
     (tmp_path / "lite_se.json").write_text(json.dumps(card))
