@@ -307,9 +307,19 @@ def _apply_card(model, path: Path) -> None:
     info = getattr(model, "info", None)
     if info is None or not card.is_file():
         return
-    info.card.update(json.loads(card.read_text()))
+    try:
+        info.card.update(json.loads(card.read_text()))
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"The model card {card.name} is not valid JSON ({e}).") from None
     if info.card.get("classes"):
         info.classes = list(info.card["classes"])
+    # the input conventions the weights were trained with travel with them
+    if isinstance(info.card.get("input_size"), int):
+        info.input_size = info.card["input_size"]
+    for key in ("mean", "std"):
+        value = info.card.get(key)
+        if isinstance(value, (list, tuple)) and len(value) == 3:
+            setattr(info, key, tuple(float(v) for v in value))
 
 
 def _no_weights_message(model, name: str) -> str:

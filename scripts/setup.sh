@@ -15,6 +15,7 @@ if [ ! -f "$stamp" ] || [ "$req" -nt "$stamp" ] || [ requirements.txt -nt "$stam
   python -m pip install -q --upgrade pip
   python -m pip install -q torch==2.13.0
   python -m pip install -q -r "$req"
+  python -m pip install -q --no-deps -e .
   touch "$stamp"
 fi
 if [ "${1:-}" = dev ] && [ ! -x /usr/bin/chromium ]; then
