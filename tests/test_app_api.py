@@ -195,7 +195,7 @@ def test_compare_two_models(client, example_paths):
     headers, rows = table(tab)
     assert [r[0] for r in rows] == ["lite_cbam", "lite_sge"]
     assert headers[:3] == ["model", "weights", "prediction"]
-    assert all(r[6] in ("hit", "miss") for r in rows)  # the example's mask is known
+    assert all(r[5] in ("hit", "miss") for r in rows)  # the example's mask is known
     assert img(legend).shape[1] >= 200
     expect_error(lambda: client.predict(handle_file(str(example_paths["cross"])), ["lite_cbam"],
                                         "strongest", "gradcam", "shared", api_name="/compare"),

@@ -28,12 +28,12 @@ CSS = """
 .av-hint {font-size: 0.85em; color: var(--body-text-color-subdued);}
 #av-legend img {object-fit: contain; max-height: 40px;}
 #av-kind-tabs button[role=tab][disabled] {display: none;}
-#av-image img, #av-head-att img, #av-head-attr img, .av-fill img {width: 100%; height: 100%;
+#av-head-att img, #av-head-attr img, .av-fill img {width: 100%; height: 100%;
     object-fit: contain;}
 .caption-label {white-space: normal !important; font-size: 0.72em !important;
     line-height: 1.15; max-width: 96% !important; overflow: visible !important;}
 #av-legend {max-width: 380px;}
-#av-image img {cursor: crosshair;}
+#av-image img {cursor: crosshair;}  /* not upscaled: Gradio's click coordinates assume that */
 .av-compare-row {border-top: 1px solid var(--border-color-primary); padding-top: 6px;}
 """
 

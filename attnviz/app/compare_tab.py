@@ -19,8 +19,8 @@ MAX_MODELS = 4
 KINDS = [("strongest map of the deepest stage", "strongest"), ("spatial (CBAM)", "spatial"),
          ("group factors (SGE)", "group"), ("calibration (SCNet)", "calibration"),
          ("affinity, mean received (non-local, DANet, SAGAN)", "affinity")]
-TABLE_HEADERS = ["model", "weights", "prediction", "probability", "attention map",
-                 "agreement ρ", "pointing (attention)", "pointing (attribution)"]
+TABLE_HEADERS = ["model", "weights", "prediction", "attention map", "agreement ρ",
+                 "pointing (attention)", "pointing (attribution)"]
 
 
 def default_pair() -> list[str]:
@@ -86,8 +86,10 @@ def run_compare(image, models, kind, method, scale):
                          V.attribution_grid(a, method)))
         shared = scale != "per map"
         from ..render.scale import shared_range
-        att_maps = [r[3] for r in rows if r[3] is not None]
-        att_norm = shared_range(att_maps) if shared and att_maps else "minmax"
+        # one scale per kind of map: a CBAM gate and a DANet affinity do not share units
+        kinds = {r[2].kind for r in rows if r[2] is not None}
+        kind_norm = {k: shared_range([r[3] for r in rows if r[2] is not None and r[2].kind == k])
+                     for k in kinds} if shared else {}
         anorm = V.attribution_norm(method)
         attr_norm = shared_range([r[4] for r in rows], anorm) if shared else anorm
         out, table = [], []
@@ -99,7 +101,7 @@ def run_compare(image, models, kind, method, scale):
                 att_img = gr.Image(value=None, visible=True,
                                    label=f"no {kind} map in {ld.name}")
             else:
-                im, rng = V.draw(display, m, att_norm)
+                im, rng = V.draw(display, m, kind_norm.get(rec.kind, "minmax"))
                 att_img = gr.Image(value=im, visible=True,
                                    label=f"{V.map_caption(rec)} · {V.fmt_range(*rng)}")
             im, rng = V.draw(display, attr, attr_norm)
@@ -113,14 +115,23 @@ def run_compare(image, models, kind, method, scale):
                 if m is not None:
                     pa = "hit" if metrics.pointing_game(pre.to_image(m), mask) else "miss"
                 pb = "hit" if metrics.pointing_game(pre.to_image(attr), mask) else "miss"
-            table.append([ld.name, ld.badge, a.target_name, round(float(a.top_k[0][1]), 3),
+            table.append([ld.name, ld.badge, f"{a.target_name} ({a.top_k[0][1]:.0%})",
                           "—" if rec is None else V.map_caption(rec),
                           "n/a" if rho is None else round(rho, 3), pa, pb])
         for _ in range(MAX_MODELS - len(rows)):
             out += [gr.Markdown(value="", visible=False), gr.Image(value=None, visible=False),
                     gr.Image(value=None, visible=False)]
         import pandas as pd
-        legend = (V.legend("shared", att_norm) if shared and att_maps else V.legend("per map"))
+        if shared and len(kind_norm) == 1:
+            (k, rng), = kind_norm.items()
+            from ..render.overlay import colorbar
+            legend = colorbar(rng[0], rng[1], label=f"shared scale: every {k} map", width=360)
+        elif shared and kind_norm:
+            from ..render.overlay import colorbar
+            legend = colorbar(0, 1, label="shared within each kind (ranges in the labels)",
+                              width=360)
+        else:
+            legend = V.legend("per map")
         return (*out, pd.DataFrame(table, columns=TABLE_HEADERS), legend)
 
 
@@ -130,7 +141,7 @@ def build(ui: SimpleNamespace) -> None:
                 "random weights carry a ⚠ badge.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=260):
-            ui.cmp_image = InputImage(label="Image (follows the Inspect tab)", type="filepath",
+            ui.cmp_image = InputImage(label="Image", type="filepath",
                                       sources=["upload", "clipboard"], height=220,
                                       elem_id="av-cmp-image")
             ui.cmp_models = gr.Dropdown(model_choices(), value=default_pair(), multiselect=True,

@@ -66,6 +66,9 @@ def run_ablation(image, model_name):
                             round(r["p_after"], 4), round(r["delta"], 4)] for r in rows],
                           columns=ABLATION_HEADERS)
         badge = "" if loaded.trained else " ⚠ random weights: these effects are not learned."
+        if max(abs(r["delta"]) for r in rows) < 1e-4:
+            badge += (" No single module changes the prediction by more than 1e-4 (untrained "
+                      "DANet and non-local blocks start with their residual weight at 0).")
         md = (f"**{len(rows)} attention taps** neutralised one at a time (gates set to 1, "
               f"affinities uniform); predicted class **{cname}**.{badge}")
         return fig, df, md
@@ -78,7 +81,8 @@ class _Rec:
 
 def _block(row) -> str:
     from ..render.overlay import BLOCK_NAMES, KIND_NAMES
-    return f"{BLOCK_NAMES.get(row['block'], row['block'])} {KIND_NAMES.get(row['kind'], row['kind'])}"
+    block = BLOCK_NAMES.get(row["block"], row["block"])
+    return f"{block} {KIND_NAMES.get(row['kind'], row['kind'])}"
 
 
 # ------------------------------------------------------------------------------ sanity
@@ -321,7 +325,8 @@ def build(ui: SimpleNamespace) -> None:
                                    min_width=220)
         ui.san_note = gr.Markdown()
         ui.san_strip = gr.Gallery(label="Map after each step (original first)", columns=8,
-                                  rows=1, height="auto", format="png", elem_id="av-san-strip")
+                                  height=200, format="png", fit_columns=False,
+                                  object_fit="contain", elem_id="av-san-strip")
         with gr.Row():
             ui.san_plot = gr.Plot(label="Similarity to the original map")
             ui.san_table = gr.Dataframe(headers=SANITY_HEADERS, interactive=False,

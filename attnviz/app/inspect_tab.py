@@ -436,6 +436,14 @@ def run_attribute(sess, scale):
 
 
 # ------------------------------------------------------------------------------ layout
+def _gallery(label: str, elem_id: str, columns: int = 4, height: int = 290,
+             preview: bool = False) -> gr.Gallery:
+    """A gallery of overlays: PNG (exact pixels), whole images, a fixed column count."""
+    return gr.Gallery(label=label, columns=columns, height=height, format="png",
+                      fit_columns=False, object_fit="contain", allow_preview=preview,
+                      elem_id=elem_id)
+
+
 def build(ui: SimpleNamespace) -> None:
     """Lay out the Inspect tab and wire its events; shared components go on ``ui``."""
     examples = ensure_examples()
@@ -475,22 +483,19 @@ def build(ui: SimpleNamespace) -> None:
                                      buttons=[])
             with gr.Tabs(elem_id="av-kind-tabs") as ui.kind_tabs:
                 with gr.Tab("All maps", id="all") as ui.tab_all:
-                    ui.gal_all = gr.Gallery(label="Every spatial map and the attribution",
-                                            columns=5, height=210, format="png",
-                                            object_fit="contain", elem_id="av-gal-all")
+                    ui.gal_all = _gallery("Every spatial map and the attribution",
+                                          "av-gal-all", columns=5, height=230, preview=True)
                 with gr.Tab("Spatial", id="spatial") as ui.tab_spatial:
-                    ui.gal_spatial = gr.Gallery(label="Spatial attention (click one for its "
-                                                "figure)", columns=4, height=250,
-                                                format="png", elem_id="av-gal-spatial")
+                    ui.gal_spatial = _gallery("Spatial attention (click one for its figure)",
+                                              "av-gal-spatial")
                     ui.plot_spatial = gr.Plot(label="Spatial map (hover for values)")
                 with gr.Tab("Channel", id="channel") as ui.tab_channel:
                     ui.plot_channel = gr.Plot(label="Channel gates per layer")
                 with gr.Tab("Kernel selection", id="kernel") as ui.tab_kernel:
                     ui.plot_kernel = gr.Plot(label="SK kernel selection")
                 with gr.Tab("Group factors", id="group") as ui.tab_group:
-                    ui.gal_group = gr.Gallery(label="SGE group factors, mean over groups (click "
-                                              "one for its groups)", columns=4, height=250,
-                                              format="png", elem_id="av-gal-group")
+                    ui.gal_group = _gallery("SGE group factors, mean over groups (click one for "
+                                            "its groups)", "av-gal-group")
                     ui.plot_group = gr.Plot(label="Group factors")
                 with gr.Tab("Affinity", id="affinity") as ui.tab_affinity:
                     gr.Markdown("**Click the image to choose a query point**: each overlay "
@@ -501,17 +506,14 @@ def build(ui: SimpleNamespace) -> None:
                                           min_width=100, elem_id="av-qx")
                         ui.qy = gr.Number(None, label="query y (image px)", precision=0,
                                           min_width=100, elem_id="av-qy")
-                    ui.gal_affinity = gr.Gallery(label="Affinity of the query", columns=3,
-                                                 height=250, format="png",
-                                                 elem_id="av-gal-affinity")
+                    ui.gal_affinity = _gallery("Affinity of the query", "av-gal-affinity",
+                                               columns=3)
                     ui.plot_affinity = gr.Plot(label="Affinity explorer",
                                                elem_id="av-plot-affinity")
                     ui.plot_chaff = gr.Plot(label="DANet channel affinity", visible=False)
                 with gr.Tab("Calibration", id="calibration") as ui.tab_calibration:
-                    ui.gal_calibration = gr.Gallery(label="SCNet self-calibration gates (mean "
-                                                    "over channels)", columns=4, height=250,
-                                                    format="png",
-                                                    elem_id="av-gal-calibration")
+                    ui.gal_calibration = _gallery("SCNet self-calibration gates (mean over "
+                                                  "channels)", "av-gal-calibration")
                     ui.plot_calibration = gr.Plot(label="Calibration gate")
             with gr.Accordion("Scores", open=True, elem_id="av-scores-box"):
                 ui.scores = gr.Dataframe(headers=SCORE_HEADERS, interactive=False, wrap=True,
@@ -532,7 +534,8 @@ def build(ui: SimpleNamespace) -> None:
     head_out = [ui.head_att, ui.head_attr, ui.agreement, ui.gal_all, ui.legend]
 
     def chain(ev, suffix: str, vis: str):
-        ev = ev.then(kind_views, [ui.state, ui.scale, ui.kind_sel], kind_out, api_name=f"maps{suffix}",
+        ev = ev.then(kind_views, [ui.state, ui.scale, ui.kind_sel], kind_out,
+                     api_name=f"maps{suffix}",
                      api_visibility=vis, show_progress="hidden")
         ev = ev.then(run_attribute, [ui.state, ui.scale], head_out + [ui.state],
                      api_name=f"attribute{suffix}", api_visibility=vis,

@@ -154,16 +154,16 @@ def model_choices(family: str | None = None) -> list[tuple[str, str]]:
 
 
 def default_model() -> str:
-    """The first trained lite model with a spatial map, else the first lite model."""
+    """A trained lite model with spatial attention maps, else lite_cbam."""
     cat = catalogue()
     for pref in ("lite_cbam", "lite_nonlocal", "lite_danet", "lite_sge"):
         for e in cat:
             if e.name == pref and e.trained:
                 return pref
     for e in cat:
-        if e.family == "lite" and e.trained:
+        if e.family == "lite" and e.trained and e.name != "lite_resnet":
             return e.name
-    return "lite_cbam"
+    return "lite_cbam"  # random weights until its checkpoint lands; lite_resnet has no attention
 
 
 # ------------------------------------------------------------------------------ cache

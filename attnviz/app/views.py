@@ -135,8 +135,14 @@ def display_image(image: np.ndarray) -> np.ndarray:
     return fit(image, DISPLAY_SIDE)
 
 
+def fmt_value(v: float, ref: float = 1.0) -> str:
+    """3 significant digits; values negligible next to ``ref`` (e.g. 1e-28 beside 0.9) as 0."""
+    return "0" if abs(v) < 1e-6 * max(abs(ref), 1e-30) or v == 0 else f"{v:.3g}"
+
+
 def fmt_range(lo: float, hi: float) -> str:
-    return f"{lo:.3g}–{hi:.3g}"
+    ref = max(abs(lo), abs(hi))
+    return f"{fmt_value(lo, ref)}–{fmt_value(hi, ref)}"
 
 
 def draw(display: np.ndarray, m: np.ndarray, norm="minmax", mark=None) -> tuple[np.ndarray, tuple]:

@@ -1,0 +1,139 @@
+"""The app in headless Chromium (Debian's /usr/bin/chromium through Playwright; never
+`playwright install`): upload an image, analyse, click the image to drive the affinity explorer,
+compare two models, ablate; the expected images and Plotly plots must be on the page.
+Screenshots go to test-artifacts/ (the Inspect one is copied to assets/screenshot_inspect.png).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+TIMEOUT = 60_000
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh dev installs it)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(app_url, timeout=TIMEOUT)
+        pg.wait_for_selector("#av-analyse", timeout=TIMEOUT)
+        pg.errors = errors
+        yield pg
+        browser.close()
+
+
+def choose(pg, elem_id: str, value: str):
+    """Pick ``value`` in a Gradio dropdown."""
+    box = pg.locator(f"#{elem_id} input").first
+    box.click()
+    box.fill(value)
+    pg.locator("ul[role=listbox] li", has_text=value).first.wait_for(timeout=TIMEOUT)
+    box.press("Enter")  # selects the first option matching what was typed
+    pg.keyboard.press("Escape")
+    box.blur()
+
+
+def wait_images(pg, selector: str, n: int = 1):
+    pg.wait_for_function(
+        "([s, n]) => [...document.querySelectorAll(s)].filter(i => i.complete && "
+        "i.naturalWidth > 0).length >= n", arg=[selector, n], timeout=TIMEOUT)
+
+
+def captions(pg, elem_id: str) -> list[str]:
+    return pg.locator(f"#{elem_id} .caption-label").all_inner_texts()
+
+
+def open_tab(pg, container: str, label_start: str):
+    pg.locator(f"{container} button[role=tab]", has_text=label_start).first.click()
+
+
+def test_inspect_affinity_compare_ablate(page, example_paths):
+    pg = page
+    choose(pg, "av-model", "lite_nonlocal")
+    pg.set_input_files("#av-image input[type=file]", str(example_paths["star"]))
+    pg.click("#av-analyse")
+    wait_images(pg, "#av-gal-all img", 2)
+    wait_images(pg, "#av-head-att img")
+    wait_images(pg, "#av-head-attr img")
+    assert "star" in pg.locator("#av-top5").inner_text().lower() or \
+        re.search(r"\d+%", pg.locator("#av-top5").inner_text())
+    caps = captions(pg, "av-gal-all")
+    assert any("non-local affinity" in c for c in caps), caps
+    assert any(c.startswith("Grad-CAM") for c in caps), caps
+    pg.wait_for_function("document.querySelector('#av-scores') && "
+                         "document.querySelector('#av-scores').innerText.includes('AUC')",
+                         timeout=TIMEOUT)
+
+    # affinity explorer: click the input image, the overlays follow the query
+    open_tab(pg, "#av-kind-tabs", "Affinity")
+    pg.wait_for_selector("#av-plot-affinity .js-plotly-plot", timeout=TIMEOUT)
+    img = pg.locator("#av-image img").first
+    img.scroll_into_view_if_needed()
+    box = img.bounding_box()
+    nat = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    # drawn centred, downscaled to fit but never upscaled (what Gradio's click handler assumes)
+    s = min(box["width"] / nat[0], box["height"] / nat[1], 1.0)
+    ox = box["x"] + (box["width"] - nat[0] * s) / 2
+    oy = box["y"] + (box["height"] - nat[1] * s) / 2
+    want = (30, 90)
+    pg.mouse.click(ox + (want[0] + 0.5) * s, oy + (want[1] + 0.5) * s)
+    pg.wait_for_function(
+        "() => [...document.querySelectorAll('#av-gal-affinity .caption-label')]"
+        ".some(c => /query \\(\\d+, \\d+\\)/.test(c.innerText) && "
+        "!c.innerText.includes('query (64, 64)'))", timeout=TIMEOUT)
+    cap = captions(pg, "av-gal-affinity")[0]
+    x, y = map(int, re.search(r"query \((\d+), (\d+)\)", cap).groups())
+    assert abs(x - want[0]) <= 2 and abs(y - want[1]) <= 2, cap
+    title = pg.locator("#av-plot-affinity .gtitle").first.text_content()
+    assert f"({x}, {y})" in title, title
+    assert pg.locator("#av-plot-affinity .js-plotly-plot").count() == 1
+    time.sleep(0.5)
+    shot = ARTIFACTS / "inspect.png"
+    pg.screenshot(path=str(shot), full_page=True)
+    shutil.copyfile(shot, ROOT / "assets" / "screenshot_inspect.png")
+
+    # compare two models on the same image
+    open_tab(pg, "#av-tabs", "Compare")
+    wait_images(pg, "#av-cmp-image img")
+    pg.locator("#av-cmp-models .remove-all").first.click()  # clear the default pair
+    choose(pg, "av-cmp-models", "lite_cbam")
+    choose(pg, "av-cmp-models", "lite_nonlocal")
+    pg.click("#av-cmp-run")
+    wait_images(pg, "#av-cmp-att-0 img")
+    wait_images(pg, "#av-cmp-att-1 img")
+    wait_images(pg, "#av-cmp-attr-1 img")
+    assert pg.locator("#av-cmp-att-2 img").count() == 0
+    heads = [pg.locator(f"#av-cmp-head-{i}").inner_text() for i in range(2)]
+    assert all("%" in h for h in heads), heads
+    pg.wait_for_function("() => { const t = document.querySelector('#av-cmp-table').innerText;"
+                         " return t.includes('lite_cbam') && t.includes('lite_nonlocal'); }",
+                         timeout=TIMEOUT)
+    pg.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+    # gate ablation: a bar chart
+    open_tab(pg, "#av-tabs", "Experiment")
+    pg.click("#av-ablate")
+    pg.wait_for_selector("#av-abl-plot .js-plotly-plot", timeout=TIMEOUT)
+    assert pg.locator("#av-abl-plot .js-plotly-plot .bars path").count() >= 1  # one per module
+    assert "neutralised one at a time" in pg.locator("#av-tabs").inner_text()
+    pg.screenshot(path=str(ARTIFACTS / "experiment.png"), full_page=True)
+    assert not pg.errors, pg.errors
