@@ -140,6 +140,8 @@ def test_maps_scores_and_rescale(client, example_paths):
     assert len(aucs) == 2 and all(0 <= a <= 1 for a in aucs)
     assert {str(v) for (s, m, v, _), k in zip(rows, kinds) if k == "pointing game"} <= \
         {"hit", "miss"}
+    _, again = table(client.predict(api_name="/scores_full"))  # computed once per analysis
+    assert again == rows
     att, attr, details, gal, legend = client.predict("shared", api_name="/rescale")
     assert img(att).shape == (128, 128, 3) and len(gal) == 5
     assert img(legend).shape[1] >= 200  # the colour bar stating the scale

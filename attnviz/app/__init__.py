@@ -48,6 +48,7 @@ def build_demo() -> gr.Blocks:
 
     ui = SimpleNamespace()
     with gr.Blocks(title="attnviz · attention inside CNNs") as demo:
+        ui.demo = demo
         gr.Markdown(HEADER, elem_id="av-header")
         with gr.Tabs(elem_id="av-tabs") as ui.tabs:
             with gr.Tab("Inspect", id="inspect"):
@@ -88,5 +89,6 @@ def launch_kwargs() -> dict:
         theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
         css=CSS,
         max_file_size="50mb",
+        state_session_capacity=2000,
         footer_links=["api", "gradio"],
     )

@@ -141,7 +141,7 @@ def build(ui: SimpleNamespace) -> None:
                 "random weights carry a ⚠ badge.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=260):
-            ui.cmp_image = InputImage(label="Image", type="filepath",
+            ui.cmp_image = InputImage(value=ui.first_example, label="Image", type="filepath",
                                       sources=["upload", "clipboard"], height=220,
                                       elem_id="av-cmp-image")
             ui.cmp_models = gr.Dropdown(model_choices(), value=default_pair(), multiselect=True,

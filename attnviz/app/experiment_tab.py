@@ -338,7 +338,9 @@ def build(ui: SimpleNamespace) -> None:
             ui.eval_n = gr.Slider(50, 2000, value=200, step=50, label="Images", scale=2)
             ui.eval_run = gr.Button("Evaluate", variant="primary", scale=1)
         ui.eval_note = gr.Markdown()
-        ui.eval_table = gr.Dataframe(interactive=False, label="Localisation per map")
+        ui.eval_table = gr.Dataframe(headers=["map", "kind", "grid", "pointing game",
+                                              "energy in object"], interactive=False,
+                                     label="Localisation per map")
         with gr.Accordion("Full result (JSON)", open=False):
             ui.eval_json = gr.JSON()
     with gr.Accordion("Train a lite model", open=False):
@@ -359,7 +361,8 @@ def build(ui: SimpleNamespace) -> None:
             ui.tr_run = gr.Button("Train", variant="primary")
         ui.tr_note = gr.Markdown()
         with gr.Row():
-            ui.tr_hist = gr.Dataframe(interactive=False, label="History per epoch")
+            ui.tr_hist = gr.Dataframe(headers=["epoch", "loss", "val_acc"], interactive=False,
+                                      label="History per epoch")
             ui.tr_card = gr.JSON(label="Model card")
 
     ui.abl_run.click(run_ablation, [ui.image, ui.model], [ui.abl_plot, ui.abl_table,

@@ -343,19 +343,18 @@ def run_affinity(sess, x, y, scale):
 
 
 # ------------------------------------------------------------------------------ scores
-def _scores(sess: Session) -> dict:
+def _scores(sess: Session, faithfulness: bool) -> dict:
     from .. import metrics
     from ..preprocess import Preprocess, preprocess
     a = sess.analysis
     loaded = MODELS.get(sess.model_name)
     method = shown_method(sess)
     att_grid = V.attribution_grid(a, method)
-    out = {"attribution": method, "rows": []}
+    out = {"attribution": method, "faithfulness": faithfulness, "rows": []}
     rows = out["rows"]
     spatial = [r for r in a.maps if has_spatial(r)]
     head = V.headline_record(a.maps)
     if sess.mask is not None:
-        hw = a.image.shape[:2]
         pre = a.preprocess
         named = [(V.map_caption(r), pre.to_image(V.grid_map(r))) for r in spatial]
         named.append((V.method_name(method), pre.to_image(att_grid)))
@@ -366,18 +365,20 @@ def _scores(sess: Session) -> dict:
                      [(V.map_caption(head), pre.to_image(V.grid_map(head))), named[-1]]):
             rows.append(["energy in object", n, round(metrics.energy_pointing_game(m, sess.mask),
                                                        3)])
-        del hw
-    x, _ = preprocess(loaded.model, a.image)
-    S = x.shape[-1]
-    grid = Preprocess((S, S), S)
-    gm = grid.to_image(att_grid)
-    with_model = (x, grid)
-    d = metrics.deletion_auc(loaded.model, with_model, gm, a.target, steps=SCORE_STEPS,
-                             batch_size=SCORE_STEPS + 1)
-    i = metrics.insertion_auc(loaded.model, with_model, gm, a.target, steps=SCORE_STEPS,
-                              batch_size=SCORE_STEPS + 1)
-    rows.append(["deletion AUC", V.method_name(method), round(float(d), 3)])
-    rows.append(["insertion AUC", V.method_name(method), round(float(i), 3)])
+    if faithfulness:
+        x, _ = preprocess(loaded.model, a.image)
+        S = x.shape[-1]
+        grid = Preprocess((S, S), S)
+        gm = grid.to_image(att_grid)
+        kw = dict(steps=SCORE_STEPS, batch_size=SCORE_STEPS + 1)
+        d = metrics.deletion_auc(loaded.model, (x, grid), gm, a.target, **kw)
+        i = metrics.insertion_auc(loaded.model, (x, grid), gm, a.target, **kw)
+        rows.append(["deletion AUC", V.method_name(method), round(float(d), 3)])
+        rows.append(["insertion AUC", V.method_name(method), round(float(i), 3)])
+    else:
+        for k in ("deletion AUC", "insertion AUC"):
+            rows.append([k, V.method_name(method), "press “Deletion / insertion” (slow for a "
+                                                   "full-size model on a CPU)"])
     for r in spatial:
         rho = V.finite(metrics.rank_correlation(V.grid_map(r), att_grid))
         rows.append(["rank correlation", f"{V.map_caption(r)} vs {V.method_name(method)}",
@@ -397,16 +398,27 @@ def scores_table(sess: Session):
     return pd.DataFrame(rows, columns=SCORE_HEADERS)
 
 
-def run_scores(sess):
+def run_scores(sess, full: bool = False):
     """Pointing game (mask known), deletion / insertion AUC, attention-vs-attribution
-    correlation, for the last analysis. Computed once per analysis."""
+    correlation, for the last analysis; computed once per analysis. Deletion / insertion run
+    at once for lite models or on a GPU; for a full-size model on a CPU on request (``full``)."""
     if sess is None:
+        if full:
+            raise bad_request("Run an analysis first.", "No analysis yet")
         return gr.skip(), gr.skip()
     with user_errors("scoring the maps"):
+        from .state import DEVICE
         want = shown_method(sess)
-        if sess.scores.get("attribution") != want:
-            sess.scores = _score_model(sess)
+        faith = bool(full or MODELS.get(sess.model_name).is_lite or DEVICE.type == "cuda")
+        if sess.scores.get("attribution") != want or (faith and not
+                                                     sess.scores.get("faithfulness")):
+            sess.scores = _score_model(sess, faith)
         return scores_table(sess), sess
+
+
+def run_scores_full(sess):
+    """All scores including deletion / insertion AUC, whatever the model's size."""
+    return run_scores(sess, full=True)
 
 
 # ------------------------------------------------------------------------------ slow methods
@@ -449,8 +461,11 @@ def build(ui: SimpleNamespace) -> None:
     examples = ensure_examples()
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=280, elem_id="av-left"):
-            ui.image = InputImage(label="Image", type="filepath", sources=["upload", "clipboard"],
-                                  height=280, elem_id="av-image")
+            first = next((p for p in examples if p.stem == "star"), examples[0])
+            ui.first_example = str(first)
+            ui.image = InputImage(value=str(first), label="Image", type="filepath",
+                                  sources=["upload", "clipboard"], height=280,
+                                  elem_id="av-image")
             gr.Markdown("<span class='av-hint'>Click the image to choose a query point "
                         "(affinity maps).</span>", elem_id="av-click-hint")
             gr.Examples([[str(p)] for p in examples], inputs=[ui.image],
@@ -516,6 +531,13 @@ def build(ui: SimpleNamespace) -> None:
                                                   "channels)", "av-gal-calibration")
                     ui.plot_calibration = gr.Plot(label="Calibration gate")
             with gr.Accordion("Scores", open=True, elem_id="av-scores-box"):
+                with gr.Row():
+                    gr.Markdown("<span class='av-muted'>How well each map localises the object "
+                                "and whether the prediction rests on what the attribution "
+                                "marks.</span>")
+                    ui.scores_full = gr.Button("Deletion / insertion", size="sm", scale=0,
+                                               min_width=180, variant="secondary",
+                                               elem_id="av-scores-full")
                 ui.scores = gr.Dataframe(headers=SCORE_HEADERS, interactive=False, wrap=True,
                                          column_widths=["16%", "30%", "10%", "44%"],
                                          elem_id="av-scores", max_height=360)
@@ -557,6 +579,14 @@ def build(ui: SimpleNamespace) -> None:
                           api_visibility="undocumented", concurrency_id="inspect",
                           trigger_mode="always_last", show_progress="minimal")
     chain(ev, "_method", "undocumented")
+    ui.scores_full.click(run_scores_full, [ui.state], [ui.scores, ui.state],
+                         api_name="scores_full", concurrency_id="scores",
+                         concurrency_limit=2, show_progress_on=[ui.scores])
+    # the first screen is an analysis of the example already in place
+    ev = ui.demo.load(run_inspect_auto, inputs, inspect_out, api_name="inspect_on_load",
+                      api_visibility="undocumented", concurrency_id="inspect",
+                      show_progress="minimal")
+    chain(ev, "_load", "undocumented")
     ui.scale.change(rescale, [ui.state, ui.scale], head_out, api_name="rescale",
                     show_progress="hidden").then(
         kind_views, [ui.state, ui.scale, ui.kind_sel], kind_out, api_name="maps_rescale",
