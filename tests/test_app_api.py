@@ -296,6 +296,32 @@ def test_train_a_model_then_inspect_it(client, example_paths, runs_dir):
                                         "zipless", api_name="/train"), "zip")
 
 
+def test_train_on_an_uploaded_zip(client, tmp_path, example_paths):
+    rng = np.random.default_rng(0)
+    zpath = tmp_path / "pets.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for cls, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+            for i in range(8):
+                a = rng.integers(0, 60, (48, 48, 3), dtype=np.uint8)
+                a[12:36, 12:36] = colour
+                b = io.BytesIO()
+                Image.fromarray(a).save(b, format="PNG")
+                z.writestr(f"{cls}/{i:03d}.png", b.getvalue())
+    name = f"z_{uuid.uuid4().hex[:6]}"
+    out = client.predict("lite_cbam", "uploaded zip of class folders", handle_file(str(zpath)),
+                         1, 64, name, api_name="/train")
+    card = out[1]
+    assert card["classes"] == ["blue", "red"] and "user image folder" in card["training"]["data"]
+    r = inspect(client, example_paths["circle"], name)
+    labels = [c["label"] for c in r["top5"]["confidences"]]
+    assert sorted(labels) == ["blue", "red"]  # the uploaded classes, not the shapes
+    bad = tmp_path / "notzip.zip"
+    bad.write_text("hello")
+    expect_error(lambda: client.predict("lite_cbam", "uploaded zip of class folders",
+                                        handle_file(str(bad)), 1, 64, f"{name}x",
+                                        api_name="/train"), "zip")
+
+
 def test_bad_inputs_give_clear_errors_and_the_server_keeps_serving(client, example_paths,
                                                                    tmp_path):
     good = example_paths["star"].read_bytes()

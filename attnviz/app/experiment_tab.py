@@ -38,8 +38,12 @@ def _image_and_model(image, model_name):
 # ------------------------------------------------------------------------------ ablation
 @gpu
 def _ablate(model, pil):
+    # forward passes on the shared model: under its lock, or a Captum call running in another
+    # thread would see them through its layer hooks
+    from ..explain import model_lock
     from ..metrics import gate_ablation
-    return gate_ablation(model, pil)
+    with model_lock(model):
+        return gate_ablation(model, pil)
 
 
 def run_ablation(image, model_name):
@@ -97,8 +101,10 @@ def _sanity(model, pil, method):
     x, _ = preprocess(model, pil)
     S = x.shape[-1]
     grid = Preprocess((S, S), S)
-    with torch.no_grad():
-        target = int(model(x).argmax(1)[0])
+    from ..explain import model_lock
+    with model_lock(model), torch.no_grad():  # a copy taken under the lock carries no hook
+        target = int(model(x).argmax(1)[0])  # of another thread's Captum call
+        work = copy.deepcopy(model)
     if method == "attention":
         if not {k for _, _, k in list_taps(model)} & {"spatial", "group", "calibration",
                                                       "affinity"}:
@@ -107,7 +113,6 @@ def _sanity(model, pil, method):
         f = _all_attention_fn()
     else:
         f = metrics._map_fn(method, target, {})
-    work = copy.deepcopy(model)
     ref = f(work, x, grid)
     frames = [("original weights", ref, 1.0, 1.0, 1.0)]
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):

@@ -371,8 +371,10 @@ def _scores(sess: Session, faithfulness: bool) -> dict:
         grid = Preprocess((S, S), S)
         gm = grid.to_image(att_grid)
         kw = dict(steps=SCORE_STEPS, batch_size=SCORE_STEPS + 1)
-        d = metrics.deletion_auc(loaded.model, (x, grid), gm, a.target, **kw)
-        i = metrics.insertion_auc(loaded.model, (x, grid), gm, a.target, **kw)
+        from ..explain import model_lock
+        with model_lock(loaded.model):  # forward passes on the shared model
+            d = metrics.deletion_auc(loaded.model, (x, grid), gm, a.target, **kw)
+            i = metrics.insertion_auc(loaded.model, (x, grid), gm, a.target, **kw)
         rows.append(["deletion AUC", V.method_name(method), round(float(d), 3)])
         rows.append(["insertion AUC", V.method_name(method), round(float(i), 3)])
     else:
