@@ -268,7 +268,8 @@ def bench_load(users=8, per_user=5, model="lite_cbam"):
                 p = paths[u * per_user + j]
                 t0 = time.perf_counter()
                 try:
-                    res = c.predict(handle_file(str(p)), model, api_name="/inspect")
+                    res = c.predict(handle_file(str(p)), model, "gradcam", "per map",
+                                    api_name="/inspect")
                     dt = time.perf_counter() - t0
                     with lock:
                         lat.append(dt)
@@ -278,7 +279,8 @@ def bench_load(users=8, per_user=5, model="lite_cbam"):
                         errors.append(repr(e)[:200])
 
         # warm the model cache once
-        Client(url, verbose=False).predict(handle_file(str(paths[0])), model, api_name="/inspect")
+        Client(url, verbose=False).predict(handle_file(str(paths[0])), model, "gradcam", "per map",
+                                          api_name="/inspect")
         t0 = time.perf_counter()
         threads = [threading.Thread(target=user, args=(u,)) for u in range(users)]
         for t in threads:

@@ -1,0 +1,31 @@
+"""`python -m attnviz.bench --quick` runs and reports every figure (it never fails on timing)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = ("capture_overhead", "gradcam_over_fwdbwd", "inspect_ms", "inspect_over_forward",
+        "ig_batched_speedup", "deletion_insertion_ms", "affinity_peak_mb", "figure_kb_max",
+        "response_kb", "load")
+
+
+def test_bench_quick_reports_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "attnviz.bench", "--quick", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    for key in KEYS:
+        assert key in r, key
+    for name in ("lite_cbam", "scnet50", "cbam_resnet50"):
+        assert r["capture_overhead"][name] > 0
+        assert r["gradcam_over_fwdbwd"][name] > 0
+        assert r["inspect_ms"][name] > 0
+    assert r["ig_batched_speedup"]["lite_cbam"] > 0
+    full, budget = r["affinity_peak_mb"]["full"], r["affinity_peak_mb"]["budget_1mb"]
+    assert budget["held_mb"] < full["held_mb"] and budget["capped"] >= 1
+    assert 0 < r["figure_kb_max"] < 1024
+    assert r["load"].get("errors") == 0, r["load"]
+    assert r["load"]["requests"] == 16 and r["load"]["p95_ms"] >= r["load"]["p50_ms"] > 0
+    assert "capture/fwd" in proc.stdout  # the printed table
