@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 
-from ..maps import has_spatial
 from . import views as V
 from .components import InputImage, gpu
 from .errors import bad_request, user_errors

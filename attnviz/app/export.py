@@ -110,11 +110,9 @@ def run_export(sess):
         path = build_zip(sess)
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
-        kinds = {n.split("/")[0] for n in names}
         md = (f"**{path.name}** — {len(names)} files ({path.stat().st_size / 1024:.0f} KiB): "
               f"{sum(n.startswith('overlays/') for n in names)} overlays, "
               f"{sum(n.startswith('figures/') for n in names)} figures, scores.json, maps.npz.")
-        del kinds
         return str(path), md
 
 
