@@ -356,7 +356,8 @@ def test_concurrent_clients_get_consistent_answers(app_url, example_paths):
             c = Client(app_url, verbose=False)
             for k in range(2):
                 r = inspect(c, example_paths[ex], model)
-                results[(i, k)] = (model, ex, r["summary"]["top_k"])
+                # the weights are part of the key: a checkpoint may land between two calls
+                results[(i, k)] = (model, ex, r["summary"]["weights"], r["summary"]["top_k"])
         except Exception as e:  # noqa: BLE001
             errors.append(e)
     threads = [threading.Thread(target=work, args=(i, m, e)) for i, (m, e) in enumerate(jobs)]
@@ -367,8 +368,8 @@ def test_concurrent_clients_get_consistent_answers(app_url, example_paths):
     assert not errors, errors
     assert len(results) == 8
     by = {}
-    for model, ex, top in results.values():
-        by.setdefault((model, ex), []).append(top)
+    for model, ex, weights, top in results.values():
+        by.setdefault((model, ex, weights), []).append(top)
     for tops in by.values():
         ref = tops[0]
         for t in tops[1:]:

@@ -195,12 +195,16 @@ class Loaded:
 
 
 def _stamp(path) -> tuple | None:
+    """What identifies the weights on disk: the file and its card, with their mtimes."""
     if path is None:
         return None
-    try:
-        return (str(path), Path(path).stat().st_mtime_ns)
-    except OSError:
-        return None
+    out = [str(path)]
+    for p in (Path(path), Path(path).with_suffix(".json")):
+        try:
+            out.append(p.stat().st_mtime_ns)
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 def _load(entry: Entry) -> Loaded:
