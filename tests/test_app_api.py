@@ -345,6 +345,22 @@ def test_bad_inputs_give_clear_errors_and_the_server_keeps_serving(client, examp
     assert len(r["top5"]["confidences"]) == 5
 
 
+def test_malformed_http_calls_are_refused_with_a_reason(app_url, client, example_paths):
+    import requests
+    url = app_url + "gradio_api/call/inspect"
+
+    def call(data):
+        eid = requests.post(url, json={"data": data}, timeout=30).json()["event_id"]
+        return requests.get(f"{url}/{eid}", timeout=60).text
+    assert "input values" in call([None])  # wrong number of inputs
+    outside = {"path": str(example_paths["star"]), "meta": {"_type": "gradio.FileData"}}
+    assert "not uploaded" in call([outside, "lite_cbam", "gradcam", "per map"])
+    no_file = {"path": None, "url": "nowhere", "meta": {"_type": "gradio.FileData"}}
+    assert "uploaded file" in call([no_file, "lite_cbam", "gradcam", "per map"])
+    r = inspect(client, example_paths["star"], "lite_cbam")  # still serving
+    assert len(r["top5"]["confidences"]) == 5
+
+
 def test_concurrent_clients_get_consistent_answers(app_url, example_paths):
     from gradio_client import Client
     jobs = [("lite_cbam", "star"), ("lite_nonlocal", "ring"), ("lite_sk", "cross"),

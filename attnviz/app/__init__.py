@@ -89,6 +89,7 @@ def launch_kwargs() -> dict:
         theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
         css=CSS,
         max_file_size="50mb",
+        show_error=True,  # Gradio's own refusals (wrong number of inputs, ...) say why too
         state_session_capacity=2000,
         footer_links=["api", "gradio"],
     )

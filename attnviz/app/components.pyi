@@ -29,6 +29,10 @@ class InputImage(gr.Image):
             return None
         if getattr(payload, "path", None) and not str(payload.url or "").startswith("data:"):
             return str(payload.path)
+        if not str(getattr(payload, "url", None) or "").startswith("data:"):
+            raise gr.Error("The image did not arrive as an uploaded file: send it as a file "
+                           "(gradio_client: handle_file('photo.jpg')) or a data: URL.",
+                           title="No image file")
         try:
             return super().preprocess(payload)
         except Exception as e:  # noqa: BLE001
