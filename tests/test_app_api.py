@@ -107,6 +107,17 @@ def test_inspect_prediction_overlays_and_summary(client, example_paths):
     assert "Agreement" in r["details"]
 
 
+def test_inspect_with_defaults_and_display_names(client, example_paths):
+    """The README's call: three inputs, the method by its display name."""
+    out = client.predict(handle_file(str(example_paths["star"])), "lite_cbam", "Grad-CAM",
+                         api_name="/inspect")
+    assert out[7]["attribution"] == "gradcam" and len(out[0]["confidences"]) == 5
+    out = client.predict(handle_file(str(example_paths["star"])), "lite_cbam · trained on shapes",
+                         "ig", api_name="/inspect")  # a dropdown label and a method alias
+    assert out[7]["model"] == "lite_cbam"
+    assert out[7]["attribution_pending"] == "integrated_gradients"
+
+
 def test_large_upload_is_downscaled_for_display(client, tmp_path):
     rng = np.random.default_rng(1)
     p = tmp_path / "wide.png"
