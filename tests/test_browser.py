@@ -71,6 +71,10 @@ def test_inspect_affinity_compare_ablate(page, example_paths):
     choose(pg, "av-model", "lite_nonlocal")
     pg.set_input_files("#av-image input[type=file]", str(example_paths["star"]))
     pg.click("#av-analyse")
+    # the page opens on an analysis of the example with the default model: wait for this one
+    pg.wait_for_function("() => [...document.querySelectorAll('#av-gal-all .caption-label')]"
+                         ".some(c => c.innerText.includes('non-local affinity'))",
+                         timeout=TIMEOUT)
     wait_images(pg, "#av-gal-all img", 2)
     wait_images(pg, "#av-head-att img")
     wait_images(pg, "#av-head-attr img")
