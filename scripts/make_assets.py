@@ -146,11 +146,8 @@ def ablation(model, image, records):
     attnviz.metrics.gate_ablation when it exists."""
     try:
         from attnviz.metrics import gate_ablation
-        res = gate_ablation(model, image)
-        if isinstance(res, dict):
-            return list(res), list(res.values())
-        names = [getattr(r, "tap", getattr(r, "name", str(r))) for r in res]
-        return names, [float(getattr(r, "delta", getattr(r, "change", 0.0))) for r in res]
+        rows = gate_ablation(model, image)  # [{"tap", "delta", ...}] in forward order
+        return [r["tap"] for r in rows], [float(r["delta"]) for r in rows]
     except Exception as e:
         print(f"gate_ablation unavailable ({e}); ablating through attnviz.intervene")
     x = to_input(model, image)
@@ -316,6 +313,7 @@ def main(argv=None):
                 "SCNet calibration gate (mean over channels) as a heatmap")
     model, _, recs, _ = models["lite_cbam"]
     names, deltas = ablation(model, image, recs)
+    names = [n[:-len("_tap")].rsplit(".", 1)[0] if n.endswith("_tap") else n for n in names]
     save_figure(out, "figure_gate_ablation",
                 bars_figure(names, deltas, "Gate ablation" + tag("lite_cbam"),
                             "change of the predicted class's probability", "module"), gallery,

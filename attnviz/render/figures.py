@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .overlay import BLOCK_NAMES, DEFAULT_COLORMAP, caption, colorize
-from .scale import as_numpy, display_values, resolve_range, shared_range
+from .scale import as_numpy, display_values, resolve_range, shared_range, widen
 
 MAX_FIGURE_KB = 1024
 _MARGIN = dict(l=60, r=20, t=60, b=50)
@@ -76,10 +76,12 @@ def shrink(a: np.ndarray, max_size: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def _range(values, zmin, zmax, norm):
-    if zmin is not None or zmax is not None:
-        lo, hi = resolve_range(values, norm or "minmax")
-        return (lo if zmin is None else float(zmin)), (hi if zmax is None else float(zmax))
-    return resolve_range(values, norm or "minmax")
+    """(zmin, zmax): given ones win, the rest from ``norm``; a constant map gets a small range
+    around its value (shown in the scale's middle colour)."""
+    lo, hi = resolve_range(values, norm or "minmax")
+    lo = lo if zmin is None else float(zmin)
+    hi = hi if zmax is None else float(zmax)
+    return widen(lo, hi)
 
 
 def _heatmap(values, zmin, zmax, colormap, value_label, hover, max_size, **kw):
@@ -351,8 +353,10 @@ def bars_figure(names, values, title: str, xlabel: str, ylabel: str = "", sort: 
         x=values[order], y=[names[i] for i in order], orientation="h", marker_color=colours,
         error_x=None if errs is None else dict(type="data", array=errs[order]),
         hovertemplate="%{y}<br>%{x:.4g}<extra></extra>"))
-    fig.update_layout(showlegend=False)
-    return _finish(fig, title, xlabel, ylabel, height=max(240, 26 * len(names) + 120))
+    _finish(fig, title, xlabel, ylabel, height=max(240, 26 * len(names) + 120))
+    longest = max((len(n) for n in names), default=0)
+    fig.update_layout(showlegend=False, margin=dict(l=min(360, 7 * longest + 30)))
+    return fig
 
 
 def line_figure(curves: dict, title: str, xlabel: str, ylabel: str) -> go.Figure:

@@ -57,6 +57,15 @@ def resolve_range(values, norm="minmax", percentiles=PERCENTILES) -> tuple[float
     raise ValueError(f"norm must be 'minmax', 'fixed', 'percentile' or (vmin, vmax), not {norm!r}")
 
 
+def widen(vmin: float, vmax: float, rel: float = 0.05) -> tuple[float, float]:
+    """A degenerate range (vmin == vmax) widened around its value so a colour scale can show it
+    (at its middle colour); other ranges unchanged."""
+    if vmax - vmin > 1e-12:
+        return vmin, vmax
+    d = max(abs(vmin) * rel, 1e-3)
+    return vmin - d, vmax + d
+
+
 def shared_range(maps: Iterable, norm="minmax", percentiles=PERCENTILES) -> tuple[float, float]:
     """One (vmin, vmax) covering every map in ``maps`` (arrays, tensors or capture records, from one
     model or several), so that equal values get equal colours everywhere."""
@@ -70,11 +79,12 @@ def shared_range(maps: Iterable, norm="minmax", percentiles=PERCENTILES) -> tupl
 
 
 def normalise(values, vmin: float, vmax: float) -> np.ndarray:
-    """Values scaled to [0, 1] by (vmin, vmax) and clipped; a constant range gives zeros."""
+    """Values scaled to [0, 1] by (vmin, vmax) and clipped; an empty range (a constant map) gives
+    the middle of the scale, 0.5."""
     a = as_numpy(values)
     span = vmax - vmin
     if not np.isfinite(span) or span <= 1e-12:
-        return np.zeros_like(a)
+        return np.full_like(a, 0.5)
     return np.clip((a - vmin) / span, 0.0, 1.0)
 
 

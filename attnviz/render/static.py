@@ -98,7 +98,7 @@ def figure_png(fig, path=None, width: int | None = None, height: int | None = No
         return np.asarray(vals, float)
 
     stack: dict = {}
-    scale_done = set()
+    scales: dict = {}  # colour scale -> [image, axes using it, title]
     legend_axes = None
     for t in fig.data:
         if not _visible(t):
@@ -121,13 +121,9 @@ def figure_png(fig, path=None, width: int | None = None, height: int | None = No
                            extent=(x[0] - dx / 2, x[-1] + dx / 2, bottom, top),
                            interpolation="nearest", aspect="equal" if lay[yk].scaleanchor else "auto")
             scale_key = t.coloraxis or id(t)
-            if scale_key not in scale_done:
-                scale_done.add(scale_key)
-                cax = out.add_axes([pl + pw + 0.015, pb, 0.015, ph])
-                cb = out.colorbar(im, cax=cax)
-                title = (ca.colorbar.title.text if ca else t.colorbar.title.text)
-                cb.set_label(_text(title), fontsize=8)
-                cb.ax.tick_params(labelsize=7)
+            entry = scales.setdefault(scale_key, [im, [], ca.colorbar.title.text if ca
+                                                  else t.colorbar.title.text])
+            entry[1].append(ax)
         elif t.type == "bar":
             horiz = t.orientation == "h"
             cat = positions(yk if horiz else xk, t.y if horiz else t.x)
@@ -197,8 +193,9 @@ def figure_png(fig, path=None, width: int | None = None, height: int | None = No
                 ticks([])
             elif table:
                 ticks(list(table.values()))
-                labels(list(table), fontsize=7, rotation=30 if which == "x" and len(table) > 4 else 0,
-                       ha="right" if which == "x" and len(table) > 4 else "center")
+                tilt = which == "x" and len(table) > 4
+                labels(list(table), fontsize=7, rotation=30 if tilt else 0,
+                       **({"ha": "right" if tilt else "center"} if which == "x" else {}))
         if xa.range is not None:
             ax.set_xlim(*xa.range)
         if ya.range is not None:
@@ -206,6 +203,16 @@ def figure_png(fig, path=None, width: int | None = None, height: int | None = No
         if ya.autorange == "reversed" and not ax.yaxis_inverted():
             ax.invert_yaxis()
         ax.tick_params(labelsize=7)
+    for im, used, title in scales.values():  # one bar beside the axes that use it
+        for ax in used:
+            ax.apply_aspect()
+        boxes = [ax.get_position() for ax in used]
+        x1 = max(b.x1 for b in boxes)
+        y0, y1 = min(b.y0 for b in boxes), max(b.y1 for b in boxes)
+        cax = out.add_axes([min(x1 + 0.02, pl + pw + 0.015), y0, 0.015, y1 - y0])
+        cb = out.colorbar(im, cax=cax)
+        cb.set_label(_text(title), fontsize=8)
+        cb.ax.tick_params(labelsize=7)
     if legend_axes is not None:
         legend_axes.legend(fontsize=7, loc="upper right", framealpha=0.8)
     for an in lay.annotations or ():
