@@ -25,7 +25,7 @@ from attnviz.maps import to_spatial  # noqa: E402
 from attnviz.render import (affinity_explorer, affinity_overlay, bars_figure, caption,  # noqa: E402
                             channel_affinity_heatmap, channel_gate_bars, colorbar, figure_kb,
                             fit, group_factor_grid, kernel_selection_bars, line_figure, overlay,
-                            save_png, shared_range, spatial_heatmap, with_colorbar)
+                            save_png, shared_range, spatial_heatmap)
 from attnviz.render.static import figure_png  # noqa: E402
 
 DISPLAY = 256  # px side of the images the overlays are drawn on

@@ -168,7 +168,7 @@ def test_figures_for_groups_and_shares(records):
     spatial = figs["spatial"]
     assert len({(f.data[0].zmin, f.data[0].zmax) for f in spatial}) == 1
     lo, hi = shared_range([r for r in records if r.kind == "spatial"])
-    assert spatial[0].data[0].zmin == pytest.approx(lo) and spatial[0].data[0].zmax == pytest.approx(hi)
+    assert (spatial[0].data[0].zmin, spatial[0].data[0].zmax) == pytest.approx((lo, hi))
     per_map = figures_for([r for r in records if r.kind == "spatial"])["spatial"]
     assert len({(f.data[0].zmin, f.data[0].zmax) for f in per_map}) > 1
     for group in figs.values():

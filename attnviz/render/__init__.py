@@ -14,13 +14,15 @@ from .figures import (affinity_explorer, bars_figure, channel_affinity_heatmap, 
 from .overlay import (COLORMAPS, DEFAULT_COLORMAP, affinity_overlay, caption, colorbar, colorize,
                       draw_marker, fit, overlay, overlay_record, save_png, to_png_bytes,
                       with_colorbar)
-from .scale import Normaliser, display_values, normalise, resolve_range, shared_range
+from .scale import Normaliser, display_values, normalise, resolve_range, shared_range, widen
+from .static import figure_png
 
 __all__ = [
     "COLORMAPS", "DEFAULT_COLORMAP", "Normaliser", "affinity_explorer", "affinity_overlay",
     "bars_figure", "caption", "channel_affinity_heatmap", "channel_gate_bars", "channel_order",
     "colorbar", "colorize", "colorscale", "display_values", "draw_marker", "figure_for",
-    "figure_kb", "figures_for", "fit", "group_factor_grid", "kernel_selection_bars",
+    "figure_kb", "figure_png", "figures_for", "fit", "group_factor_grid", "kernel_selection_bars",
     "line_figure", "normalise", "overlay", "overlay_record", "resolve_range", "save_png",
-    "shared_range", "shared_zrange", "spatial_heatmap", "to_png_bytes", "with_colorbar",
+    "shared_range", "shared_zrange", "spatial_heatmap", "to_png_bytes", "widen",
+    "with_colorbar",
 ]

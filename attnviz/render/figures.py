@@ -128,8 +128,8 @@ def _gate_vectors(gates, batch):
     if _is_record(gates):
         gates = [gates]
     if isinstance(gates, (list, tuple)) and gates and _is_record(gates[0]):
-        return [(f"{r.layer} ({BLOCK_NAMES.get(r.block, r.block)})", as_numpy(r.tensor[batch]).ravel())
-                for r in gates]
+        return [(f"{r.layer} ({BLOCK_NAMES.get(r.block, r.block)})",
+                 as_numpy(r.tensor[batch]).ravel()) for r in gates]
     if isinstance(gates, dict):
         return [(str(k), as_numpy(v).ravel()) for k, v in gates.items()]
     return [("gate", as_numpy(gates).ravel())]
@@ -147,7 +147,8 @@ def channel_gate_bars(gates, title: str | None = None, batch: int = 0,
     for i, (name, v) in enumerate(layers):
         order = np.argsort(-v, kind="stable")
         fig.add_trace(go.Bar(
-            x=np.arange(v.size), y=v[order].astype(np.float32), customdata=order, name=name,
+            x=np.arange(v.size, dtype=np.int32), y=v[order].astype(np.float32),
+            customdata=order.astype(np.int32), name=name,
             visible=i == 0, marker=dict(color="#3b6fb6", line=dict(width=0)),
             hovertemplate="channel %{customdata}<br>gate %{y:.4f}<br>rank %{x}<extra></extra>"))
         titles.append(title or f"Channel gates · {name} · {v.size} channels, "

@@ -129,8 +129,8 @@ def with_colorbar(image, vmin: float, vmax: float, colormap: str = DEFAULT_COLOR
 
 
 def draw_marker(image, xy, size: int | None = None) -> np.ndarray:
-    """Draw a query marker (white cross in a white ring, outlined in black) at pixel ``xy`` = (x, y),
-    in place; returns the image."""
+    """Draw a query marker (white cross in a white ring, outlined in black) at pixel
+    ``xy`` = (x, y), in place; returns the image."""
     h, w = image.shape[:2]
     x = int(np.clip(round(float(xy[0])), 0, w - 1))
     y = int(np.clip(round(float(xy[1])), 0, h - 1))

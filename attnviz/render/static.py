@@ -116,10 +116,13 @@ def figure_png(fig, path=None, width: int | None = None, height: int | None = No
             dx = (x[-1] - x[0]) / max(len(x) - 1, 1) if len(x) > 1 else 1
             dy = (y[-1] - y[0]) / max(len(y) - 1, 1) if len(y) > 1 else 1
             rev = lay[yk].autorange == "reversed"
-            top, bottom = (y[0] - dy / 2, y[-1] + dy / 2) if rev else (y[-1] + dy / 2, y[0] - dy / 2)
+            top, bottom = y[0] - dy / 2, y[-1] + dy / 2
+            if not rev:
+                top, bottom = bottom, top
             im = ax.imshow(z if rev else z[::-1], cmap=_cmap(cs), vmin=vmin, vmax=vmax,
                            extent=(x[0] - dx / 2, x[-1] + dx / 2, bottom, top),
-                           interpolation="nearest", aspect="equal" if lay[yk].scaleanchor else "auto")
+                           interpolation="nearest",
+                           aspect="equal" if lay[yk].scaleanchor else "auto")
             scale_key = t.coloraxis or id(t)
             entry = scales.setdefault(scale_key, [im, [], ca.colorbar.title.text if ca
                                                   else t.colorbar.title.text])
@@ -129,7 +132,8 @@ def figure_png(fig, path=None, width: int | None = None, height: int | None = No
             cat = positions(yk if horiz else xk, t.y if horiz else t.x)
             val = np.asarray(t.x if horiz else t.y, float)
             colour = t.marker.color
-            colour = [_colour(c) for c in colour] if isinstance(colour, (list, tuple)) else _colour(colour)
+            colour = ([_colour(c) for c in colour] if isinstance(colour, (list, tuple))
+                      else _colour(colour))
             base = stack.setdefault((xk, yk), np.zeros(0))
             if lay.barmode == "stack":
                 if base.size < int(cat.max()) + 1:
@@ -140,7 +144,7 @@ def figure_png(fig, path=None, width: int | None = None, height: int | None = No
             else:
                 bottom = 0
             err = t.error_x if horiz else t.error_y
-            err = np.asarray(err.array, float) if err is not None and err.array is not None else None
+            err = None if err is None or err.array is None else np.asarray(err.array, float)
             width = 0.8 if len(cat) < 200 else 1.0
             if horiz:
                 ax.barh(cat, val, left=bottom, color=colour, height=width, xerr=err,
