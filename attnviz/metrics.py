@@ -202,8 +202,10 @@ def _inputs(model, image, mode="resize"):
 
 def _probs(model, batch: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Softmax probabilities (N, classes) of a batch, run ``batch_size`` at a time."""
+    from .explain import model_lock
     outs = []
-    with torch.no_grad(), _eval_mode(model):
+    # the lock keeps a concurrent Captum call (whose hooks see every forward) off these passes
+    with model_lock(model), torch.no_grad(), _eval_mode(model):
         for i in range(0, batch.shape[0], max(1, int(batch_size))):
             outs.append(torch.softmax(model(batch[i:i + batch_size]).float(), 1))
     return torch.cat(outs).cpu()
@@ -372,7 +374,9 @@ def randomisation_check(model: nn.Module, image, method: str = "gradcam", target
     grid = Preprocess((S, S), S)  # compare on the input grid: cheap and size-independent
     if target is None:
         target = int(_probs(model, x, 1)[0].argmax())
-    work = copy.deepcopy(model)
+    from .explain import model_lock
+    with model_lock(model):  # no other thread's Captum hooks may be copied along
+        work = copy.deepcopy(model)
     f = _map_fn(method, int(target), opts)
     ref = f(work, x, grid)
     rows = [Row(step=0, layer="(none: original weights)", spearman=1.0, pearson=1.0, ssim=1.0)]

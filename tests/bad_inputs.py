@@ -62,7 +62,7 @@ def image_cases(d: Path) -> dict[str, tuple[Path, str]]:
     put("bomb.png", png_header_bomb(), "error")
     # unusual but valid: a correct result must come back
     arr16 = (np.linspace(0, 65535, 96 * 80).reshape(80, 96)).astype(np.uint16)
-    put("sixteen_bit.png", _png_bytes(Image.fromarray(arr16, mode="I;16")), "ok")
+    put("sixteen_bit.png", _png_bytes(Image.fromarray(arr16)), "ok")
     b = io.BytesIO()
     _base().convert("CMYK").save(b, format="JPEG")
     put("cmyk.jpg", b.getvalue(), "ok")
@@ -102,7 +102,7 @@ def traversal_zip(path: Path) -> Path:
     return path
 
 
-def oversized_zip(path: Path, mb: int = 8) -> Path:
+def oversized_zip(path: Path, mb: int = 260) -> Path:
     """A zip whose members expand to ``mb`` MB (highly compressible)."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
         png = _png_bytes(_base((32, 32)))

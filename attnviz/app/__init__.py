@@ -62,6 +62,11 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Export", id="export"):
                 export.build(ui)
         ui.model_dropdowns = [ui.model, ui.cmp_models, ui.eval_model, ui.card_model]
+        # operations: resident models and hooks left on them (for monitoring and the tests)
+        health_btn = gr.Button(visible=False)
+        health_out = gr.JSON(visible=False)
+        health_btn.click(health, None, health_out, api_name="health",
+                         api_visibility="undocumented", queue=False)
         experiment_tab.wire(ui)
         # every page load offers the current catalogue (checkpoints appear, models get trained)
         demo.load(refresh_choices, None, ui.model_dropdowns, api_name="model_choices",
@@ -70,6 +75,18 @@ def build_demo() -> gr.Blocks:
             api_name="models_on_load", api_visibility="undocumented", show_progress="hidden")
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo
+
+
+def health() -> dict:
+    """Models resident in the cache, their device, and the hooks left on each (always 0)."""
+    from ..capture import hook_count
+    from .state import MODELS
+    out = {}
+    for loaded in MODELS.loaded():
+        m = loaded.model
+        out[loaded.name] = {"hooks": hook_count(m), "training": m.training,
+                            "device": str(next(m.parameters()).device)}
+    return {"models": out, "loads": MODELS.loads}
 
 
 def refresh_choices():

@@ -8,6 +8,8 @@ model list). Sanity, evaluation and training run in the "heavy" queue, one at a 
 """
 from __future__ import annotations
 
+import os
+
 import copy
 import threading
 from types import SimpleNamespace
@@ -259,6 +261,11 @@ def _train(arch, out, epochs, images, data, name, cb):
                  seed=0, data=data, val_n=256, progress=cb, save_name=name, overwrite=False)
 
 
+# uploads for training are unpacked within these limits (a zip bomb stops at the limit)
+UPLOAD_MAX_MB = int(os.environ.get("ATTNVIZ_UPLOAD_MAX_MB", "200"))
+UPLOAD_MAX_FILES = int(os.environ.get("ATTNVIZ_UPLOAD_MAX_FILES", "5000"))
+
+
 def run_train(arch, data_kind, zip_file, epochs, images, name, progress=gr.Progress()):
     """Train a lite model (synthetic shapes, or an uploaded zip of class folders) into
     runs/<name>; afterwards it is offered in every model list."""
@@ -282,7 +289,8 @@ def run_train(arch, data_kind, zip_file, epochs, images, name, progress=gr.Progr
                                   "...) or choose synthetic shapes.", "No zip")
             from ..datasets import load_image_folder
             progress(0, desc="reading the zip")
-            data = load_image_folder(zip_file, size=128)
+            data = load_image_folder(zip_file, size=128, max_files=UPLOAD_MAX_FILES,
+                                     max_bytes=UPLOAD_MAX_MB * 2**20)
         if not _TRAIN_LOCK.acquire(blocking=False):
             raise bad_request("Another model is being trained; try again when it finishes.",
                               "Busy")

@@ -279,6 +279,10 @@ class ModelCache:
                 torch.cuda.empty_cache()
             return loaded
 
+    def loaded(self) -> list[Loaded]:
+        with self._lock:
+            return list(self._entries.values())
+
     def cached(self) -> list[str]:
         with self._lock:
             return list(self._entries)
