@@ -26,6 +26,8 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 def as_rgb(image) -> np.ndarray:
     """PIL image or array (HxW, HxWx1, HxWx3, HxWx4; uint8 or float in [0, 1]) -> HxWx3 uint8."""
     a = np.asarray(image)
+    if a.dtype == np.uint16:  # 16-bit images: 0..65535 -> 0..255
+        a = np.round(a.astype(np.float32) / 257.0).astype(np.uint8)
     if a.dtype != np.uint8:
         a = a.astype(np.float32)
         if a.size and a.max() <= 1.0:
@@ -35,8 +37,8 @@ def as_rgb(image) -> np.ndarray:
         a = a[..., None]
     if a.ndim != 3:
         raise ValueError(f"expected an HxWx3 image, got an array of shape {a.shape}")
-    if a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
+    if a.shape[2] in (1, 2):  # grey, grey + alpha
+        a = np.repeat(a[..., :1], 3, axis=2)
     return np.ascontiguousarray(a[..., :3])
 
 
@@ -182,7 +184,7 @@ def overlay(image, map2d, alpha: float = 0.5, colormap: str = DEFAULT_COLORMAP, 
 
 
 BLOCK_NAMES = {"se": "SE", "cbam": "CBAM", "sk": "SK", "sge": "SGE", "nonlocal": "non-local",
-               "danet_pam": "DANet position", "danet_cam": "DANet channel",
+               "danet_pam": "DANet position", "danet_cam": "DANet",
                "self_attn": "SAGAN self-attention", "scconv": "SCNet"}
 KIND_NAMES = {"channel": "channel gate", "spatial": "spatial", "group": "group factors",
               "kernel": "kernel selection", "affinity": "affinity",
