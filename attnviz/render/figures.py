@@ -147,8 +147,8 @@ def channel_gate_bars(gates, title: str | None = None, batch: int = 0,
     for i, (name, v) in enumerate(layers):
         order = np.argsort(-v, kind="stable")
         fig.add_trace(go.Bar(
-            x=np.arange(v.size, dtype=np.int32), y=v[order].astype(np.float32),
-            customdata=order.astype(np.int32), name=name,
+            x0=0, dx=1, y=v[order].astype(np.float32),
+            customdata=order.astype(np.int16 if v.size < 2**15 else np.int32), name=name,
             visible=i == 0, marker=dict(color="#3b6fb6", line=dict(width=0)),
             hovertemplate="channel %{customdata}<br>gate %{y:.4f}<br>rank %{x}<extra></extra>"))
         titles.append(title or f"Channel gates · {name} · {v.size} channels, "
@@ -161,55 +161,89 @@ def channel_gate_bars(gates, title: str | None = None, batch: int = 0,
         fig.update_layout(updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.12,
                                             yanchor="bottom", showactive=True)])
     fig.update_layout(bargap=0.05, showlegend=False)
-    fig.update_yaxes(range=[0, max(1.0, float(max(v.max() for _, v in layers)))])
+    lo = min(0.0, float(min(v.min() for _, v in layers if v.size)))
+    fig.update_yaxes(range=[lo, max(1.0, float(max(v.max() for _, v in layers if v.size)))])
     return _finish(fig, titles[0], "channels, sorted by gate value (rank)", ylabel)
 
 
 # -- kernel selection -------------------------------------------------------------------------
+_PALETTE = ["#3b6fb6", "#e0823d", "#4a9a5b", "#c4444a", "#8a6bb8", "#8c6d5c"]
+
+
+def _rank_sample(v: np.ndarray, n: int) -> np.ndarray:
+    """Indices of at most ``n`` entries of ``v`` at evenly spaced ranks (minimum and maximum
+    included), so a box drawn from them keeps the distribution's shape."""
+    if v.size <= n:
+        return np.arange(v.size)
+    order = np.argsort(v, kind="stable")
+    return np.sort(order[np.linspace(0, v.size - 1, n).round().astype(int)])
+
+
 def kernel_selection_bars(records, title: str = "SK kernel selection", batch: int = 0,
-                          branch_names=None) -> go.Figure:
-    """Per-layer stacked bars of each branch's mean share (over channels) of the SK selection
-    weights, and below them the per-channel spread of branch 0's weight (a box per layer)."""
+                          branch_names=None, max_points: int = 256) -> go.Figure:
+    """SK kernel-selection weights (softmax over the M branches, per channel).
+
+    Top: per layer, a stacked bar of each branch's share of the weight (mean over channels, so
+    the shares of a layer sum to 1; hover adds the standard deviation over channels). Bottom: the
+    per-channel spread as a box per layer with every channel's weight as a point (hover: channel
+    index) -- of branch 0 when there are two branches (the other is 1 minus it), of every branch
+    side by side otherwise. Layers with more than ``max_points`` channels show that many channels
+    at evenly spaced ranks."""
     records = [records] if _is_record(records) else list(records)
     if not records:
         raise ValueError("kernel_selection_bars needs at least one kernel record")
     weights = [as_numpy(r.tensor[batch]) for r in records]  # (M, C) each
     m = max(w.shape[0] for w in weights)
     names = list(branch_names or [f"branch {i}" for i in range(m)])
+    names += [f"branch {i}" for i in range(len(names), m)]
     layers = [r.layer for r in records]
+    shown = [0] if m == 2 else list(range(m))
+    sampled = any(w.shape[1] > max_points for w in weights)
+    lower = (f"per-channel weight of {names[0]} (the other branch: 1 minus it)" if m == 2
+             else "per-channel weight of each branch")
+    if sampled:
+        lower += f", {max_points} channels per layer at evenly spaced ranks"
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.6, 0.4],
                         vertical_spacing=0.1,
-                        subplot_titles=("mean share of each branch (over channels)",
-                                        f"per-channel weight of {names[0]}"))
-    palette = ["#3b6fb6", "#e0823d", "#4a9a5b", "#c4444a", "#8a6bb8", "#8c6d5c"]
+                        subplot_titles=("share of each branch (mean over channels)", lower))
     for i in range(m):
         share = [float(w[i].mean()) if i < w.shape[0] else 0.0 for w in weights]
         spread = [float(w[i].std()) if i < w.shape[0] else 0.0 for w in weights]
-        fig.add_trace(go.Bar(x=layers, y=np.float32(share), name=names[i], customdata=spread,
-                             marker_color=palette[i % len(palette)],
+        fig.add_trace(go.Bar(x=layers, y=np.float32(share), name=names[i],
+                             customdata=np.float32(spread), legendgroup=names[i],
+                             marker_color=_PALETTE[i % len(_PALETTE)],
                              hovertemplate=f"%{{x}}<br>{names[i]}: mean share %{{y:.3f}}"
                                            f" (sd over channels %{{customdata:.3f}})"
                                            "<extra></extra>"), row=1, col=1)
-    xs = np.concatenate([[name] * w.shape[1] for name, w in zip(layers, weights)])
-    ys = np.concatenate([w[0] for w in weights]).astype(np.float32)
-    fig.add_trace(go.Box(x=xs.tolist(), y=ys, name=f"{names[0]} per channel", showlegend=False,
-                         boxpoints="all" if ys.size <= 2048 else "outliers", jitter=0.4,
-                         pointpos=0, marker=dict(size=3, color=palette[0]),
-                         line=dict(color="#333333", width=1), fillcolor="rgba(0,0,0,0)",
-                         hovertemplate="%{x}<br>weight %{y:.3f}<extra></extra>"), row=2, col=1)
-    fig.update_layout(barmode="stack", legend=dict(orientation="h", y=1.08, x=1, xanchor="right"))
+    for layer, w in zip(layers, weights):
+        for i in shown:
+            if i >= w.shape[0]:
+                continue
+            keep = _rank_sample(w[i], max_points)
+            fig.add_trace(go.Box(
+                x0=layer, y=w[i][keep].astype(np.float32), customdata=keep.astype(np.int32),
+                name=names[i], legendgroup=names[i], offsetgroup=str(i), showlegend=False,
+                boxpoints="all", jitter=0.4, pointpos=0,
+                marker=dict(size=3, color=_PALETTE[i % len(_PALETTE)]),
+                line=dict(color="#333333", width=1), fillcolor="rgba(0,0,0,0)",
+                hovertemplate=f"{layer}<br>{names[i]}, channel %{{customdata}}"
+                              "<br>weight %{y:.3f}<extra></extra>"), row=2, col=1)
+    fig.update_layout(barmode="stack", boxmode="group",
+                      legend=dict(orientation="h", y=1.08, x=1, xanchor="right"))
     fig.update_yaxes(title_text="share of weight", range=[0, 1], row=1, col=1)
-    fig.update_yaxes(title_text=f"{names[0]} weight", range=[0, 1], row=2, col=1)
+    fig.update_yaxes(title_text="weight" if m > 2 else f"{names[0]} weight", range=[0, 1],
+                     row=2, col=1)
     fig.update_xaxes(title_text="layer", row=2, col=1)
     return _finish(fig, title, height=520)
 
 
 # -- group factors ----------------------------------------------------------------------------
-def group_factor_grid(rec, max_groups: int = 16, cols: int = 4, with_mean: bool = True,
+def group_factor_grid(rec, max_groups: int = 16, cols: int | None = None, with_mean: bool = True,
                       zmin=None, zmax=None, norm="minmax", colormap: str = DEFAULT_COLORMAP,
                       batch: int = 0, max_size: int = 48, title: str | None = None) -> go.Figure:
     """SGE group factors as a grid of small heatmaps with one shared colour scale; the first panel
-    is their mean. With more than ``max_groups`` groups, evenly spaced groups are shown."""
+    is their mean. With more than ``max_groups`` groups, evenly spaced groups are shown.
+    ``cols``: panels per row (default: a near-square grid of at most 6 columns)."""
     t = as_numpy(rec.tensor[batch]) if _is_record(rec) else as_numpy(rec)
     if t.ndim != 3:
         raise ValueError(f"group factors must be (G, H, W), got {t.shape}")
@@ -218,7 +252,7 @@ def group_factor_grid(rec, max_groups: int = 16, cols: int = 4, with_mean: bool 
     panels = ([(f"mean of {g} groups", t.mean(0))] if with_mean else [])
     panels += [(f"group {i}", t[i]) for i in idx]
     lo, hi = _range(np.stack([p for _, p in panels]), zmin, zmax, norm)
-    cols = min(cols, len(panels))
+    cols = min(cols or min(6, math.ceil(math.sqrt(len(panels)))), len(panels))
     rows = math.ceil(len(panels) / cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[n for n, _ in panels],
                         horizontal_spacing=0.03, vertical_spacing=min(0.08, 0.5 / rows))
@@ -228,8 +262,11 @@ def group_factor_grid(rec, max_groups: int = 16, cols: int = 4, with_mean: bool 
                                "<br>factor %{z:.4g}", max_size, coloraxis="coloraxis"),
                       row=r, col=c)
         _image_axes(fig, r, c)
-        fig.update_xaxes(showticklabels=False, title_text="x" if r == rows else None, row=r, col=c)
-        fig.update_yaxes(showticklabels=False, title_text="y" if c == 1 else None, row=r, col=c)
+        bottom = k + cols >= len(panels)  # no panel below this one
+        fig.update_xaxes(showticklabels=False, title_text="x (cell)" if bottom else None,
+                         row=r, col=c)
+        fig.update_yaxes(showticklabels=False, title_text="y (cell)" if c == 1 else None,
+                         row=r, col=c)
     # scaleanchor must name each panel's own x axis
     for k in range(len(panels)):
         suffix = "" if k == 0 else str(k + 1)
@@ -240,7 +277,7 @@ def group_factor_grid(rec, max_groups: int = 16, cols: int = 4, with_mean: bool 
     h, w = t.shape[1:]
     title = title or (f"{caption(rec)} · {len(idx)} of {g} groups" if _is_record(rec)
                       else f"Group factors ({g} groups, {h}x{w})")
-    return _finish(fig, title, height=140 * rows + 110)
+    return _finish(fig, title, height=150 * rows + 110)
 
 
 # -- affinity ---------------------------------------------------------------------------------
@@ -319,17 +356,19 @@ def channel_affinity_heatmap(rec, max_size: int = 128, order: str | None = "pca"
     if c > max_size:
         m, starts = _block_mean(m, max_size)
         ends = np.append(starts[1:], c) - 1
-        labels = [f"ordered {s}-{e}" for s, e in zip(starts, ends)]
+        labels = [f"ranks {s}-{e}" for s, e in zip(starts, ends)]
         note = f", {c}->{len(starts)} block means"
+        hover = ("query channels at %{y}<br>key channels at %{x}<br>mean affinity %{z:.4g}"
+                 "<extra>block of the ordering</extra>")
     else:
         labels = [f"ch {i}" for i in perm]
         note = ""
+        hover = "query %{y}<br>key %{x}<br>affinity %{z:.4g}<extra></extra>"
     lo, hi = _range(m, zmin, zmax, norm)
     fig = go.Figure(go.Heatmap(
         z=m.astype(np.float32), x=labels, y=labels, zmin=lo, zmax=hi,
         colorscale=colorscale(colormap),
-        colorbar=dict(title=dict(text="affinity"), thickness=12),
-        hovertemplate="query %{y}<br>key %{x}<br>affinity %{z:.4g}<extra></extra>"))
+        colorbar=dict(title=dict(text="affinity"), thickness=12), hovertemplate=hover))
     show = len(labels) <= 32
     fig.update_xaxes(showticklabels=show, type="category")
     fig.update_yaxes(showticklabels=show, type="category")
@@ -337,7 +376,8 @@ def channel_affinity_heatmap(rec, max_size: int = 128, order: str | None = "pca"
     how = {"pca": "ordered by leading principal component", "argmax": "ordered by row argmax"}
     head = caption(rec) if _is_record(rec) else f"Channel affinity ({c}x{c})"
     title = title or f"{head} · {how.get(order, 'original order')}{note}"
-    return _finish(fig, title, "key channel", "query channel")
+    tag = " (reordered)" if order not in (None, "none") else ""
+    return _finish(fig, title, "key channel" + tag, "query channel" + tag)
 
 
 # -- generic charts ---------------------------------------------------------------------------
@@ -382,10 +422,36 @@ def _call(fn, *args, **opts):
     return fn(*args, **{k: v for k, v in opts.items() if k in params})
 
 
+def _query(rec, opts: dict):
+    """(qx, qy, (H, W)) of an affinity figure: the options' query in image pixels, default the
+    centre of the image (of the query grid read as the image when no ``image_hw`` is given)."""
+    h, w = opts.get("image_hw") or rec.meta["query_hw"]
+    qx, qy = opts.get("qx"), opts.get("qy")
+    return (w / 2 if qx is None else qx), (h / 2 if qy is None else qy), (h, w)
+
+
+def displayed_values(rec, batch: int = 0, **query) -> np.ndarray:
+    """The values the figure of ``rec`` colours, for shared scales: spatial and calibration
+    maps (calibration: mean over channels), every group factor (the grid shows them and their
+    mean), the channel-affinity matrix, and for an affinity the row of the query (``qx``,
+    ``qy``, ``image_hw`` as for :func:`figure_for`; without them, every row). Arrays as is."""
+    if not _is_record(rec):
+        return as_numpy(rec)
+    if rec.kind in ("group", "channel_affinity", "channel", "kernel"):
+        return as_numpy(rec.tensor[batch])
+    if rec.kind == "affinity":
+        if not any(query.get(k) is not None for k in ("qx", "qy", "image_hw")):
+            return as_numpy(rec.tensor[batch])
+        from ..maps import affinity_row
+        qx, qy, (h, w) = _query(rec, query)
+        return as_numpy(affinity_row(rec, qy / h, qx / w)[0][batch])
+    return display_values(rec, batch)
+
+
 def figure_for(rec, **opts) -> go.Figure:
     """The figure for one record by kind. Options a builder does not take are ignored.
-    Affinity: ``qx``, ``qy`` (image pixels) and ``image_hw``; default the centre of the query
-    grid read as the image."""
+    Affinity: ``qx``, ``qy`` (image pixels) and ``image_hw``; default the centre of the image
+    (of the query grid read as the image when ``image_hw`` is not given)."""
     kind = rec.kind
     if kind in ("spatial", "calibration"):
         return _call(spatial_heatmap, rec, **opts)
@@ -398,24 +464,24 @@ def figure_for(rec, **opts) -> go.Figure:
     if kind == "channel_affinity":
         return _call(channel_affinity_heatmap, rec, **opts)
     if kind == "affinity":
-        h, w = opts.pop("image_hw", None) or rec.meta["query_hw"]
-        qx = opts.pop("qx", None)
-        qy = opts.pop("qy", None)
-        qx = w / 2 if qx is None else qx
-        qy = h / 2 if qy is None else qy
-        return _call(affinity_explorer, rec, qx, qy, (h, w), **opts)
+        qx, qy, hw = _query(rec, opts)
+        rest = {k: v for k, v in opts.items() if k not in ("qx", "qy", "image_hw")}
+        return _call(affinity_explorer, rec, qx, qy, hw, **rest)
     raise ValueError(f"no figure for kind {kind!r}")
 
 
 def figures_for(records, shared: bool = False, norm="minmax", **opts) -> dict[str, list]:
     """Figures for a list of records, grouped by kind: ``{kind: [figure, ...]}`` in forward order.
     All channel gates share one figure with a layer selector; all SK layers share one kernel
-    figure. ``shared=True`` puts every map of a kind on one colour scale (``zmin``/``zmax``)."""
+    figure. ``shared=True`` puts every map of a kind on one colour scale (``zmin``/``zmax`` over
+    the values each figure shows; for affinities, the rows of the query ``qx``, ``qy``);
+    otherwise each map gets its own range under ``norm``."""
     records = list(records)
     out: dict[str, list] = {}
     by_kind: dict[str, list] = {}
     for r in records:
         by_kind.setdefault(r.kind, []).append(r)
+    batch = int(opts.get("batch", 0))
     for kind, recs in by_kind.items():
         if kind == "channel":
             out[kind] = [_call(channel_gate_bars, recs, **opts)]
@@ -424,15 +490,24 @@ def figures_for(records, shared: bool = False, norm="minmax", **opts) -> dict[st
             out[kind] = [_call(kernel_selection_bars, recs, **opts)]
             continue
         kw = dict(opts, norm=norm)
-        if shared and kind != "affinity":
-            vals = [as_numpy(r.tensor[0]) if kind in ("group", "channel_affinity") else r
-                    for r in recs]
+        if shared:
+            vals = [_shown(r, batch, opts) for r in recs]
             kw["zmin"], kw["zmax"] = shared_range(vals, norm)
         out[kind] = [figure_for(r, **kw) for r in recs]
     return out
 
 
-def shared_zrange(records, norm="minmax") -> tuple[float, float]:
-    """One (zmin, zmax) for several records or arrays (of one model or several); pass it as
-    ``zmin``/``zmax`` to the builders to compare values across maps."""
-    return shared_range(records, norm)
+def _shown(rec, batch, opts):
+    """What ``figure_for(rec, **opts)`` colours (an affinity: the row of its query)."""
+    if rec.kind == "affinity":
+        qx, qy, hw = _query(rec, opts)
+        return displayed_values(rec, batch, qx=qx, qy=qy, image_hw=hw)
+    return displayed_values(rec, batch)
+
+
+def shared_zrange(records, norm="minmax", batch: int = 0, **query) -> tuple[float, float]:
+    """One (zmin, zmax) for several records or arrays (of one model or several, of one kind or
+    several); pass it as ``zmin``/``zmax`` to the builders to compare values across maps and
+    models. Ranges are taken over what each figure shows (:func:`displayed_values`); give the
+    affinity query (``qx``, ``qy``, ``image_hw``) to range over its rows only."""
+    return shared_range([displayed_values(r, batch, **query) for r in records], norm)

@@ -98,6 +98,7 @@ def figure_png(fig, path=None, width: int | None = None, height: int | None = No
         return np.asarray(vals, float)
 
     stack: dict = {}
+    box_slots: dict = {}  # axes -> offset groups of grouped boxes
     scales: dict = {}  # colour scale -> [image, axes using it, title]
     legend_axes = None
     for t in fig.data:
@@ -129,8 +130,12 @@ def figure_png(fig, path=None, width: int | None = None, height: int | None = No
             entry[1].append(ax)
         elif t.type == "bar":
             horiz = t.orientation == "h"
-            cat = positions(yk if horiz else xk, t.y if horiz else t.x)
             val = np.asarray(t.x if horiz else t.y, float)
+            where = t.y if horiz else t.x
+            if where is None:  # x0 + dx * i (y0, dy when horizontal)
+                start, step = (t.y0, t.dy) if horiz else (t.x0, t.dx)
+                where = float(start or 0) + float(1 if step is None else step) * np.arange(val.size)
+            cat = positions(yk if horiz else xk, where)
             colour = t.marker.color
             colour = ([_colour(c) for c in colour] if isinstance(colour, (list, tuple))
                       else _colour(colour))
@@ -155,15 +160,22 @@ def figure_png(fig, path=None, width: int | None = None, height: int | None = No
             if t.name and t.showlegend is not False and lay.barmode == "stack":
                 legend_axes = ax
         elif t.type == "box":
-            x = positions(xk, t.x)
             y = np.asarray(t.y, float)
+            where = t.x if t.x is not None else [t.x0 if t.x0 is not None else t.name] * y.size
+            x = positions(xk, where)
+            slots = box_slots.setdefault((xk, yk), sorted(
+                {str(b.offsetgroup) for b in fig.data if b.type == "box" and _visible(b)
+                 and _axis_key(b.xaxis, "x") == xk} if lay.boxmode == "group" else {"None"}))
+            n = len(slots)
+            shift = (slots.index(str(t.offsetgroup)) - (n - 1) / 2) * 0.8 / n if n > 1 else 0.0
             groups = sorted(set(x.tolist()))
             data = [y[x == g] for g in groups]
-            ax.boxplot(data, positions=groups, widths=0.5, showfliers=t.boxpoints != "all",
-                       medianprops=dict(color="#c4444a"))
+            ax.boxplot(data, positions=[g + shift for g in groups], widths=0.5 / n,
+                       showfliers=t.boxpoints != "all", medianprops=dict(color="#c4444a"),
+                       manage_ticks=False)
             if t.boxpoints == "all":
                 rng = np.random.default_rng(0)
-                ax.scatter(x + rng.uniform(-0.2, 0.2, x.size), y, s=4, alpha=0.5,
+                ax.scatter(x + shift + rng.uniform(-0.2, 0.2, x.size) / n, y, s=4, alpha=0.5,
                            color=_colour(t.marker.color))
         elif t.type == "scatter":
             x = positions(xk, t.x)
