@@ -210,7 +210,7 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
             opt.step()
             sched.step()
             step += 1
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if show:
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", epoch=epoch + 1)
