@@ -8,11 +8,14 @@ import torch
 
 import attnviz
 from attnviz.capture import AttentionMap
+from attnviz.maps import affinity_row, to_spatial
 from attnviz.render import (Normaliser, affinity_explorer, affinity_overlay, bars_figure,
                             channel_affinity_heatmap, channel_gate_bars, channel_order, colorbar,
                             colorize, figure_for, figure_kb, figures_for, fit, group_factor_grid,
                             kernel_selection_bars, line_figure, overlay, overlay_record,
-                            shared_range, spatial_heatmap, to_png_bytes, with_colorbar)
+                            shared_range, shared_zrange, spatial_heatmap, to_png_bytes,
+                            widen, with_colorbar)
+from attnviz.render.figures import displayed_values
 from attnviz.render.static import figure_png
 
 LITE = ("lite_se", "lite_cbam", "lite_sk", "lite_sge", "lite_nonlocal", "lite_danet",
@@ -38,7 +41,7 @@ def records():
 @pytest.fixture(scope="module")
 def image():
     rng = np.random.default_rng(0)
-    return rng.integers(0, 255, (90, 150, 3), dtype=np.uint8)  # not square, not the map's size
+    return rng.integers(0, 255, (200, 300, 3), dtype=np.uint8)  # 300x200: not square, not 128
 
 
 def check(fig):
@@ -52,6 +55,32 @@ def check(fig):
 def _has_values(trace):
     vals = trace.z if trace.type == "heatmap" else trace.y
     return vals is not None and len(vals) > 0
+
+
+def zranges(fig) -> set:
+    """The (zmin, zmax) pairs of a figure's colour scales (heatmaps and shared colour axes)."""
+    out = set()
+    for t in fig.data:
+        if t.type == "heatmap":
+            ca = fig.layout[t.coloraxis] if t.coloraxis else None
+            out.add((ca.cmin, ca.cmax) if ca else (t.zmin, t.zmax))
+    return out
+
+
+def one_range(fig) -> tuple:
+    (r,) = zranges(fig)
+    return r
+
+
+def nearest_query(rec, x, y, hw):
+    """Row index in rec.tensor of the query cell holding image pixel (x, y) (capped: the kept
+    query nearest it), computed independently of the renderer."""
+    qh, qw = rec.meta["query_hw"]
+    q = min(int(y / hw[0] * qh), qh - 1) * qw + min(int(x / hw[1] * qw), qw - 1)
+    if "query_index" in rec.meta:
+        kept = np.asarray(rec.meta["query_index"])
+        return int(np.argmin(np.abs(kept - q)))
+    return q
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -145,6 +174,51 @@ def test_big_matrices_stay_small():
     check(affinity_explorer(capped, 50, 50, (100, 100)))
 
 
+def test_many_layers_many_channels_stay_small():
+    """ImageNet-sized models: 16 gate layers of 2048 channels, 16 SK layers of 1024, 64 groups
+    at 112x112, calibration at 112x112, a 3136x784 affinity: every figure under 1 MB."""
+    g = torch.Generator().manual_seed(0)
+
+    def rec(kind, block, t, **meta):
+        return AttentionMap(f"layer{rec.n}.0.{block}", f"layer{rec.n}.0.{block}.tap", block, kind,
+                            t, meta)
+    rec.n = 0
+    gates = [rec("channel", "se", torch.rand(1, 2048, generator=g)) for _ in range(16)]
+    kernels = [rec("kernel", "sk", torch.rand(1, 2, 1024, generator=g).softmax(1))
+               for _ in range(16)]
+    fig = kernel_selection_bars(kernels)
+    check(fig)
+    boxes = [t for t in fig.data if t.type == "box"]
+    assert len(boxes) == 16 and all(len(b.y) <= 256 for b in boxes)
+    w = kernels[0].tensor[0, 0].numpy()  # rank sample keeps the extremes
+    assert np.asarray(boxes[0].y).min() == w.min() and np.asarray(boxes[0].y).max() == w.max()
+    for fig in (channel_gate_bars(gates),
+                group_factor_grid(rec("group", "sge", torch.rand(1, 64, 112, 112, generator=g))),
+                figure_for(rec("calibration", "scconv", torch.rand(1, 64, 112, 112, generator=g))),
+                figure_for(rec("affinity", "nonlocal", torch.rand(1, 3136, 784, generator=g),
+                               query_hw=(56, 56), key_hw=(28, 28)), qx=10, qy=200,
+                           image_hw=(224, 224)),
+                spatial_heatmap(np.random.rand(1000, 700))):
+        check(fig)
+
+
+def test_kernel_three_branches_every_branch_spread():
+    g = torch.Generator().manual_seed(0)
+    ks = [AttentionMap(f"layer{i}.0.attn", f"layer{i}.0.attn", "sk", "kernel",
+                       torch.rand(1, 3, 40, generator=g).softmax(1)) for i in range(1, 4)]
+    fig = kernel_selection_bars(ks, branch_names=["3x3", "5x5", "7x7"])
+    check(fig)
+    bars = [t for t in fig.data if t.type == "bar"]
+    np.testing.assert_allclose(sum(np.asarray(b.y, float) for b in bars), 1.0, atol=1e-5)
+    boxes = [t for t in fig.data if t.type == "box"]
+    assert len(boxes) == 9 and {b.offsetgroup for b in boxes} == {"0", "1", "2"}
+    b = boxes[4]  # layer 2, branch 1: every channel, hover names the channel
+    np.testing.assert_allclose(np.asarray(b.y), ks[1].tensor[0, 1].numpy(), rtol=1e-6)
+    assert list(b.customdata) == list(range(40))
+    png = figure_png(fig)
+    assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).std() > 5
+
+
 def test_channel_order_groups_similar_channels():
     rng = np.random.default_rng(0)
     block = np.kron(np.eye(4), np.ones((8, 8))) + 0.01 * rng.random((32, 32))
@@ -174,6 +248,84 @@ def test_figures_for_groups_and_shares(records):
     for group in figs.values():
         for fig in group:
             check(fig)
+
+
+def test_shared_scale_every_kind(records):
+    """Shared: one (zmin, zmax) for every figure of a kind, covering what each shows. Per map:
+    each figure spans its own map's range."""
+    hw = (200, 300)
+    q = dict(qx=250, qy=40, image_hw=hw)
+    shared = figures_for(records, shared=True, **q)
+    per_map = figures_for(records, **q)
+    for kind in ("spatial", "group", "calibration", "affinity", "channel_affinity"):
+        recs = [r for r in records if r.kind == kind]
+        ranges = set().union(*(zranges(f) for f in shared[kind]))
+        assert len(ranges) == 1, (kind, ranges)
+        want = widen(*shared_range([displayed_values(r, **q) for r in recs]))
+        assert ranges.pop() == pytest.approx(want), kind  # (a constant kind: widened)
+        for rec, fig in zip(recs, per_map[kind]):
+            vals = displayed_values(rec, **q)
+            if kind == "channel_affinity":  # the matrix shown: block means when large
+                vals = np.asarray(fig.data[0].z)
+            lo, hi = float(vals.min()), float(vals.max())
+            if hi - lo > 1e-6:  # (constant maps get a widened range)
+                assert one_range(fig) == pytest.approx((lo, hi)), rec.label
+    # affinity rows: the shared range is over the query's rows, not over whole matrices
+    aff = [r for r in records if r.kind == "affinity"]
+    rows = [affinity_row(r, 40 / 200, 250 / 300)[0][0].numpy() for r in aff]
+    assert shared_zrange(aff, **q) == pytest.approx(shared_range(rows))
+
+
+def test_shared_scale_across_models(records):
+    """Maps of three models (CBAM spatial, SGE groups, SCNet calibration) on one scale."""
+    picks = [next(r for r in records if r.kind == k) for k in ("spatial", "group",
+                                                                "calibration")]
+    lo, hi = shared_zrange(picks)
+    lows = [float(displayed_values(r).min()) for r in picks]
+    highs = [float(displayed_values(r).max()) for r in picks]
+    assert (lo, hi) == pytest.approx((min(lows), max(highs)))
+    figs = [figure_for(r, zmin=lo, zmax=hi) for r in picks]
+    for fig in figs:
+        assert one_range(fig) == pytest.approx((lo, hi))
+    # overlays on the shared scale: a model's maximum is the top colour only for the model
+    # holding the shared maximum
+    img = np.zeros((64, 64, 3), np.uint8)
+    top = colorize(np.array([[1.0]]))[0, 0]
+    hits = [bool((overlay(img, to_spatial(r)[0], alpha=1.0, norm=(lo, hi)) == top)
+                 .all(-1).any()) for r in picks]
+    assert hits == [h == max(highs) for h in highs]
+
+
+def test_affinity_row_is_nearest_query(records):
+    hw = (200, 300)
+    affs = [r for r in records if r.kind == "affinity"]
+    capped = AttentionMap("x", "x.tap", "self_attn", "affinity", affs[-1].tensor[:, ::5],
+                          dict(affs[-1].meta, query_index=torch.arange(0, affs[-1].shape[1], 5)))
+    for rec in affs + [capped]:
+        for x, y in ((0, 0), (299, 199), (250, 40), (151.7, 99.2)):
+            fig = affinity_explorer(rec, x, y, hw)
+            want = rec.tensor[0, nearest_query(rec, x, y, hw)].reshape(rec.meta["key_hw"])
+            np.testing.assert_allclose(np.asarray(fig.data[0].z), want.numpy(), rtol=1e-6)
+            assert fig.data[1].x[0] == pytest.approx(x / hw[1] * rec.meta["key_hw"][1] - 0.5)
+            # the overlay shows the same row, upsampled to the image, with the query marked
+            img = np.zeros(hw + (3,), np.uint8)
+            got = affinity_overlay(img, rec, x, y, alpha=1.0)
+            plain = overlay(img, want, alpha=1.0)
+            assert got.shape == img.shape
+            away = np.ones(hw, bool)
+            away[max(0, int(y) - 20):int(y) + 21, max(0, int(x) - 20):int(x) + 21] = False
+            np.testing.assert_array_equal(got[away], plain[away])
+            assert not np.array_equal(got[~away], plain[~away])
+
+
+def test_as_rgb_inputs():
+    from attnviz.render.overlay import as_rgb
+    a16 = np.full((4, 5, 3), 65535, np.uint16)
+    assert as_rgb(a16).dtype == np.uint8 and as_rgb(a16).max() == 255
+    la = np.zeros((4, 5, 2), np.uint8)
+    la[..., 0] = 9
+    assert as_rgb(la).shape == (4, 5, 3) and (as_rgb(la) == 9).all()
+    assert as_rgb(np.ones((4, 5))).max() == 255
 
 
 def test_bars_and_lines():
@@ -236,7 +388,8 @@ def test_affinity_overlay(image, records):
 
 
 def test_per_map_norm_spans_colormap(image):
-    m = np.tile(np.linspace(3.0, 7.0, 150, dtype=np.float32), (90, 1))  # at image resolution
+    h, w = image.shape[:2]
+    m = np.tile(np.linspace(3.0, 7.0, w, dtype=np.float32), (h, 1))  # at image resolution
     out = overlay(image, m, alpha=1.0, colormap="viridis")
     ends = colorize(np.array([[0.0, 1.0]]), "viridis")[0]
     np.testing.assert_array_equal(out[0, 0], ends[0])
@@ -244,7 +397,7 @@ def test_per_map_norm_spans_colormap(image):
 
 
 def test_shared_norm_equal_scales(image):
-    a = np.zeros((90, 150), np.float32)
+    a = np.zeros(image.shape[:2], np.float32)
     a[:, 75:] = 1.0
     b = 2 * a
     b[:, :30] = 1.0  # b holds the value 1 at x < 30, a at x >= 75
@@ -272,7 +425,7 @@ def test_colorbar_fit_png(image):
     tall = overlay(image, np.random.rand(4, 4), colorbar=True, label="scale")
     assert tall.shape[1] == image.shape[1] and tall.shape[0] > image.shape[0]
     m = np.arange(16.0).reshape(4, 4)
-    np.testing.assert_array_equal(overlay(image, m, colorbar=True)[:90], overlay(image, m))
+    np.testing.assert_array_equal(overlay(image, m, colorbar=True)[:image.shape[0]], overlay(image, m))
     assert with_colorbar(image, 0, 1).shape[0] == tall.shape[0]
     big = np.zeros((1000, 600, 3), np.uint8)
     assert fit(big, 512).shape == (512, 307, 3) and fit(image, 512).shape == image.shape
