@@ -203,14 +203,15 @@ def kernel_selection_bars(records, title: str = "SK kernel selection", batch: in
              else "per-channel weight of each branch")
     if sampled:
         lower += f", {max_points} channels per layer at evenly spaced ranks"
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.6, 0.4],
-                        vertical_spacing=0.1,
+    # two x axes with the same categories, not shared: shared axes would offset the bars by
+    # the boxes' offset groups
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.6, 0.4], vertical_spacing=0.1,
                         subplot_titles=("share of each branch (mean over channels)", lower))
     for i in range(m):
         share = [float(w[i].mean()) if i < w.shape[0] else 0.0 for w in weights]
         spread = [float(w[i].std()) if i < w.shape[0] else 0.0 for w in weights]
         fig.add_trace(go.Bar(x=layers, y=np.float32(share), name=names[i],
-                             customdata=np.float32(spread), legendgroup=names[i],
+                             customdata=np.float32(spread), legendgroup=names[i], width=0.6,
                              marker_color=_PALETTE[i % len(_PALETTE)],
                              hovertemplate=f"%{{x}}<br>{names[i]}: mean share %{{y:.3f}}"
                                            f" (sd over channels %{{customdata:.3f}})"
@@ -229,12 +230,17 @@ def kernel_selection_bars(records, title: str = "SK kernel selection", batch: in
                 hovertemplate=f"{layer}<br>{names[i]}, channel %{{customdata}}"
                               "<br>weight %{y:.3f}<extra></extra>"), row=2, col=1)
     fig.update_layout(barmode="stack", boxmode="group",
-                      legend=dict(orientation="h", y=1.08, x=1, xanchor="right"))
+                      legend=dict(orientation="h", y=-0.16, yanchor="top", x=0.5,
+                                  xanchor="center", title=dict(text="branch ")))
     fig.update_yaxes(title_text="share of weight", range=[0, 1], row=1, col=1)
     fig.update_yaxes(title_text="weight" if m > 2 else f"{names[0]} weight", range=[0, 1],
                      row=2, col=1)
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=layers)
+    fig.update_xaxes(showticklabels=False, row=1, col=1)
     fig.update_xaxes(title_text="layer", row=2, col=1)
-    return _finish(fig, title, height=520)
+    _finish(fig, title, height=560)
+    fig.update_layout(margin=dict(b=100))
+    return fig
 
 
 # -- group factors ----------------------------------------------------------------------------

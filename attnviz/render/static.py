@@ -230,7 +230,12 @@ def figure_png(fig, path=None, width: int | None = None, height: int | None = No
         cb.set_label(_text(title), fontsize=8)
         cb.ax.tick_params(labelsize=7)
     if legend_axes is not None:
-        legend_axes.legend(fontsize=7, loc="upper right", framealpha=0.8)
+        if lay.legend.y is not None and lay.legend.y < 0:  # a legend under the plot
+            handles, labels = legend_axes.get_legend_handles_labels()
+            out.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.01),
+                       ncol=min(len(labels), 6), fontsize=8, frameon=False)
+        else:
+            legend_axes.legend(fontsize=7, loc="upper right", framealpha=0.8)
     for an in lay.annotations or ():
         if an.xref == "paper" and an.yref == "paper":
             out.text(pl + an.x * pw, pb + an.y * ph + 0.005, _text(an.text), ha="center",
