@@ -439,3 +439,20 @@ def test_render_knows_nothing_of_gradio():
     src = Path(attnviz.__file__).parent / "render"
     for f in src.glob("*.py"):
         assert "gradio" not in f.read_text(), f
+
+
+def test_assets_small_and_listed():
+    """assets/ (made by scripts/make_assets.py): each PNG under 300 KB, the renderings under 4 MB
+    in all, each listed in GALLERY.md. The app's examples/ and screenshots are not ours."""
+    assets = Path(__file__).resolve().parent.parent / "assets"
+    gallery = assets / "GALLERY.md"
+    if not gallery.exists():
+        pytest.skip("assets not rendered yet (python scripts/make_assets.py)")
+    ours = [f for f in assets.iterdir() if f.is_file() and not f.name.startswith("screenshot")
+            and f.name != "GALLERY.md"]
+    text = gallery.read_text()
+    assert sum(f.stat().st_size for f in ours) < 4 * 2**20
+    for f in ours:
+        if f.suffix == ".png":
+            assert f.stat().st_size < 300 * 1024, f.name
+        assert f"({f.name})" in text, f"{f.name} is not in GALLERY.md"

@@ -240,8 +240,12 @@ def figure_png(fig, path=None, width: int | None = None, height: int | None = No
         if an.xref == "paper" and an.yref == "paper":
             out.text(pl + an.x * pw, pb + an.y * ph + 0.005, _text(an.text), ha="center",
                      va="bottom", fontsize=8)
-    out.text(0.01, 1 - 8 / h, _text(lay.title.text), ha="left", va="top", fontsize=10,
-             wrap=True)
+    # the title, line by line; a line styled with a colour (e.g. a red warning) keeps it
+    title_lines = re.split(r"<br\s*/?>", str(lay.title.text or ""))
+    for i, line in enumerate(title_lines):
+        colour = re.search(r"color:\s*([#\w]+)", line)
+        out.text(0.01, 1 - (8 + 15 * i) / h, _text(line), ha="left", va="top", fontsize=10,
+                 color=colour.group(1) if colour else "black", wrap=len(title_lines) == 1)
     buf = io.BytesIO()
     out.savefig(buf, format="png", dpi=dpi)
     data = buf.getvalue()
