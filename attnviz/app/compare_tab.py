@@ -49,9 +49,21 @@ def _models_list(models) -> list[str]:
 
 
 @gpu
-def _analyse(model, pil, method):
+def _analyse(model, pil, method, amp: bool = False):
+    import contextlib
+
+    import torch
+
     from ..inspect import inspect
-    return inspect(model, pil, attributions=[method])
+    from .state import AMP_DTYPE, DEVICE
+    ctx = torch.autocast(DEVICE.type, dtype=AMP_DTYPE) if amp else contextlib.nullcontext()
+    with ctx:
+        a = inspect(model, pil, attributions=[method])
+    for r in a.maps:  # float32 for drawing and scoring (autocast records bfloat16)
+        r.tensor = r.tensor.detach().float().cpu()
+    for att in a.attributions.values():
+        att.raw = att.raw.detach().float().cpu()
+    return a
 
 
 def run_compare(image, models, kind, method, scale):
@@ -79,7 +91,7 @@ def run_compare(image, models, kind, method, scale):
         loaded = [MODELS.get(n) for n in names]  # unknown names fail before any work
         rows = []
         for ld in loaded:
-            a = _analyse(ld.model, pil, method)
+            a = _analyse(ld.model, pil, method, ld.amp)
             rec = V.kind_record(a.maps, kind)
             rows.append((ld, a, rec, None if rec is None else V.grid_map(rec),
                          V.attribution_grid(a, method)))

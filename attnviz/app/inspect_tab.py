@@ -8,12 +8,14 @@ Events (api_name): ``inspect`` (analysis + headline + every overlay + JSON summa
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
+import torch
 
 from ..errors import AttnvizError
 from ..maps import has_spatial
@@ -41,17 +43,21 @@ SCORE_HEADERS = ["score", "map", "value", "what it means"]
 
 # ------------------------------------------------------------------------------ analysis
 def _to_cpu(a) -> None:
-    """Keep the session's copy of the analysis off the GPU."""
+    """Keep the session's copy of the analysis off the GPU, in float32 (an analysis under
+    autocast records bfloat16 tensors)."""
     for r in a.maps:
-        r.tensor = r.tensor.detach().cpu()
+        r.tensor = r.tensor.detach().float().cpu()
     for att in a.attributions.values():
-        att.raw = att.raw.detach().cpu()
+        att.raw = att.raw.detach().float().cpu()
 
 
 @gpu
-def _run_inspect(model, pil, methods):
+def _run_inspect(model, pil, methods, amp: bool = False):
     from ..inspect import inspect
-    return inspect(model, pil, attributions=methods)
+    from .state import AMP_DTYPE, DEVICE
+    ctx = torch.autocast(DEVICE.type, dtype=AMP_DTYPE) if amp else contextlib.nullcontext()
+    with ctx:
+        return inspect(model, pil, attributions=methods)
 
 
 def analyse(image_path, model_name, method) -> Session:
@@ -65,7 +71,7 @@ def analyse(image_path, model_name, method) -> Session:
     img = np.asarray(pil)
     methods = [method] if method in V.FAST_METHODS else ["gradcam"]
     t0 = time.perf_counter()
-    a = _run_inspect(loaded.model, pil, methods)
+    a = _run_inspect(loaded.model, pil, methods, loaded.amp)
     a.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     _to_cpu(a)
     example, mask = known_mask(img)

@@ -9,9 +9,17 @@ exists it runs with random weights and says so. ImageNet architectures load publ
 they are on disk or downloads are allowed (``ATTNVIZ_ALLOW_DOWNLOAD=1``), else random weights.
 Models trained in the app live in ``runs/`` (``$ATTNVIZ_RUNS_DIR``) and are loaded from there.
 A cached model whose checkpoint appears or changes on disk is reloaded on its next use.
+
+Mixed precision (``ATTNVIZ_AMP``: "auto" by default, "0" off, "1" on for every model and device):
+on CUDA an ImageNet-sized model's analysis runs under bfloat16 autocast when that is exact enough
+*for this model*, measured once when it is loaded: the analysis of a probe image in float32 and
+under autocast must agree (same top-1 class, probabilities within 0.01, every spatial map and the
+Grad-CAM map with Spearman rho >= 0.98). Lite models and every score, ablation and sanity pass
+stay in float32.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -176,6 +184,8 @@ class Loaded:
     badge: str
     note: str = ""
     stamp: tuple | None = None  # (path, mtime) of the weights loaded
+    amp: bool = False  # analyses run under autocast (see precision())
+    amp_check: dict = field(default_factory=dict)  # the measurement that decided ``amp``
 
     @property
     def name(self) -> str:
@@ -269,6 +279,7 @@ class ModelCache:
                 if hit is not None:
                     return hit
             loaded = _load(entry)
+            _decide_amp(loaded)
             with self._lock:
                 self.loads += 1
                 self._entries[name] = loaded
@@ -293,6 +304,72 @@ class ModelCache:
 
 
 MODELS = ModelCache()
+
+
+# ------------------------------------------------------------------------------ precision
+AMP_DTYPE = torch.bfloat16
+AMP_TOLERANCE = {"prob": 0.01, "spearman": 0.98}
+
+
+def amp_setting() -> str:
+    v = os.environ.get("ATTNVIZ_AMP", "auto").strip().lower()
+    return {"1": "on", "true": "on", "on": "on", "0": "off", "false": "off", "off": "off"}.get(
+        v, "auto")
+
+
+def _autocast():
+    return torch.autocast(DEVICE.type, dtype=AMP_DTYPE)
+
+
+def precision(loaded: Loaded):
+    """The context an analysis of ``loaded`` runs in: autocast when measured exact enough."""
+    return _autocast() if loaded.amp else contextlib.nullcontext()
+
+
+def amp_agreement(model, image) -> dict:
+    """Analyse ``image`` in float32 and under autocast; how closely they agree."""
+    from ..inspect import inspect
+    from ..maps import to_spatial
+    from ..metrics import rank_correlation
+    ref = inspect(model, image)
+    with _autocast():
+        low = inspect(model, image)
+    rhos = []
+    for a, b in zip(ref.maps, low.maps):
+        sa, sb = to_spatial(a), to_spatial(b)
+        if sa is not None and float(sa.float().std()) > 1e-6:
+            rhos.append(float(rank_correlation(sa[0].float().cpu().numpy(),
+                                               sb[0].float().cpu().numpy())))
+    ga, gb = (x.attributions["gradcam"].map for x in (ref, low))
+    if float(np.std(ga)) > 1e-6:
+        rhos.append(float(rank_correlation(ga, gb)))
+    rhos = [r for r in rhos if r == r]  # NaN: a map constant in one precision
+    out = {"dtype": str(AMP_DTYPE).replace("torch.", ""),
+           "same_top1": int(np.argmax(ref.probs)) == int(np.argmax(low.probs)),
+           "max_prob_diff": float(np.abs(ref.probs - low.probs).max()),
+           "min_spearman": min(rhos) if rhos else 1.0}
+    out["exact_enough"] = bool(out["same_top1"]
+                               and out["max_prob_diff"] <= AMP_TOLERANCE["prob"]
+                               and out["min_spearman"] >= AMP_TOLERANCE["spearman"])
+    return out
+
+
+def _decide_amp(loaded: Loaded) -> None:
+    """Set ``loaded.amp``: off for lite models and on CPU, on when forced, else measured."""
+    mode = amp_setting()
+    if mode == "off" or (mode == "auto" and (DEVICE.type != "cuda" or loaded.is_lite)):
+        return
+    if mode == "on":
+        loaded.amp, loaded.amp_check = True, {"forced": True}
+        return
+    try:
+        from .examples import ensure_examples
+        from ..preprocess import load_image
+        probe = load_image(ensure_examples()[0])
+        loaded.amp_check = amp_agreement(loaded.model, probe)
+        loaded.amp = loaded.amp_check["exact_enough"]
+    except Exception as e:  # noqa: BLE001 - float32 is always a safe answer
+        loaded.amp, loaded.amp_check = False, {"error": f"{type(e).__name__}: {e}"}
 
 
 # ------------------------------------------------------------------------------ parameters
