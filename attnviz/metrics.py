@@ -200,15 +200,20 @@ def _inputs(model, image, mode="resize"):
     return preprocess(model, image, mode=mode)
 
 
-def _probs(model, batch: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Softmax probabilities (N, classes) of a batch, run ``batch_size`` at a time."""
+def _logits(model, batch: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Logits (N, classes) of a batch, run ``batch_size`` at a time."""
     from .explain import model_lock
     outs = []
     # the lock keeps a concurrent Captum call (whose hooks see every forward) off these passes
     with model_lock(model), torch.no_grad(), _eval_mode(model):
         for i in range(0, batch.shape[0], max(1, int(batch_size))):
-            outs.append(torch.softmax(model(batch[i:i + batch_size]).float(), 1))
+            outs.append(model(batch[i:i + batch_size]).float())
     return torch.cat(outs).cpu()
+
+
+def _probs(model, batch: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Softmax probabilities (N, classes) of a batch, run ``batch_size`` at a time."""
+    return torch.softmax(_logits(model, batch, batch_size), 1)
 
 
 # ----------------------------------------------------------------------------- deletion / insertion
@@ -418,7 +423,9 @@ def gate_ablation(model: nn.Module, image, target=None, mode: str = "one", batch
     Each ablation is one sample of a batch (the unablated input is one more), so a whole model is
     scored in one or a few forward passes. ``taps``: tap paths to ablate (default: all). Returns
     one :class:`Row` (a dict) per tap in forward order: layer, tap, block, kind, target,
-    p_before, p_after, delta (p_after - p_before). The model is left exactly as it was: no weights touched, no hooks left.
+    p_before, p_after, delta (p_after - p_before), and the same for the target's logit
+    (logit_before, logit_after, delta_logit), which still shows an effect when a confident
+    model's probability barely moves. The model is left exactly as it was: no weights touched, no hooks left.
     """
     from .capture import intervene, list_taps
     if mode not in ABLATION_MODES:
@@ -432,24 +439,28 @@ def gate_ablation(model: nn.Module, image, target=None, mode: str = "one", batch
             raise MetricError(f"no attention tap named {unknown}; taps are {sorted(names)[:20]}")
         all_taps = [t for t in all_taps if t[0] in set(taps)]
     jobs = [None] + all_taps  # job 0: the model as it is
-    probs = []
+    logits = []
     bs = max(2, int(batch_size))
     for i in range(0, len(jobs), bs):
         chunk = jobs[i:i + bs]
         replace = {job[0]: _replace_row(row, job[2], mode)
                    for row, job in enumerate(chunk) if job is not None}
         with intervene(model, replace):
-            probs.append(_probs(model, x.expand(len(chunk), -1, -1, -1).contiguous(), len(chunk)))
-    probs = torch.cat(probs)
+            logits.append(_logits(model, x.expand(len(chunk), -1, -1, -1).contiguous(),
+                                  len(chunk)))
+    logits = torch.cat(logits)
+    probs = torch.softmax(logits, 1)
     if target is None:
         target = int(probs[0].argmax())
     elif not 0 <= int(target) < probs.shape[1]:
         raise MetricError(f"target {target} is not a class of this model (0..{probs.shape[1] - 1})")
-    p0 = float(probs[0, target])
+    p0, z0 = float(probs[0, target]), float(logits[0, target])
     out = []
-    for (tap, block, kind), p in zip(all_taps, probs[1:, target].tolist()):
+    for (tap, block, kind), p, z in zip(all_taps, probs[1:, target].tolist(),
+                                        logits[1:, target].tolist()):
         out.append(Row(layer=tap.rsplit(".", 1)[0], tap=tap, block=block, kind=kind,
-                       target=int(target), p_before=p0, p_after=float(p), delta=float(p) - p0))
+                       target=int(target), p_before=p0, p_after=float(p), delta=float(p) - p0,
+                       logit_before=z0, logit_after=float(z), delta_logit=float(z) - z0))
     return out
 
 

@@ -20,7 +20,7 @@ def _call(client, path, model="lite_cbam"):
     out = client.predict(handle_file(str(path)), model, "gradcam", "per map", api_name="/inspect")
     top5, summary = out[0], out[7]
     head = np.asarray(Image.open(_path(out[2])).convert("RGB"))
-    summary = {k: v for k, v in summary.items() if k not in ("timings",)}
+    summary = {k: v for k, v in summary.items() if not k.startswith("timings")}
     return top5, summary, head
 
 

@@ -44,7 +44,9 @@ HEADER = ("# attnviz\nWhat the attention modules inside a CNN compute — CBAM s
 
 def build_demo() -> gr.Blocks:
     """Build the Blocks app (not launched)."""
-    from . import compare_tab, experiment_tab, export, inspect_tab, models_tab
+    from . import cache_fix, compare_tab, experiment_tab, export, inspect_tab, models_tab
+
+    cache_fix.install()
 
     ui = SimpleNamespace()
     with gr.Blocks(title="attnviz · attention inside CNNs") as demo:

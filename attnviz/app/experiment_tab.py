@@ -24,7 +24,7 @@ from .state import (MODELS, NAME_RE, default_model, model_choices, models_dir, r
 
 SANITY_METHODS = [("Grad-CAM", "gradcam"), ("Saliency", "saliency"),
                   ("attention maps (all spatial, averaged)", "attention")]
-ABLATION_HEADERS = ["layer", "block", "kind", "p before", "p after", "change"]
+ABLATION_HEADERS = ["layer", "block", "kind", "p before", "p after", "change", "logit change"]
 SANITY_HEADERS = ["step", "randomised", "Spearman", "Pearson", "SSIM"]
 _TRAIN_LOCK = threading.Lock()
 
@@ -63,13 +63,21 @@ def run_ablation(image, model_name):
         t = rows[0]["target"]
         cname = classes[t] if classes and t < len(classes) else f"class {t}"
         names = [f"{V.short_layer(_Rec(r))} · {_block(r)}" for r in rows]
-        fig = bars_figure(names, [r["delta"] for r in rows],
-                          f"{loaded.name}: change of p('{cname}') when each module is "
-                          f"neutralised (p = {rows[0]['p_before']:.3f} with all modules)",
-                          "probability change (after - before)")
+        saturated = max(abs(r["delta"]) for r in rows) < 1e-3
+        if saturated:  # a confident model: the probability barely moves, the logit does
+            fig = bars_figure(names, [r["delta_logit"] for r in rows],
+                              f"{loaded.name}: change of the '{cname}' logit when each module "
+                              f"is neutralised (p = {rows[0]['p_before']:.4f} with all modules)",
+                              "logit change (after - before)")
+        else:
+            fig = bars_figure(names, [r["delta"] for r in rows],
+                              f"{loaded.name}: change of p('{cname}') when each module is "
+                              f"neutralised (p = {rows[0]['p_before']:.3f} with all modules)",
+                              "probability change (after - before)")
         fig.update_layout(margin=dict(l=220, r=20, t=60, b=50))
         df = pd.DataFrame([[r["layer"], r["block"], r["kind"], round(r["p_before"], 4),
-                            round(r["p_after"], 4), round(r["delta"], 4)] for r in rows],
+                            round(r["p_after"], 4), round(r["delta"], 4),
+                            round(r["delta_logit"], 3)] for r in rows],
                           columns=ABLATION_HEADERS)
         badge = "" if loaded.trained else " ⚠ random weights: these effects are not learned."
         if max(abs(r["delta"]) for r in rows) < 1e-4:

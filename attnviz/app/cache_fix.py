@@ -1,0 +1,42 @@
+"""Make Gradio's image cache safe under concurrent requests.
+
+Gradio 6.31's ``processing_utils.save_pil_to_cache`` names a cached image by the hash of its
+bytes and rewrites the file on every call (truncate, then write). When two requests return the
+same picture (a colour-bar legend, the same image analysed twice), one request's rewrite can be
+read by another client's download while it is empty: measured here as one
+``RemoteProtocolError: peer closed connection ... (received 0 bytes, expected 3886)`` in 200
+concurrent /inspect calls. This replacement writes each content-addressed file once, under a
+temporary name renamed into place (as Gradio's own ``save_file_to_cache`` does), so a reader
+sees either no file or the whole file.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from gradio import processing_utils
+
+_original = processing_utils.save_pil_to_cache
+
+
+def save_pil_to_cache_atomic(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+    folder.mkdir(exist_ok=True, parents=True)
+    target = (folder / f"{name}.{format}").resolve()
+    if not target.exists():
+        fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(staging, target)
+        except BaseException:
+            Path(staging).unlink(missing_ok=True)
+            raise
+    return str(target)
+
+
+def install() -> None:
+    """Route Gradio's image caching through :func:`save_pil_to_cache_atomic` (idempotent)."""
+    processing_utils.save_pil_to_cache = save_pil_to_cache_atomic
