@@ -235,7 +235,7 @@ def figure_png(fig, path=None, width: int | None = None, height: int | None = No
             out.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.01),
                        ncol=min(len(labels), 6), fontsize=8, frameon=False)
         else:
-            legend_axes.legend(fontsize=7, loc="upper right", framealpha=0.8)
+            legend_axes.legend(fontsize=7, loc="best", framealpha=0.8)
     for an in lay.annotations or ():
         if an.xref == "paper" and an.yref == "paper":
             out.text(pl + an.x * pw, pb + an.y * ph + 0.005, _text(an.text), ha="center",
