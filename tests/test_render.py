@@ -425,7 +425,8 @@ def test_colorbar_fit_png(image):
     tall = overlay(image, np.random.rand(4, 4), colorbar=True, label="scale")
     assert tall.shape[1] == image.shape[1] and tall.shape[0] > image.shape[0]
     m = np.arange(16.0).reshape(4, 4)
-    np.testing.assert_array_equal(overlay(image, m, colorbar=True)[:image.shape[0]], overlay(image, m))
+    np.testing.assert_array_equal(overlay(image, m, colorbar=True)[:image.shape[0]],
+                                  overlay(image, m))
     assert with_colorbar(image, 0, 1).shape[0] == tall.shape[0]
     big = np.zeros((1000, 600, 3), np.uint8)
     assert fit(big, 512).shape == (512, 307, 3) and fit(image, 512).shape == image.shape
