@@ -266,12 +266,16 @@ def main(argv=None):
     p0 = rows_[0]["p_before"]
     names_ = [r["layer"] for r in rows_]  # the tap's block, e.g. layer3.0.cbam.SpatialGate
     target = pool.classes[rows_[0]["target"]]
+    # a confident model's probability barely moves: chart the logit then (as the app does)
+    logit = max(abs(r["delta"]) for r in rows_) < 0.05 and "delta_logit" in rows_[0]
+    values = [r["delta_logit" if logit else "delta"] for r in rows_]
+    what = "logit" if logit else "probability"
     gal.figure("figure_gate_ablation",
-               bars_figure(names_, [r["delta"] for r in rows_],
+               bars_figure(names_, values,
                            title("lite_cbam", f"Gate ablation (gate set to 1) · make_shapes image "
                                  f"{i}, predicted {target} (p = {p0:.2f})"),
-                           "change of the predicted class's probability", "module"),
-               "Gate ablation: how the predicted class's probability changes when each module's "
+                           f"change of the predicted class's {what}", "module"),
+               f"Gate ablation: how the predicted class's {what} changes when each module's "
                "gate is neutralised (of 8 images, the one where modules matter most)", weights)
     a = runs["lite_cbam"]
     attn = a.spatial_map(deepest("lite_cbam", "spatial"))
