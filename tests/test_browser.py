@@ -25,20 +25,26 @@ TIMEOUT = 60_000
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser():
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (scripts/setup.sh dev installs it)")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1280, "height": 800})
-        errors = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto(app_url, timeout=TIMEOUT)
-        pg.wait_for_selector("#av-analyse", timeout=TIMEOUT)
-        pg.errors = errors
-        yield pg
-        browser.close()
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_url):
+    pg = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(app_url, timeout=TIMEOUT)
+    pg.wait_for_selector("#av-analyse", timeout=TIMEOUT)
+    pg.errors = errors
+    yield pg
+    pg.close()
 
 
 def choose(pg, elem_id: str, value: str):
@@ -140,4 +146,53 @@ def test_inspect_affinity_compare_ablate(page, example_paths):
     assert pg.locator("#av-abl-plot .js-plotly-plot .bars path").count() >= 1  # one per module
     assert "neutralised one at a time" in pg.locator("#av-tabs").inner_text()
     pg.screenshot(path=str(ARTIFACTS / "experiment.png"), full_page=True)
+    assert not pg.errors, pg.errors
+
+
+def _bottom(pg, selector: str) -> float:
+    box = pg.locator(selector).first.bounding_box()
+    return box["y"] + box["height"]
+
+
+@pytest.mark.parametrize("device", ["laptop", "phone"])
+def test_first_screen(browser, app_url, device):
+    """The page opens on an analysis of an example; on a laptop (1280x800) the whole left column
+    (image, examples, model, attribution, Analyse) and the headline row fit the first screen; on
+    a phone the image, the model and Analyse do."""
+    size = {"laptop": (1280, 800), "phone": (390, 844)}[device]
+    pg = browser.new_page(viewport={"width": size[0], "height": size[1]})
+    try:
+        pg.goto(app_url, timeout=TIMEOUT)
+        pg.wait_for_selector("#av-top5 .output-class", timeout=TIMEOUT)
+        wait_images(pg, "#av-head-att img")
+        wait_images(pg, "#av-examples img", 6)
+        for sel in ("#av-image", "#av-examples", "#av-model", "#av-method", "#av-analyse"):
+            assert _bottom(pg, sel) <= size[1], (device, sel, _bottom(pg, sel))
+        if device == "laptop":
+            for sel in ("#av-top5", "#av-head-att", "#av-head-attr", "#av-agreement"):
+                assert _bottom(pg, sel) <= size[1], (sel, _bottom(pg, sel))
+        pg.screenshot(path=str(ARTIFACTS / f"first_screen_{device}.png"))
+    finally:
+        pg.close()
+
+
+def test_export_in_the_browser(page, tmp_path):
+    """After the analyses above, the Export tab packs the last one into a zip that downloads."""
+    import zipfile
+    pg = page
+    open_tab(pg, "#av-tabs", "Export")
+    pg.click("#av-export")
+    link = pg.locator("#av-export-file a[download$='.zip']").first
+    link.wait_for(timeout=TIMEOUT)
+    assert "overlays" in pg.locator("#av-tabs").inner_text()
+    with pg.expect_download(timeout=TIMEOUT) as dl:
+        link.click()
+    path = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(path)
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    assert {"scores.json", "maps.npz", "image.png"} <= set(names), names
+    assert any(n.startswith("overlays/") and n.endswith(".png") for n in names), names
+    assert any(n.startswith("figures/") and n.endswith(".html") for n in names), names
+    pg.screenshot(path=str(ARTIFACTS / "export.png"), full_page=True)
     assert not pg.errors, pg.errors

@@ -35,11 +35,16 @@ CSS = """
 #av-legend {max-width: 380px;}
 #av-image img {cursor: crosshair;}  /* not upscaled: Gradio's click coordinates assume that */
 .av-compare-row {border-top: 1px solid var(--border-color-primary); padding-top: 6px;}
+/* a laptop screen (1280x800) shows the whole left column, Analyse included: the examples are
+   one strip of small thumbnails */
+#av-examples .gallery {gap: 4px !important; flex-wrap: wrap;}
+#av-examples .gallery-item .container.gallery {width: 42px !important; height: 42px !important;}
+#av-scale .wrap {flex-wrap: nowrap;}
+#av-scale label {white-space: nowrap;}
 """
 
-HEADER = ("# attnviz\nWhat the attention modules inside a CNN compute — CBAM spatial maps, SGE "
-          "group factors, SK kernel weights, non-local / DANet affinities, SE gates, SCNet "
-          "calibration — beside Captum attributions.")
+HEADER = ("# attnviz\nWhat the attention modules inside a CNN compute (CBAM, SE, SK, SGE, "
+          "non-local, DANet, SAGAN, SCNet), beside Captum attributions.")
 
 
 def build_demo() -> gr.Blocks:

@@ -472,20 +472,22 @@ def build(ui: SimpleNamespace) -> None:
             first = next((p for p in examples if p.stem == "star"), examples[0])
             ui.first_example = str(first)
             ui.image = InputImage(value=str(first), label="Image", type="filepath",
-                                  sources=["upload", "clipboard"], height=280,
+                                  sources=["upload", "clipboard"], height=190,
                                   elem_id="av-image")
-            gr.Markdown("<span class='av-hint'>Click the image to choose a query point "
-                        "(affinity maps).</span>", elem_id="av-click-hint")
+            gr.Markdown("<span class='av-hint'>Click the image to choose an affinity query "
+                        "point.</span>", elem_id="av-click-hint")
             gr.Examples([[str(p)] for p in examples], inputs=[ui.image],
-                        label="Synthetic examples (object masks known)", examples_per_page=6)
+                        label="Examples (object masks known)", examples_per_page=6,
+                        elem_id="av-examples", api_name="load_example")
             ui.model = gr.Dropdown(model_choices(), value=default_model(), label="Model",
                                    allow_custom_value=True, elem_id="av-model")
             ui.badge = gr.Markdown(elem_id="av-badge")
-            ui.method = gr.Dropdown(V.METHOD_CHOICES, value="gradcam", label="Attribution",
-                                    allow_custom_value=True, elem_id="av-method")
-            ui.scale = gr.Radio(list(V.SCALES), value="per map", label="Colour scale",
-                                elem_id="av-scale")
-            ui.analyse = gr.Button("Analyse", variant="primary", elem_id="av-analyse")
+            with gr.Row(equal_height=True, elem_id="av-run-row"):
+                ui.method = gr.Dropdown(V.METHOD_CHOICES, value="gradcam", label="Attribution",
+                                        allow_custom_value=True, elem_id="av-method", scale=2,
+                                        min_width=150)
+                ui.analyse = gr.Button("Analyse", variant="primary", elem_id="av-analyse",
+                                       scale=1, min_width=90)
         with gr.Column(scale=3, elem_id="av-right"):
             with gr.Row(equal_height=False):
                 ui.top5 = gr.Label(num_top_classes=5, label="Prediction (top 5)", scale=1,
@@ -501,6 +503,9 @@ def build(ui: SimpleNamespace) -> None:
             ui.agreement = gr.Markdown(elem_id="av-agreement")
             with gr.Row(equal_height=True):
                 ui.kind_note = gr.Markdown(elem_id="av-kinds")
+                # the colour bar says its scale; the toggle beside it switches the scale
+                ui.scale = gr.Radio(list(V.SCALES), value="per map", label="Colour scale",
+                                    elem_id="av-scale", scale=0, min_width=240)
                 ui.legend = gr.Image(show_label=False, interactive=False, format="png",
                                      height=40, container=False, elem_id="av-legend",
                                      buttons=[])

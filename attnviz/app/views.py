@@ -202,8 +202,8 @@ def badge_md(loaded) -> str:
     extra = ""
     acc = info.card.get("val_accuracy")
     if acc is not None:
-        extra = f" · validation accuracy {float(acc):.1%}"
-    return f"<span class='av-badge av-trained'>✓ {loaded.badge}</span> `{loaded.name}`{extra}"
+        extra = f" val. accuracy {float(acc):.1%}"
+    return f"<span class='av-badge av-trained'>✓ {loaded.badge}</span>{extra}"
 
 
 def finite(v):
