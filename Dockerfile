@@ -19,6 +19,9 @@ RUN useradd -m -u 1000 user
 USER user
 ENV HOME=/home/user \
     PATH=/home/user/.local/bin:$PATH
+# created by the user, not by WORKDIR (the classic builder and kaniko make WORKDIR root-owned),
+# so models trained in the app can be written to runs/
+RUN mkdir -p /home/user/app/runs
 WORKDIR /home/user/app
 
 # dependencies first (cached while only the code changes); an optional torch index for a
