@@ -85,14 +85,16 @@ def build_demo() -> gr.Blocks:
 
 
 def health() -> dict:
-    """Models resident in the cache, their device, and the hooks left on each (always 0)."""
+    """Models resident in the cache: device, hooks left on each (always 0), and whether its
+    analyses run under autocast (with the measurement that decided it)."""
     from ..capture import hook_count
     from .state import MODELS
     out = {}
     for loaded in MODELS.loaded():
         m = loaded.model
         out[loaded.name] = {"hooks": hook_count(m), "training": m.training,
-                            "device": str(next(m.parameters()).device)}
+                            "device": str(next(m.parameters()).device),
+                            "autocast": loaded.amp, "autocast_check": loaded.amp_check}
     return {"models": out, "loads": MODELS.loads}
 
 
