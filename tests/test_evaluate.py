@@ -71,7 +71,7 @@ def test_random_lite_models_every_spatial_kind(name, kind):
     _check_result(r, 4)
     assert list(r["kinds"]) == ([kind] if kind else [])
     if name == "lite_danet":
-        assert list(r["attention"]) == ["head.sa"] and r["gradcam"]["layer"] == "head"
+        assert list(r["attention"]) == ["head.sa"] and r["gradcam"]["layer"] == "layer4"
 
 
 def test_deterministic():
