@@ -13,7 +13,6 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ import torch
 from . import create_model, list_models
 from .capture import capture
 from .errors import WeightsError
+from .system import machine_info
 
 TARGETS = {"capture_overhead": 1.05, "gradcam_over_fwdbwd": 1.2, "inspect_ms_lite": 250.0,
            "deletion_insertion_ms": 1000.0, "figure_kb_max": 1024.0, "response_kb": 3072.0}
@@ -322,28 +322,12 @@ def _response_bytes(res) -> int:
 
 
 # ---------------------------------------------------------------------------- main
-def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
 def run(quick=False, device="cpu", load=True, models=None):
     device = torch.device(device)
     reps = 5 if quick else 21
     lite = list_models("lite")
     names = models or ((["lite_cbam", "lite_nonlocal"] if quick else lite) + list(BIG))
-    result = {"machine": machine(), "device": str(device), "quick": quick, "targets": TARGETS,
+    result = {"machine": machine_info(device), "device": str(device), "quick": quick, "targets": TARGETS,
               "capture_overhead": {}, "gradcam_over_fwdbwd": {}, "inspect_ms": {},
               "inspect_over_forward": {}, "forward_ms": {}, "ig_batched_speedup": {},
               "deletion_insertion_ms": {}}

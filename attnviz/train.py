@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import threading
@@ -30,6 +29,7 @@ from .datasets import SHAPE_CLASSES, ShapesData, make_shapes
 from .errors import AttnvizError
 from .models.registry import create_model
 from .models.zoo import LITE
+from .system import machine_info
 
 TRAIN_SEED_BASE = 1_000_000  # training images: seeds 1e6 + 10000*seed + epoch
 VAL_SEED_BASE = 500_000  # validation: 5e5 + seed
@@ -81,22 +81,6 @@ def _dist():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
     return dist.get_rank(), dist.get_world_size()
-
-
-def _machine(device) -> dict:
-    cpu = platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    m = {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-         "torch": torch.__version__, "device": str(device), "platform": platform.platform()}
-    if device.type == "cuda":
-        m["gpu"] = torch.cuda.get_device_name(device)
-    return m
 
 
 @torch.no_grad()
@@ -279,7 +263,7 @@ def _write(model, out_dir, name, arch, classes, history, cfg, elapsed, device, c
                          "normalise with mean/std",
         "command": command or "attnviz.train.train(...) from Python",
         "training": cfg, "history": history, "train_seconds": round(elapsed, 1),
-        "machine": _machine(device), "val_accuracy": history[-1]["val_acc"],
+        "machine": machine_info(device), "val_accuracy": history[-1]["val_acc"],
         "weights_file": ckpt.name,
     }
     card_path.write_text(json.dumps(card, indent=2))

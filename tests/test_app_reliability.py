@@ -12,6 +12,7 @@ from PIL import Image
 
 from attnviz.datasets import make_shapes
 from bad_inputs import image_cases, oversized_zip, traversal_zip
+from test_app_api import path_of
 
 USERS, PER_USER = 8, 25
 
@@ -19,18 +20,9 @@ USERS, PER_USER = 8, 25
 def _call(client, path, model="lite_cbam"):
     out = client.predict(handle_file(str(path)), model, "gradcam", "per map", api_name="/inspect")
     top5, summary = out[0], out[7]
-    head = np.asarray(Image.open(_path(out[2])).convert("RGB"))
+    head = np.asarray(Image.open(path_of(out[2])).convert("RGB"))
     summary = {k: v for k, v in summary.items() if not k.startswith("timings")}
     return top5, summary, head
-
-
-def _path(v):
-    """A file path from an image output (plain path or a {"value": path} update)."""
-    if isinstance(v, dict):
-        v = v.get("value", v.get("path", v.get("image")))
-        if isinstance(v, dict):
-            v = v.get("path")
-    return v
 
 
 def _rss_mb(pid: int) -> float:
