@@ -65,11 +65,51 @@ def load_image(image, max_pixels: int = MAX_PIXELS) -> Image.Image:
                      "HxWx3 uint8 array or a file path")
 
 
+def image_size(image, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(W, H) of an image file, bytes or binary stream, read from its header only (nothing is
+    decoded), after the same checks :func:`load_image` makes before decoding: readable format,
+    at most ``max_pixels``, at least 8 x 8. Raises :class:`attnviz.errors.ImageError`."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        if len(image) == 0:
+            raise ImageError("the uploaded image is empty (0 bytes)")
+        stream, name = io.BytesIO(bytes(image)), "the uploaded data"
+    elif isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise ImageError(f"no such file: {_short(str(path))}")
+        stream, name = open(path, "rb"), path.name
+    else:
+        stream, name = image, "the uploaded file"
+    try:
+        with Image.open(stream) as img:
+            _check_size(img.size, max_pixels)
+            return img.size
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{name} is too large to open safely ({e}); the limit is "
+                         f"{max_pixels / 1e6:.0f} megapixels") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name} is not an image format that can be read (PNG, JPEG, GIF, "
+                         "BMP, TIFF, WebP ... are)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{name} could not be read; it may be truncated or corrupt ({e})") \
+            from None
+    finally:
+        if isinstance(image, (str, os.PathLike)):
+            stream.close()
+
+
+def _short(s: str, limit: int = 120) -> str:
+    """``s`` cut to ``limit`` characters (user input echoed in a message stays small)."""
+    return s if len(s) <= limit else f"{s[:limit]}... ({len(s)} characters)"
+
+
 def _open(path: Path, max_pixels: int) -> Image.Image:
     if not path.exists():
-        raise ImageError(f"no such file: {path}")
+        raise ImageError(f"no such file: {_short(str(path))}")
     if path.is_dir():
-        raise ImageError(f"{path} is a folder, not an image file")
+        raise ImageError(f"{_short(str(path))} is a folder, not an image file")
     if path.stat().st_size == 0:
         raise ImageError(f"{path.name} is empty (0 bytes)")
     with open(path, "rb") as f:

@@ -17,26 +17,81 @@ class InputImage(gr.Image):
     """``gr.Image`` that hands the uploaded file's path to the handler without opening it.
 
     Gradio's own preprocessing opens every upload with PIL before the handler runs, so a corrupt
-    file, a text file named .png or a decompression bomb would fail there with a generic error.
-    Here the path goes straight to :func:`attnviz.preprocess.load_image`, whose ImageError the
-    handlers turn into a clear message."""
+    file, a text file named .png or a decompression bomb would fail there with a generic error;
+    and an image sent as a ``data:`` URL would be decoded in full and re-encoded before any size
+    check (a 20 KB PNG claiming 13000 x 13000 pixels: 15 s and +1.7 GB). Here the path goes
+    straight to :func:`attnviz.preprocess.load_image`, and a ``data:`` URL's bytes are written to
+    a file as they are, after :func:`attnviz.preprocess.image_size` has read the size from the
+    header; both refuse an image over the pixel limit before decoding it."""
 
     is_template = True  # rendered by the frontend as a plain Image
 
     def preprocess(self, payload):
         if payload is None:
             return None
-        if getattr(payload, "path", None) and not str(payload.url or "").startswith("data:"):
+        url = str(getattr(payload, "url", None) or "")
+        if getattr(payload, "path", None) and not url.startswith("data:"):
             return str(payload.path)
-        if not str(getattr(payload, "url", None) or "").startswith("data:"):
+        if not url.startswith("data:"):
             raise gr.Error("The image did not arrive as an uploaded file: send it as a file "
                            "(gradio_client: handle_file('photo.jpg')) or a data: URL.",
                            title="No image file")
+        return data_url_to_file(url, self.GRADIO_CACHE)
+
+
+def data_url_to_file(url: str, cache_dir: str) -> str:
+    """The bytes of an image ``data:`` URL, written unchanged to a file in ``cache_dir`` once its
+    header has passed the size checks (nothing is decoded); a clear ``gr.Error`` otherwise."""
+    import base64
+    import binascii
+
+    from ..errors import ImageError
+    from ..preprocess import image_size
+    from .limits import DATA_URL_MAX_BYTES
+    head, _, body = url.partition(",")
+    if ";base64" not in head[:200]:
+        raise gr.Error("A data: URL image must be base64-encoded (data:image/png;base64,...).",
+                       title="Not an image")
+    if len(body) > DATA_URL_MAX_BYTES * 4 // 3 + 4:
+        raise gr.Error(f"The data: URL holds more than {DATA_URL_MAX_BYTES / 2**20:.0f} MB; "
+                       "upload the image as a file instead.", title="Too large")
+    try:
+        data = base64.b64decode(body, validate=False)
+    except (binascii.Error, ValueError) as e:
+        raise gr.Error(f"The data: URL is not valid base64 ({e}).", title="Not an image") \
+            from None
+    try:
+        w, h = image_size(data)
+    except ImageError as e:
+        from .errors import to_gr_error
+        raise to_gr_error(e) from None
+    mime = head[5:].split(";")[0].strip().lower()
+    ext = {"image/jpeg": "jpg", "image/jpg": "jpg", "image/webp": "webp", "image/gif": "gif",
+           "image/bmp": "bmp", "image/tiff": "tiff"}.get(mime, "png")
+    return _write_once(data, f"image.{ext}", cache_dir)
+
+
+def _write_once(data: bytes, name: str, cache_dir: str) -> str:
+    """``data`` in ``cache_dir/<hash>/name``, written once under a temporary name and renamed
+    into place (a concurrent reader sees no file or the whole file)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from gradio import processing_utils
+    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = (folder / name).resolve()
+    if not target.exists():
+        fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
         try:
-            return super().preprocess(payload)
-        except Exception as e:  # noqa: BLE001
-            raise gr.Error(f"This upload is not an image attnviz can read: {e}",
-                           title="Not an image") from e
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(staging, target)
+        except BaseException:
+            Path(staging).unlink(missing_ok=True)
+            raise
+    return str(target)
 
 
 def skips(n: int):

@@ -47,12 +47,19 @@ def to_gr_error(exc: BaseException, doing: str = "") -> gr.Error:
     log.error("unexpected error while %s:\n%s", doing or "handling a request",
               "".join(traceback.format_exception(exc)))
     what = f" while {doing}" if doing else ""
-    return gr.Error(f"Something went wrong{what}: {type(exc).__name__}: {exc}",
+    return gr.Error(_cap(f"Something went wrong{what}: {type(exc).__name__}: {exc}"),
                     title="Unexpected error")
 
 
 def _capital(s: str) -> str:
+    s = _cap(s)
     return s[:1].upper() + s[1:] if s else s
+
+
+def _cap(s: str) -> str:
+    """A message cut to MESSAGE_MAX_CHARS (input echoed in it cannot make it large)."""
+    from .limits import MESSAGE_MAX_CHARS
+    return s if len(s) <= MESSAGE_MAX_CHARS else s[:MESSAGE_MAX_CHARS] + " ... (cut)"
 
 
 @contextlib.contextmanager
@@ -67,4 +74,4 @@ def user_errors(doing: str = ""):
 
 
 def bad_request(message: str, title: str = "Bad request") -> gr.Error:
-    return gr.Error(message, title=title, print_exception=False)
+    return gr.Error(_cap(message), title=title, print_exception=False)

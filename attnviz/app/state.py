@@ -34,6 +34,7 @@ import torch
 from .. import errors as E
 from ..models.registry import create_model, list_models
 from ..models.zoo import LITE, REGISTRY
+from .limits import echo
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -132,8 +133,8 @@ def catalogue() -> list[Entry]:
 def find_entry(name) -> Entry:
     """The catalogue entry for ``name``; UnknownModelError with the choices otherwise."""
     if not isinstance(name, str):
-        raise E.UnknownModelError(f"Unknown model {name!r}: give the model by its name, such as "
-                                  "'lite_cbam' (see /models for the list).")
+        raise E.UnknownModelError(f"Unknown model {echo(name)}: give the model by its name, "
+                                  "such as 'lite_cbam' (see /models for the list).")
     if not name.strip():
         raise E.UnknownModelError("Choose a model: give a model name such as 'lite_cbam'.")
     name = name.strip()
@@ -148,9 +149,10 @@ def find_entry(name) -> Entry:
             return e
     import difflib
     names = [e.name for e in catalogue()]
-    close = difflib.get_close_matches(name, names, n=3)
+    close = difflib.get_close_matches(name, names, n=3) if len(name) <= 100 else []
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise E.UnknownModelError(f"Unknown model {name!r}.{hint} Available: {', '.join(names)}.")
+    raise E.UnknownModelError(f"Unknown model {echo(name)}.{hint} Available: "
+                              f"{', '.join(names)}.")
 
 
 def model_choices(family: str | None = None) -> list[tuple[str, str]]:
