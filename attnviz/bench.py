@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import create_model, list_models
+from . import create_model, kinds, list_models
 from .capture import capture
 from .errors import WeightsError
 from .system import machine_info
@@ -145,7 +145,7 @@ def bench_model(name, device, reps, amp=False):
         from .render.figures import figures_for
         from .render.overlay import overlay
         a = inspect(model, img)
-        shown = [r for r in a.maps if r.kind in ("spatial", "group", "calibration", "affinity")]
+        shown = [r for r in a.maps if kinds.is_spatial(r)]
         for r in shown:
             overlay(a.image, a.spatial_map(r))
         for att in a.attributions.values():
@@ -186,7 +186,7 @@ def bench_affinity_memory(device):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
-        with torch.no_grad(), capture(model, kinds=("affinity", "channel_affinity"), **opts) as rec:
+        with torch.no_grad(), capture(model, kinds=kinds.pairwise_kinds(), **opts) as rec:
             model(x)
         held = sum(m.tensor.numel() * m.tensor.element_size() for m in rec.maps)
         entry = {"held_mb": held / 2**20, "full_mb": rec.memory["bytes_full"] / 2**20,

@@ -24,6 +24,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from . import kinds as _kinds
 from .blocks.tap import KINDS, Tap, iter_taps
 from .errors import CaptureError
 
@@ -70,9 +71,8 @@ def select_taps(model: nn.Module, layers=None, kinds=None, blocks=None):
     kinds and blocks. Raises CaptureError for an unknown kind or a pattern that matches nothing."""
     if kinds is not None:
         kinds = [kinds] if isinstance(kinds, str) else list(kinds)
-        bad = [k for k in kinds if k not in KINDS]
-        if bad:
-            raise CaptureError(f"unknown kind(s) {bad}; choose from {list(KINDS)}")
+        for k in kinds:
+            _kinds.get(k)  # UnknownKindError (a CaptureError) for an unknown kind
     if isinstance(layers, str):
         layers = [layers]
     if isinstance(blocks, str):
@@ -131,7 +131,7 @@ class Recorder:
         t = out.detach()
         meta = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in meta.items()}
         full = t.numel() * t.element_size()
-        if tap.kind in ("affinity", "channel_affinity"):
+        if _kinds.get(tap.kind).pairwise:
             t, meta = self._shrink_affinity(t, meta)
         kept = t.numel() * t.element_size()
         meta.update(dtype=str(t.dtype).replace("torch.", ""), bytes_full=full, bytes_kept=kept)

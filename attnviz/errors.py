@@ -26,5 +26,18 @@ class DatasetError(AttnvizError):
     """A dataset upload (folder or zip) is unusable."""
 
 
-class CaptureError(AttnvizError):
+class OptionError(AttnvizError, ValueError):
+    """An invalid target, layer, kind or option. ``explain``, ``inspect`` and ``metrics`` raise
+    the same subclass for the same mistake, with the underlying cause chained."""
+
+
+class CaptureError(OptionError):
     """Bad options for attention capture."""
+
+
+class UnknownKindError(CaptureError):
+    """A kind name that ``attnviz.kinds`` does not know."""
+
+
+class UnknownBlockError(OptionError):
+    """An attention block name that ``attnviz.kinds`` does not know."""

@@ -41,7 +41,7 @@ from .maps import SPATIAL_KINDS, to_spatial, upsample
 from .metrics import energy_pointing_game, pointing_game
 from .train import TEST_SEED, to_tensor
 
-KIND_ORDER = ("spatial", "group", "calibration", "affinity")
+KIND_ORDER = SPATIAL_KINDS  # attnviz.kinds' spatial kinds, in registry order
 
 
 def _model_device(model) -> torch.device:

@@ -1,6 +1,7 @@
 """Turn capture records into spatial maps that can be drawn over the image and scored.
 
-Spatial reductions per kind (all return (B, h, w) float tensors on the record's device):
+Spatial reductions per kind, as their specs in :mod:`attnviz.kinds` define them (all return
+(B, h, w) float tensors on the record's device):
     spatial      the map itself
     group        mean over the G group factors (``reduce="max"`` for the max)
     calibration  mean over channels
@@ -14,32 +15,28 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from . import kinds
 from .capture import AttentionMap
+from .errors import OptionError
 
-SPATIAL_KINDS = ("spatial", "group", "calibration", "affinity")
+SPATIAL_KINDS = kinds.SPATIAL_KINDS  # live view: the kinds whose spec has a spatial reduction
 
 
 def has_spatial(rec: AttentionMap) -> bool:
-    return rec.kind in SPATIAL_KINDS
+    return kinds.is_spatial(rec)
 
 
 def to_spatial(rec: AttentionMap, reduce: str = "mean") -> torch.Tensor | None:
-    t = rec.tensor.float()
-    if rec.kind == "spatial":
-        return t
-    if rec.kind in ("group", "calibration"):
-        return t.amax(1) if reduce == "max" else t.mean(1)
-    if rec.kind == "affinity":
-        kh, kw = rec.meta["key_hw"]
-        return t.mean(1).reshape(t.shape[0], kh, kw)
-    return None
+    """The record's (B, h, w) spatial reduction (``reduce="max"``: max over groups/channels), or
+    None for a kind without a spatial layout."""
+    return kinds.to_spatial(rec, reduce)
 
 
 def affinity_row(rec: AttentionMap, qy: float, qx: float) -> tuple[torch.Tensor, int]:
     """The affinity row of the query nearest to (qy, qx), given as fractions of the image height
     and width in [0, 1]. Returns ((B, kh, kw) tensor, row index used)."""
-    if rec.kind != "affinity":
-        raise ValueError(f"{rec.label} is not an affinity map")
+    if not kinds.of(rec).queried:
+        raise OptionError(f"{rec.label} is not an affinity map (no query rows)")
     qh, qw = rec.meta["query_hw"]
     kh, kw = rec.meta["key_hw"]
     iy = min(max(int(qy * qh), 0), qh - 1)

@@ -405,14 +405,8 @@ def neutral_map(kind: str, t: torch.Tensor, mode: str = "one") -> torch.Tensor:
     """The neutral version of an attention tensor (batch first): gates (channel, spatial, group,
     calibration) all 1 or, with ``mode="mean"``, each sample's mean gate; affinities uniform over
     keys (1/Nk); SK kernel weights equal (1/M)."""
-    if kind in ("affinity", "channel_affinity"):
-        return torch.full_like(t, 1.0 / t.shape[-1])
-    if kind == "kernel":
-        return torch.full_like(t, 1.0 / t.shape[1])
-    if mode == "one":
-        return torch.ones_like(t)
-    dims = tuple(range(1, t.dim()))
-    return t.mean(dims, keepdim=True).expand_as(t).clone()
+    from .kinds import get
+    return get(kind).neutral_value(t, mode)
 
 
 def gate_ablation(model: nn.Module, image, target=None, mode: str = "one", batch_size: int = 16,

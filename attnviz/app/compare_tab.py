@@ -15,9 +15,19 @@ from .examples import known_mask
 from .state import MODELS, catalogue, model_choices
 
 MAX_MODELS = 4
-KINDS = [("strongest map of the deepest stage", "strongest"), ("spatial (CBAM)", "spatial"),
-         ("group factors (SGE)", "group"), ("calibration (SCNet)", "calibration"),
-         ("affinity, mean received (non-local, DANet, SAGAN)", "affinity")]
+
+
+def _kind_choices() -> list[tuple[str, str]]:
+    """(label, kind) for the kinds with a spatial map, from the kind and block specs."""
+    from .. import kinds as K
+    out = [("strongest map of the deepest stage", "strongest")]
+    for k in K.spatial_kinds():
+        owners = ", ".join(b.display_name for b in K.all_blocks() if k in b.kinds)
+        out.append((f"{K.get(k).display_name} ({owners})" if owners else k, k))
+    return out
+
+
+KINDS = _kind_choices()
 TABLE_HEADERS = ["model", "weights", "prediction", "attention map", "agreement ρ",
                  "pointing (attention)", "pointing (attribution)"]
 

@@ -116,8 +116,8 @@ def _sanity(model, pil, method):
         target = int(model(x).argmax(1)[0])  # of another thread's Captum call
         work = copy.deepcopy(model)
     if method == "attention":
-        if not {k for _, _, k in list_taps(model)} & {"spatial", "group", "calibration",
-                                                      "affinity"}:
+        from ..kinds import is_spatial
+        if not any(is_spatial(k) for _, _, k in list_taps(model)):
             raise bad_request("This model has no spatial attention map to randomise; use "
                               "Grad-CAM or Saliency.")
         f = _all_attention_fn()

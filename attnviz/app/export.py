@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 
+from .. import kinds as K
 from ..maps import has_spatial
 from ..render import figures as F
 from ..render.overlay import fit, overlay, to_png_bytes, with_colorbar
@@ -38,19 +39,18 @@ def _figures(sess) -> dict:
     a = sess.analysis
     out = {}
     recs = a.maps
-    ch = [r for r in recs if r.kind == "channel"]
-    if ch:
-        out["channel_gates"] = F.channel_gate_bars(ch)
-    k = [r for r in recs if r.kind == "kernel"]
-    if k:
-        out["kernel_selection"] = F.kernel_selection_bars(k)
     h, w = a.image.shape[:2]
     q = sess.query or ((w - 1) / 2, (h - 1) / 2)
+    for spec in K.all_kinds():  # kinds drawn as one figure for every layer
+        same = [r for r in recs if r.kind == spec.name]
+        if spec.grouped and same:
+            out[f"{spec.name}_all_layers"] = spec.figure_builder()(same)
     for i, r in enumerate(recs):
-        if r.kind in ("channel", "kernel"):
+        spec = K.of(r)
+        if spec.grouped:
             continue
         kw = {"max_size": 96}
-        if r.kind == "affinity":
+        if spec.queried:
             kw.update(qx=q[0], qy=q[1], image_hw=(h, w))
         out[f"{i:02d}_{_slug(r.tap)}_{r.kind}"] = F.figure_for(r, **kw)
     return out

@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 
+from .. import kinds as K
 from ..explain import METHODS, canonical_method
 from ..maps import has_spatial, to_spatial
 from ..render.overlay import (BLOCK_NAMES, KIND_NAMES, affinity_overlay, caption, colorbar,
@@ -30,12 +31,19 @@ METHOD_CHOICES = [(METHOD_NAMES[m] + ("" if m in FAST_METHODS else " (slow)"), m
                   for m in METHODS]
 FAST_METHOD_CHOICES = [(METHOD_NAMES[m], m) for m in FAST_METHODS]
 
-# kind tabs: (key, title, kinds shown there)
-KIND_TABS = [("spatial", "Spatial", ("spatial",)), ("channel", "Channel", ("channel",)),
-             ("kernel", "Kernel selection", ("kernel",)), ("group", "Group factors", ("group",)),
-             ("affinity", "Affinity", ("affinity", "channel_affinity")),
-             ("calibration", "Calibration", ("calibration",))]
-GALLERY_KINDS = ("spatial", "group", "affinity", "calibration")
+
+
+def kind_tabs() -> list[tuple[str, str, tuple]]:
+    """The kind tabs from the kind specs: (key, title, kinds shown there), in registry order."""
+    tabs: dict[str, list] = {}
+    for spec in K.all_kinds():
+        tabs.setdefault(spec.tab_key, []).append(spec.name)
+    return [(key, K.get(key).title if key in K.KINDS else key, tuple(names))
+            for key, names in tabs.items()]
+
+
+KIND_TABS = kind_tabs()
+GALLERY_KINDS = K.spatial_kinds()  # kinds with a gallery of overlays
 SCALES = ("per map", "shared")
 
 
@@ -75,7 +83,7 @@ def map_caption(rec) -> str:
 
 
 def block_name(rec) -> str:
-    return f"{BLOCK_NAMES.get(rec.block, rec.block)} {KIND_NAMES.get(rec.kind, rec.kind)}"
+    return K.label(rec)
 
 
 def stage(rec) -> int:
@@ -113,7 +121,7 @@ def kind_record(records, kind: str):
     """The deepest record of ``kind`` ("strongest": :func:`headline_record`), or None."""
     if kind in (None, "", "strongest"):
         return headline_record(records)
-    recs = [r for r in records if r.kind == kind and has_spatial(r)]
+    recs = [r for r in records if r.kind == K.get(kind).name and has_spatial(r)]
     return recs[-1] if recs else None
 
 

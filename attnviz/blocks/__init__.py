@@ -9,28 +9,18 @@ from .sge import SpatialGroupEnhance
 from .sk import MultiKernelSK, SelectiveKernel
 from .tap import BLOCKS, KINDS, Tap, iter_taps
 
-# attention that rescales a block's output (plugged into residual blocks after their last BN)
-_GATES = {"se": SEModule, "cbam": CBAM, "sge": SpatialGroupEnhance}
-# attention that stands alone between blocks or in a head
-_STANDALONE = {
-    "nonlocal": NonLocalBlock,
-    "danet_pam": PositionAttention,
-    "danet_cam": ChannelAttention,
-    "self_attn": SelfAttention,
-}
+from .. import kinds as _kinds
 
 
 def get_attn(name):
-    """Return the block class for a name ('se', 'cbam', 'sge', 'nonlocal', ...); None passes through."""
+    """Return the block class for a name in ``attnviz.kinds``' block table ('se', 'cbam', 'sge',
+    'nonlocal', ...); None, "" and "none" give None; a class or factory passes through.
+    Raises UnknownBlockError (a ValueError) for an unknown name."""
     if name is None or name == "" or name == "none":
         return None
     if not isinstance(name, str):
         return name  # already a class or factory
-    table = {**_GATES, **_STANDALONE}
-    try:
-        return table[name]
-    except KeyError:
-        raise ValueError(f"unknown attention {name!r}; choose from {sorted(table)}") from None
+    return _kinds.block(name).block_class()
 
 
 __all__ = [

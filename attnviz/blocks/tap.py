@@ -4,7 +4,8 @@ A forward hook on a tap sees the attention tensor; a hook that returns a value r
 (that is how gate ablation works). Taps add no state-dict keys, so released checkpoints still
 load strictly. Each tap instance is used in exactly one place.
 
-Kinds and the canonical shape a tap sees:
+Kinds and the canonical shape a tap sees (``attnviz.kinds`` holds the specs; a tap's block must be
+in its block table with the tap's kind among the block's kinds):
     channel           (B, C)         channel gate
     spatial           (B, H, W)      spatial map
     group             (B, G, H, W)   SGE group factors
@@ -15,8 +16,11 @@ Kinds and the canonical shape a tap sees:
 """
 from torch import nn
 
-KINDS = ("channel", "spatial", "group", "kernel", "affinity", "channel_affinity", "calibration")
-BLOCKS = ("se", "cbam", "sk", "sge", "nonlocal", "danet_pam", "danet_cam", "self_attn", "scconv")
+from .. import kinds as _kinds
+from ..errors import UnknownKindError
+
+KINDS = _kinds.KINDS  # live views of attnviz.kinds' tables
+BLOCKS = _kinds.BLOCKS
 
 
 class Tap(nn.Identity):
@@ -28,10 +32,11 @@ class Tap(nn.Identity):
 
     def __init__(self, kind: str, block: str):
         super().__init__()
-        if kind not in KINDS:
-            raise ValueError(f"unknown tap kind {kind!r}; expected one of {KINDS}")
-        if block not in BLOCKS:
-            raise ValueError(f"unknown block {block!r}; expected one of {BLOCKS}")
+        _kinds.get(kind)
+        spec = _kinds.block(block)
+        if kind not in spec.kinds:
+            raise UnknownKindError(f"block {block!r} declares tap kinds {spec.kinds}, not "
+                                   f"{kind!r}; add it to the block's row in attnviz.kinds")
         self.kind = kind
         self.block = block
 

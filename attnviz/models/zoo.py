@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from ..blocks import NonLocalBlock, SelfAttention, get_attn
+from ..blocks import get_attn
 from .blocks import BasicBlock, Bottleneck, SCBottleneck, SKBasic, SKBottleneck
 from .resnet import ModelInfo, ResNet
 
@@ -23,13 +23,9 @@ def _imagenet(name, block, layers=R50, cam_layer="layer4", **kw):
     return build
 
 
-# stand-alone attention factories (channels -> module)
-def _nonlocal(c):
-    return NonLocalBlock(c)
-
-
-def _self_attn(c):
-    return SelfAttention(c)
+# stand-alone attention factories (channels -> module), from attnviz.kinds' block table
+_nonlocal = get_attn("nonlocal")
+_self_attn = get_attn("self_attn")
 
 
 IMAGENET = {

@@ -23,13 +23,13 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .. import kinds as _kinds
+from ..errors import OptionError
 from .overlay import BLOCK_NAMES, DEFAULT_COLORMAP, caption, colorize
 from .scale import as_numpy, display_values, resolve_range, shared_range, widen
 
 MAX_FIGURE_KB = 1024
 _MARGIN = dict(l=60, r=20, t=60, b=50)
-_VALUE_LABEL = {"spatial": "attention", "group": "mean group factor",
-                "calibration": "mean calibration gate", "affinity": "mean attention received"}
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def spatial_heatmap(map2d, title: str | None = None, zmin=None, zmax=None, norm=
     if _is_record(map2d):
         rec = map2d
         title = title or caption(rec)
-        value_label = value_label or _VALUE_LABEL.get(rec.kind, "value")
+        value_label = value_label or _kinds.of(rec).value_label
         map2d = display_values(rec, batch)
     values = as_numpy(map2d).squeeze()
     if values.ndim != 2:
@@ -422,9 +422,33 @@ def line_figure(curves: dict, title: str, xlabel: str, ylabel: str) -> go.Figure
 
 
 # -- dispatch ---------------------------------------------------------------------------------
+_QUERY_OPTIONS = ("qx", "qy", "image_hw")
+
+
+def _named_params(fn) -> set:
+    return {n for n, p in _inspect.signature(fn).parameters.items()
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+def _known_options() -> set:
+    """Every option some figure builder takes."""
+    known = set(_QUERY_OPTIONS) | _named_params(affinity_explorer)
+    for spec in _kinds.all_kinds():
+        if spec.figure is not None:
+            known |= _named_params(spec.figure_builder())
+    return known
+
+
 def _call(fn, *args, **opts):
-    """Call ``fn`` with the options it accepts (so one option set serves every kind)."""
+    """Call ``fn`` with the options it accepts, so one option set serves every kind. An option
+    no figure builder of any kind takes is a mistake: OptionError, not silently dropped."""
     params = _inspect.signature(fn).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return fn(*args, **opts)  # it forwards them and checks itself
+    unknown = sorted(k for k in opts if k not in params and k not in _known_options())
+    if unknown:
+        raise OptionError(f"unknown figure option(s) {unknown}; options are "
+                          f"{sorted(_known_options())}")
     return fn(*args, **{k: v for k, v in opts.items() if k in params})
 
 
@@ -436,6 +460,13 @@ def _query(rec, opts: dict):
     return (w / 2 if qx is None else qx), (h / 2 if qy is None else qy), (h, w)
 
 
+def affinity_figure(rec, qx=None, qy=None, image_hw=None, **opts) -> go.Figure:
+    """:func:`affinity_explorer` with the query given as options (``qx``, ``qy`` in pixels of an
+    image ``image_hw``; default the centre of the image, or of the query grid)."""
+    qx, qy, hw = _query(rec, {"qx": qx, "qy": qy, "image_hw": image_hw})
+    return _call(affinity_explorer, rec, qx, qy, hw, **opts)
+
+
 def displayed_values(rec, batch: int = 0, **query) -> np.ndarray:
     """The values the figure of ``rec`` colours, for shared scales: spatial and calibration
     maps (calibration: mean over channels), every group factor (the grid shows them and their
@@ -443,10 +474,11 @@ def displayed_values(rec, batch: int = 0, **query) -> np.ndarray:
     ``qy``, ``image_hw`` as for :func:`figure_for`; without them, every row). Arrays as is."""
     if not _is_record(rec):
         return as_numpy(rec)
-    if rec.kind in ("group", "channel_affinity", "channel", "kernel"):
+    spec = _kinds.of(rec)
+    if spec.shows_tensor:
         return as_numpy(rec.tensor[batch])
-    if rec.kind == "affinity":
-        if not any(query.get(k) is not None for k in ("qx", "qy", "image_hw")):
+    if spec.queried:
+        if not any(query.get(k) is not None for k in _QUERY_OPTIONS):
             return as_numpy(rec.tensor[batch])
         from ..maps import affinity_row
         qx, qy, (h, w) = _query(rec, query)
@@ -455,25 +487,13 @@ def displayed_values(rec, batch: int = 0, **query) -> np.ndarray:
 
 
 def figure_for(rec, **opts) -> go.Figure:
-    """The figure for one record by kind. Options a builder does not take are ignored.
-    Affinity: ``qx``, ``qy`` (image pixels) and ``image_hw``; default the centre of the image
-    (of the query grid read as the image when ``image_hw`` is not given)."""
-    kind = rec.kind
-    if kind in ("spatial", "calibration"):
-        return _call(spatial_heatmap, rec, **opts)
-    if kind == "group":
-        return _call(group_factor_grid, rec, **opts)
-    if kind == "channel":
-        return _call(channel_gate_bars, rec, **opts)
-    if kind == "kernel":
-        return _call(kernel_selection_bars, [rec], **opts)
-    if kind == "channel_affinity":
-        return _call(channel_affinity_heatmap, rec, **opts)
-    if kind == "affinity":
-        qx, qy, hw = _query(rec, opts)
-        rest = {k: v for k, v in opts.items() if k not in ("qx", "qy", "image_hw")}
-        return _call(affinity_explorer, rec, qx, qy, hw, **rest)
-    raise ValueError(f"no figure for kind {kind!r}")
+    """The figure for one record, drawn by its kind's builder (``attnviz.kinds``). Options a
+    builder does not take are ignored when another kind's builder takes them (OptionError for
+    a name no builder takes). Affinity: ``qx``, ``qy`` (image pixels) and ``image_hw``; default
+    the centre of the image (of the query grid read as the image when ``image_hw`` is not
+    given)."""
+    spec = _kinds.of(rec)
+    return _call(spec.figure_builder(), [rec] if spec.grouped else rec, **opts)
 
 
 def figures_for(records, shared: bool = False, norm="minmax", **opts) -> dict[str, list]:
@@ -489,11 +509,9 @@ def figures_for(records, shared: bool = False, norm="minmax", **opts) -> dict[st
         by_kind.setdefault(r.kind, []).append(r)
     batch = int(opts.get("batch", 0))
     for kind, recs in by_kind.items():
-        if kind == "channel":
-            out[kind] = [_call(channel_gate_bars, recs, **opts)]
-            continue
-        if kind == "kernel":
-            out[kind] = [_call(kernel_selection_bars, recs, **opts)]
+        spec = _kinds.get(kind)
+        if spec.grouped:  # one figure for every layer of the kind
+            out[kind] = [_call(spec.figure_builder(), recs, **opts)]
             continue
         kw = dict(opts, norm=norm)
         if shared:
@@ -505,7 +523,7 @@ def figures_for(records, shared: bool = False, norm="minmax", **opts) -> dict[st
 
 def _shown(rec, batch, opts):
     """What ``figure_for(rec, **opts)`` colours (an affinity: the row of its query)."""
-    if rec.kind == "affinity":
+    if _kinds.of(rec).queried:
         qx, qy, hw = _query(rec, opts)
         return displayed_values(rec, batch, qx=qx, qy=qy, image_hw=hw)
     return displayed_values(rec, batch)

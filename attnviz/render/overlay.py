@@ -14,6 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .. import kinds as _kinds
 from .scale import as_numpy, normalise, resolve_range
 
 DEFAULT_COLORMAP = "jet"
@@ -183,29 +184,14 @@ def overlay(image, map2d, alpha: float = 0.5, colormap: str = DEFAULT_COLORMAP, 
     return out
 
 
-BLOCK_NAMES = {"se": "SE", "cbam": "CBAM", "sk": "SK", "sge": "SGE", "nonlocal": "non-local",
-               "danet_pam": "DANet position", "danet_cam": "DANet",
-               "self_attn": "SAGAN self-attention", "scconv": "SCNet"}
-KIND_NAMES = {"channel": "channel gate", "spatial": "spatial", "group": "group factors",
-              "kernel": "kernel selection", "affinity": "affinity",
-              "channel_affinity": "channel affinity", "calibration": "calibration"}
+BLOCK_NAMES = _kinds.BLOCK_NAMES  # live {name: display name} views of attnviz.kinds' tables
+KIND_NAMES = _kinds.KIND_NAMES
 
 
 def caption(rec) -> str:
     """"layer3.0.cbam.SpatialGate · CBAM spatial · 16x16": where, what, and at which size."""
-    shape = tuple(rec.tensor.shape)
-    if rec.kind == "affinity":
-        grid = "x".join(map(str, rec.meta.get("key_hw", ())))
-        grid = f"keys {grid}" if grid else ""
-    elif rec.kind in ("spatial", "group", "calibration"):
-        grid = f"{shape[-2]}x{shape[-1]}"
-    elif rec.kind == "channel_affinity":
-        grid = f"{shape[-1]}x{shape[-1]} channels"
-    elif rec.kind == "kernel":
-        grid = f"{shape[1]} branches x {shape[2]} channels"
-    else:
-        grid = f"{shape[-1]} channels"
-    what = f"{BLOCK_NAMES.get(rec.block, rec.block)} {KIND_NAMES.get(rec.kind, rec.kind)}"
+    grid = _kinds.of(rec).caption(rec.tensor.shape, rec.meta)
+    what = _kinds.label(rec)
     return " · ".join(p for p in (rec.layer, what, grid) if p)
 
 
