@@ -63,5 +63,5 @@ def test_forced_amp_analysis_is_float32_for_drawing(monkeypatch):
     assert sess.analysis.attributions["gradcam"].raw.dtype == torch.float32
     assert abs(sum(p for _, p in sess.analysis.top_k) - 1) < 1e-3
     out = inspect_tab.inspect_outputs(sess, "shared")
-    assert isinstance(out[0], dict) and len(out[0]) == 5
-    assert np.asarray(out[6]).ndim == 3  # the colour legend
+    assert isinstance(out["top5"], dict) and len(out["top5"]) == 5
+    assert np.asarray(out["legend"]).ndim == 3  # the colour legend

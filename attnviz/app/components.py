@@ -1,6 +1,8 @@
 """Small component helpers shared by the tabs."""
 from __future__ import annotations
 
+import functools
+
 import gradio as gr
 
 try:  # Hugging Face ZeroGPU: functions that use the GPU carry @spaces.GPU
@@ -97,3 +99,45 @@ def _write_once(data: bytes, name: str, cache_dir: str) -> str:
 def skips(n: int):
     """``n`` no-change updates."""
     return tuple(gr.skip() for _ in range(n))
+
+
+class Outputs:
+    """An event's output components, by name: the names are attributes of the app's ``ui``
+    namespace. ``outputs.components`` is the event's outputs list; a handler wrapped with
+    :meth:`handler` returns ``{name: value}`` and every output it leaves out keeps its value.
+
+        out = Outputs(ui, "top5", "badge", "state")
+        btn.click(out.handler(run), inputs, out.components)    # run returns {"top5": ...}
+    """
+
+    def __init__(self, ui, *names: str):
+        self.names = tuple(dict.fromkeys(names))
+        self.components = [getattr(ui, n) for n in self.names]
+        self._by_name = dict(zip(self.names, self.components))
+
+    def __add__(self, other: "Outputs") -> "Outputs":
+        out = Outputs.__new__(Outputs)
+        out.names = tuple(dict.fromkeys(self.names + other.names))
+        out._by_name = {**self._by_name, **other._by_name}
+        out.components = [out._by_name[n] for n in out.names]
+        return out
+
+    def updates(self, values: dict):
+        """``{name: value}`` -> what Gradio takes: ``{component: value}`` (a no-change update
+        when empty; the bare value for a single output)."""
+        unknown = [k for k in values if k not in self._by_name]
+        if unknown:
+            raise KeyError(f"{unknown} are not outputs of this event ({', '.join(self.names)})")
+        if not values:
+            return gr.skip()
+        if len(self.names) == 1:
+            return values[self.names[0]]
+        return {self._by_name[k]: v for k, v in values.items()}
+
+    def handler(self, fn):
+        """``fn`` returning ``{name: value}``, as a Gradio handler of these outputs (the same
+        parameters, so the API names them the same)."""
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            return self.updates(fn(*args, **kwargs))
+        return run

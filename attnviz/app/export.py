@@ -58,7 +58,7 @@ def _figures(sess) -> dict:
 
 def build_zip(sess) -> Path:
     """Write the export zip for a session; returns its path (in a fresh temp folder)."""
-    from .inspect_tab import shown_method, summary
+    from .analysis import shown_method, summary
     a = sess.analysis
     image = fit(a.image, EXPORT_SIDE)
     buf = io.BytesIO()

@@ -1,0 +1,119 @@
+"""The analysis behind the Inspect tab: one request -> a :class:`~attnviz.app.state.Session`
+(no rendering), the attribution shown, the agreement score and the JSON summary ``/inspect``
+returns.
+
+    sess = analyse("photo.jpg", "lite_cbam", "gradcam")
+    summary(sess)["top_k"]
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..maps import has_spatial
+from . import views as V
+from .components import gpu
+from .errors import bad_request
+from .examples import known_mask
+from .state import MODELS, Session
+
+
+def _to_cpu(a) -> None:
+    """Keep the session's copy of the analysis off the GPU, in float32 (an analysis under
+    autocast records bfloat16 tensors)."""
+    for r in a.maps:
+        r.tensor = r.tensor.detach().float().cpu()
+    for att in a.attributions.values():
+        att.raw = att.raw.detach().float().cpu()
+
+
+@gpu
+def _run_inspect(model, pil, methods, amp: bool = False):
+    from ..inspect import inspect
+    from .state import AMP_DTYPE, DEVICE
+    ctx = torch.autocast(DEVICE.type, dtype=AMP_DTYPE) if amp else contextlib.nullcontext()
+    with ctx:
+        return inspect(model, pil, attributions=methods)
+
+
+def check_image(image_path) -> None:
+    """A clear refusal when no image was given."""
+    if image_path is None or (isinstance(image_path, str) and not image_path.strip()):
+        raise bad_request("Upload an image or pick one of the examples first.", "No image")
+
+
+def analyse(image_path, model_name, method) -> Session:
+    """The analysis of one request, as a Session (no rendering)."""
+    from ..preprocess import load_image
+    check_image(image_path)
+    method = V.check_method(method)
+    loaded = MODELS.get(model_name)
+    pil = load_image(image_path)
+    img = np.asarray(pil)
+    methods = [method] if method in V.FAST_METHODS else ["gradcam"]
+    t0 = time.perf_counter()
+    a = _run_inspect(loaded.model, pil, methods, loaded.amp)
+    a.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    _to_cpu(a)
+    example, mask = known_mask(img)
+    name = Path(str(image_path)).name if isinstance(image_path, (str, Path)) else "image"
+    return Session(a, loaded.name, method, V.display_image(img), name, mask, example,
+                   badge=loaded.badge)
+
+
+def shown_method(sess: Session) -> str:
+    """The attribution shown: the one asked for once computed, else Grad-CAM."""
+    return sess.method if sess.method in sess.analysis.attributions else \
+        next(iter(sess.analysis.attributions))
+
+
+def agreement(sess: Session, rec, method: str):
+    """Spearman rank correlation of an attention record with an attribution (input grid)."""
+    from ..metrics import rank_correlation
+    if rec is None or method not in sess.analysis.attributions:
+        return None
+    return V.finite(rank_correlation(V.grid_map(rec), V.attribution_grid(sess.analysis, method)))
+
+
+def summary(sess: Session) -> dict:
+    """The JSON summary /inspect returns."""
+    a = sess.analysis
+    d = a.to_dict()
+    rec = V.headline_record(a.maps)
+    method = shown_method(sess)
+    d.update(
+        weights=sess.badge, example=sess.example, mask_known=sess.mask is not None,
+        attribution=method, attribution_pending=None if method == sess.method else sess.method,
+        headline=None if rec is None else {"tap": rec.tap, "caption": V.map_caption(rec)},
+        agreement=agreement(sess, rec, method),
+        overlays=[V.map_caption(r) for r in a.maps if has_spatial(r)] + [V.method_name(method)],
+    )
+    d.pop("preprocess", None)
+    return d
+
+
+@gpu(duration=120)
+def _slow_attribution(model, image, method, target):
+    from ..explain import explain_tensor
+    from ..preprocess import preprocess
+    x, pre = preprocess(model, image)
+    return explain_tensor(model, x, pre, method, target)
+
+
+def add_attribution(sess: Session) -> bool:
+    """Compute the slow attribution the session asked for (IG, SmoothGrad, Occlusion,
+    GradientSHAP) and add it to the analysis; False when there was nothing to compute."""
+    if sess.method in sess.analysis.attributions:
+        return False
+    loaded = MODELS.get(sess.model_name)
+    t0 = time.perf_counter()
+    att = _slow_attribution(loaded.model, sess.analysis.image, sess.method, sess.analysis.target)
+    att.raw = att.raw.detach().float().cpu()
+    sess.analysis.attributions[sess.method] = att
+    sess.analysis.timings[sess.method] = round((time.perf_counter() - t0) * 1000, 1)
+    sess.scores = {}
+    return True

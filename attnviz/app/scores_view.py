@@ -1,0 +1,104 @@
+"""The Inspect tab's Scores table: pointing game and energy (when the object mask is known),
+deletion / insertion AUC and the rank correlation of each attention map with the attribution,
+computed once per analysis and kept on the session.
+
+    sess.scores = compute_scores(sess, faithfulness=True)
+    scores_table(sess)      # a DataFrame with SCORE_HEADERS
+"""
+from __future__ import annotations
+
+from ..maps import has_spatial
+from . import views as V
+from .analysis import shown_method
+from .components import gpu
+from .state import MODELS, Session
+
+SCORE_STEPS = 16  # deletion / insertion curve steps in the app (the library default is 32)
+MEANINGS = {
+    "pointing game": "hit when the map's peak lies on the object (mask known for the examples)",
+    "energy in object": "share of the map's positive mass inside the object mask (higher is "
+                        "better)",
+    "deletion AUC": "class probability as the most attributed pixels are removed first; lower "
+                    "means the map found what the prediction rests on",
+    "insertion AUC": "class probability as the most attributed pixels are restored first; "
+                     "higher is better",
+    "rank correlation": "Spearman correlation of this attention map with the attribution: "
+                        "1 = same pixel ranking, 0 = unrelated, -1 = opposite",
+}
+SCORE_HEADERS = ["score", "map", "value", "what it means"]
+# the columns' share of the table's width (the value column holds "hit", "0.873" or a hint)
+SCORE_WIDTHS = ["17%", "31%", "14%", "38%"]
+
+
+def _scores(sess: Session, faithfulness: bool) -> dict:
+    from .. import metrics
+    from ..preprocess import Preprocess, preprocess
+    a = sess.analysis
+    loaded = MODELS.get(sess.model_name)
+    method = shown_method(sess)
+    att_grid = V.attribution_grid(a, method)
+    out = {"attribution": method, "faithfulness": faithfulness, "rows": []}
+    rows = out["rows"]
+    spatial = [r for r in a.maps if has_spatial(r)]
+    head = V.headline_record(a.maps)
+    if sess.mask is not None:
+        pre = a.preprocess
+        named = [(V.map_caption(r), pre.to_image(V.grid_map(r))) for r in spatial]
+        named.append((V.method_name(method), pre.to_image(att_grid)))
+        for n, m in named:
+            rows.append(["pointing game", n, "hit" if metrics.pointing_game(m, sess.mask) else
+                         "miss"])
+        for n, m in (named[-1:] if head is None else
+                     [(V.map_caption(head), pre.to_image(V.grid_map(head))), named[-1]]):
+            rows.append(["energy in object", n, round(metrics.energy_pointing_game(m, sess.mask),
+                                                       3)])
+    if faithfulness:
+        x, _ = preprocess(loaded.model, a.image)
+        S = x.shape[-1]
+        grid = Preprocess((S, S), S)
+        gm = grid.to_image(att_grid)
+        kw = dict(steps=SCORE_STEPS, batch_size=SCORE_STEPS + 1)
+        from ..explain import model_lock
+        with model_lock(loaded.model):  # forward passes on the shared model
+            d = metrics.deletion_auc(loaded.model, (x, grid), gm, a.target, **kw)
+            i = metrics.insertion_auc(loaded.model, (x, grid), gm, a.target, **kw)
+        rows.append(["deletion AUC", V.method_name(method), round(float(d), 3)])
+        rows.append(["insertion AUC", V.method_name(method), round(float(i), 3)])
+    else:
+        for k in ("deletion AUC", "insertion AUC"):
+            rows.append([k, V.method_name(method), "press “Deletion / insertion” (slow for a "
+                                                   "full-size model on a CPU)"])
+    for r in spatial:
+        rho = V.finite(metrics.rank_correlation(V.grid_map(r), att_grid))
+        rows.append(["rank correlation", f"{V.map_caption(r)} vs {V.method_name(method)}",
+                     "n/a" if rho is None else round(rho, 3)])
+    return out
+
+
+compute_scores = gpu(_scores)
+
+
+def wants_faithfulness(sess: Session, full: bool) -> bool:
+    """Deletion / insertion run at once for lite models or on a GPU; for a full-size model on a
+    CPU only on request (``full``)."""
+    from .state import DEVICE
+    return bool(full or MODELS.get(sess.model_name).is_lite or DEVICE.type == "cuda")
+
+
+def update_scores(sess: Session, full: bool = False) -> None:
+    """Compute the session's scores unless they are already there for its attribution."""
+    want = shown_method(sess)
+    faith = wants_faithfulness(sess, full)
+    if sess.scores.get("attribution") != want or (faith and not sess.scores.get("faithfulness")):
+        sess.scores = compute_scores(sess, faith)
+
+
+def scores_table(sess: Session | None):
+    """The score rows as a DataFrame (the score's name and meaning on its first row only);
+    empty without a session."""
+    import pandas as pd
+    rows, seen = [], set()
+    for s, m, v in (sess.scores.get("rows", []) if sess is not None else []):
+        rows.append([s if s not in seen else "", m, v, MEANINGS[s] if s not in seen else ""])
+        seen.add(s)
+    return pd.DataFrame(rows, columns=SCORE_HEADERS)
