@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import fnmatch
+import functools
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -29,6 +31,58 @@ from .blocks.tap import KINDS, Tap, iter_taps
 from .errors import CaptureError
 
 _ACTIVE: contextvars.ContextVar[tuple] = contextvars.ContextVar("attnviz_active", default=())
+
+
+# ------------------------------------------------------------------------------ per-model cache
+# What a capture needs from a model's structure (its hook points and its modules, for the
+# train/eval snapshot) is found once per model and reused. Any submodule registered anywhere in
+# the process (``module.x = nn.Conv2d(...)``, ``add_module``) bumps a generation counter that
+# invalidates every cache, so a model changed after its first capture is walked again.
+_GENERATION = [0]
+
+
+def _bump_generation(module, name, submodule):
+    _GENERATION[0] += 1
+
+
+torch.nn.modules.module.register_module_module_registration_hook(_bump_generation)
+
+
+class _Structure:
+    """A model's hook points and modules at one generation."""
+
+    __slots__ = ("generation", "points", "modules", "__weakref__")
+
+    def __init__(self, model: nn.Module):
+        self.generation = _GENERATION[0]
+        self.points = _find_points(model)
+        self.modules = list(model.modules())
+
+
+_STRUCTURES: "weakref.WeakKeyDictionary[nn.Module, _Structure]" = weakref.WeakKeyDictionary()
+
+
+def _find_points(model: nn.Module) -> list:
+    """The one place that lists a model's hook points: [(path, module)] in forward-definition
+    order, each module carrying ``kind`` and ``block``. Cached per model by
+    :func:`hook_points`; other sources of hook points (discovered modules) extend this list."""
+    return list(iter_taps(model))
+
+
+def _structure(model: nn.Module) -> _Structure:
+    st = _STRUCTURES.get(model)
+    if st is None or st.generation != _GENERATION[0]:
+        st = _Structure(model)
+        try:
+            _STRUCTURES[model] = st
+        except TypeError:  # not weak-referenceable: no cache
+            pass
+    return st
+
+
+def hook_points(model: nn.Module) -> list:
+    """[(path, module)] of every hook point (attention tap) of ``model``, cached per model."""
+    return list(_structure(model).points)
 
 
 @dataclass
@@ -61,9 +115,15 @@ class AttentionMap:
         return f"AttentionMap({self.layer!r}, {self.block}, {self.kind}, shape={self.shape})"
 
 
+@functools.lru_cache(maxsize=4096)
 def _block_path(tap_name: str) -> str:
     """The tap's owner: drop the tap's own attribute name."""
     return tap_name.rsplit(".", 1)[0] if "." in tap_name else tap_name
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype_name(dtype) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 def select_taps(model: nn.Module, layers=None, kinds=None, blocks=None):
@@ -73,11 +133,13 @@ def select_taps(model: nn.Module, layers=None, kinds=None, blocks=None):
         kinds = [kinds] if isinstance(kinds, str) else list(kinds)
         for k in kinds:
             _kinds.get(k)  # UnknownKindError (a CaptureError) for an unknown kind
+    taps = _structure(model).points
+    if layers is None and kinds is None and blocks is None:
+        return list(taps)
     if isinstance(layers, str):
         layers = [layers]
     if isinstance(blocks, str):
         blocks = [blocks]
-    taps = list(iter_taps(model))
     out = []
     for name, tap in taps:
         if kinds is not None and tap.kind not in kinds:
@@ -129,14 +191,22 @@ class Recorder:
     # -- recording ----------------------------------------------------------------------------
     def _add(self, name: str, tap: Tap, out: torch.Tensor, meta: dict):
         t = out.detach()
-        meta = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in meta.items()}
+        if meta:
+            meta = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in meta.items()}
+        else:
+            meta = {}
         full = t.numel() * t.element_size()
         if _kinds.get(tap.kind).pairwise:
             t, meta = self._shrink_affinity(t, meta)
-        kept = t.numel() * t.element_size()
-        meta.update(dtype=str(t.dtype).replace("torch.", ""), bytes_full=full, bytes_kept=kept)
-        self.memory["bytes_full"] += full
-        self.memory["bytes_kept"] += kept
+            kept = t.numel() * t.element_size()
+        else:
+            kept = full
+        meta["dtype"] = _dtype_name(t.dtype)
+        meta["bytes_full"] = full
+        meta["bytes_kept"] = kept
+        mem = self.memory
+        mem["bytes_full"] += full
+        mem["bytes_kept"] += kept
         self.maps.append(AttentionMap(_block_path(name), name, tap.block, tap.kind, t, meta))
 
     def _shrink_affinity(self, t, meta):
@@ -166,11 +236,12 @@ class _TapHooks:
         self.model, self.taps, self.fn = model, taps, fn
         self.handles = []
         self.token = None
-        self.modes = {}
+        self.modules, self.modes = [], []
 
     def __enter__(self):
         # per module, so a model with some submodules frozen in eval mode comes back as it was
-        self.modes = {m: m.training for m in self.model.modules()}
+        self.modules = _structure(self.model).modules
+        self.modes = [m.training for m in self.modules]
         owner = object()
         self.owner = owner
         try:
@@ -211,10 +282,12 @@ class _TapHooks:
         return False
 
     def _restore_modes(self):
-        for m, training in self.modes.items():
-            if m.training != training:
-                m.training = training
-        self.modes = {}
+        # only where a flag changed (the snapshot is a list aligned with the cached modules)
+        if [m.training for m in self.modules] != self.modes:
+            for m, training in zip(self.modules, self.modes):
+                if m.training is not training:
+                    m.training = training
+        self.modes = []
 
 
 @contextlib.contextmanager

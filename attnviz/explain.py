@@ -3,13 +3,20 @@ Gradients, SmoothGrad, Saliency, Occlusion and GradientShap.
 
     att = attnviz.explain(model, "cat.jpg", method="gradcam")    # target=None: predicted class
     att.map      # float32 (H, W) at the image's own resolution
-    att.raw      # what Captum returned, on the model-input grid
+    att.raw      # what Captum returned: Grad-CAM on the layer's grid, before the ReLU
+    atts = attnviz.explain(model, ["a.jpg", "b.png"], target=[3, 5])  # a batch: one pass, a list
 
     exp = Explainer(model, "integrated_gradients")               # build once, reuse
     raw = exp.attribute(x, target=3, n_steps=32)                 # == Captum's own call
 
 Maps: pixel methods give the absolute attribution summed over colour channels; Grad-CAM is
 ReLU'd and bilinearly upsampled. Both are taken back through the preprocessing geometry.
+
+Cost. Grad-CAM needs the gradient at its layer only, so the forward pass runs without autograd
+up to that layer and with it from there on (the same numbers; no graph is built, and no tensor
+kept, for the part of the network the gradient never reaches). Only methods that draw random
+numbers (smoothgrad, gradient_shap, a "noise" baseline) fork and seed the generators. Explainers
+are cached per (model, method, layer) with their layer, lock and preprocessing constants.
 
 Thread safety: Captum's layer methods register hooks on the model and keep per-device state
 during ``attribute()``, so two threads attributing on one model clobber each other. Every
@@ -19,6 +26,7 @@ state is never changed and no hook survives a call.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 import warnings
 import weakref
@@ -112,20 +120,45 @@ def resolve_layer(model: nn.Module, layer=None) -> tuple[str, nn.Module]:
                            "use a dotted path such as 'layer4' or 'layer3.0'") from None
 
 
+# The layer from which the running context's forward pass needs autograd (see _Forward).
+_GRAD_FROM: contextvars.ContextVar = contextvars.ContextVar("attnviz_grad_from", default=None)
+
+
+def _grad_on(module, *args):
+    """Forward (pre-)hook on the Grad-CAM layer: autograd from here on, in the context whose
+    _Forward asked for it (other threads' passes through the same layer are left alone)."""
+    if _GRAD_FROM.get() is module:
+        torch.set_grad_enabled(True)
+
+
 class _Forward(nn.Module):
     """Wraps a classifier for Captum and keeps the logits of the last call (so a caller gets the
     prediction from the pass Captum makes). ``top=True`` returns each sample's largest logit as
     (B, 1): the gradient of the max is the gradient of the predicted class's logit, so attributing
-    target 0 there attributes the predicted class with no separate forward pass."""
+    target 0 there attributes the predicted class with no separate forward pass.
 
-    def __init__(self, model: nn.Module, top: bool = False):
+    ``grad_from`` (a submodule): while ``prefix_no_grad`` is set, the pass runs under
+    ``torch.no_grad()`` until that module (its hook turns autograd back on), so the part of the
+    network before the layer builds no graph. Only for gradients taken at that layer."""
+
+    def __init__(self, model: nn.Module, top: bool = False, grad_from: nn.Module | None = None):
         super().__init__()
         self.model = model
         self.top = top
         self.logits = None
+        self.grad_from = grad_from
+        self.prefix_no_grad = False
 
     def forward(self, x):
-        logits = self.model(x)
+        if self.prefix_no_grad and torch.is_grad_enabled():
+            token = _GRAD_FROM.set(self.grad_from)
+            try:
+                with torch.no_grad():
+                    logits = self.model(x)
+            finally:
+                _GRAD_FROM.reset(token)
+        else:
+            logits = self.model(x)
         self.logits = logits.detach()
         return logits.max(1, keepdim=True).values if self.top else logits
 
@@ -144,6 +177,16 @@ def _seeded(seed, device):
             yield
     finally:
         np.random.set_state(np_state)
+
+
+def _draws_random(method: str, opts: dict) -> bool:
+    """Whether ``method`` with ``opts`` draws random numbers (and so is seeded)."""
+    if method in ("smoothgrad", "gradient_shap"):
+        return True
+    spec = opts.get("baseline")
+    if isinstance(spec, str):
+        return spec == "noise"
+    return isinstance(spec, (list, tuple)) and "noise" in spec
 
 
 def _stats(model):
@@ -175,8 +218,15 @@ class Explainer:
         self.method = canonical_method(method)
         self.layer_name, self.layer = (resolve_layer(model, layer) if self.method in LAYER_METHODS
                                        else (None, None))
+        self._lock = model_lock(model)
+        # Grad-CAM's gradient stops at its layer: the pass before it needs no autograd. Turned
+        # off for good if a model cannot run that way (an in-place op on a tensor from before
+        # the layer, say); then every pass builds the whole graph, as Captum alone does.
+        self._prefix_ok = self.method == "gradcam"
+        grad_from = self.layer if self.method == "gradcam" else None
         if self.method in SINGLE_PASS:
-            self._fwd, self._top = _Forward(model), _Forward(model, top=True)
+            self._fwd = _Forward(model, grad_from=grad_from)
+            self._top = _Forward(model, top=True, grad_from=grad_from)
             self._algo, self._algo_top = self._build(self._fwd), self._build(self._top)
         else:
             self._fwd = self._top = self._algo_top = None
@@ -211,10 +261,33 @@ class Explainer:
             raise ExplainError("inputs must be a (B, 3, S, S) tensor; use attnviz.explain() for "
                                "images")
         seed = opts.pop("seed", 0)
-        x = inputs.detach().clone().requires_grad_(True)
+        if self.method == "gradcam":
+            x = inputs.detach()  # Captum's Grad-CAM neither needs nor sets the input's grad
+        else:
+            x = inputs.detach().clone().requires_grad_(True)
+        seeded = _seeded(seed, x.device) if _draws_random(self.method, opts) else \
+            contextlib.nullcontext()
+        with self._lock, seeded:
+            if self.method == "gradcam" and self._prefix_ok:
+                try:
+                    return self._attribute(x, target, opts, prefix=True)
+                except RuntimeError as e:
+                    if "inplace" not in str(e) and "in-place" not in str(e) \
+                            and "view" not in str(e) and "does not require grad" not in str(e):
+                        raise
+                    self._prefix_ok = False
+            return self._attribute(x, target, opts, prefix=False)
+
+    def _attribute(self, x, target, opts, prefix: bool):
         logits = None
-        with model_lock(self.model), _seeded(seed, x.device):
+        handle = None
+        if prefix:
+            at_input = bool(opts.get("attribute_to_layer_input", False))
+            handle = (self.layer.register_forward_pre_hook(_grad_on) if at_input else
+                      self.layer.register_forward_hook(_grad_on))
+        try:
             if target is None and self._algo_top is not None:
+                self._top.prefix_no_grad = prefix
                 raw = self._call(self._algo_top, x, 0, opts)
                 logits = self._top.logits
                 self._top.logits = None
@@ -226,9 +299,14 @@ class Explainer:
                     tgt = logits.argmax(1)
                 else:
                     tgt = _target_tensor(target, x.shape[0], x.device)
+                if self._fwd is not None:
+                    self._fwd.prefix_no_grad = prefix
                 raw = self._call(self._algo, x, tgt, opts)
                 if self._fwd is not None:
                     logits, self._fwd.logits = self._fwd.logits, None
+        finally:
+            if handle is not None:
+                handle.remove()
         return raw.detach(), tgt.detach().cpu(), logits
 
     def _call(self, algo, x, target, opts):
@@ -320,15 +398,21 @@ _EXPLAINERS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDicti
 
 def get_explainer(model: nn.Module, method: str, layer=None) -> Explainer:
     """The cached :class:`Explainer` for (model, method, layer)."""
-    method = canonical_method(method)
     key = (method, layer if (layer is None or isinstance(layer, str)) else id(layer))
+    cache = _EXPLAINERS.get(model)
+    exp = None if cache is None else cache.get(key)  # the common case: no lock, no parsing
+    if exp is not None:
+        return exp
+    method = canonical_method(method)
     with _LOCKS_GUARD:
         cache = _EXPLAINERS.setdefault(model, {})
         exp = cache.get(key)
     if exp is None:
         exp = Explainer(model, method, layer)
         with _LOCKS_GUARD:
-            cache[key] = exp
+            cache[key] = cache.get(key) or exp
+            cache.setdefault((method,) + key[1:], cache[key])
+            exp = cache[key]
     return exp
 
 

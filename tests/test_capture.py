@@ -366,3 +366,19 @@ def test_budget_mb_is_honoured_and_reported():
     assert rec.memory["budget_mb"] == budget_mb and rec.memory["affinity_capped"] == 1
     assert rec.memory["bytes_kept"] == pam.meta["bytes_kept"] + cam.meta["bytes_kept"]
     assert rec.memory["bytes_full"] == 256 * 256 * 4 + 64 * 64 * 4
+
+
+def test_a_tap_added_after_a_capture_is_recorded():
+    """Hook points are cached per model; registering a submodule anywhere invalidates the cache."""
+    model = attnviz.create_model("lite_se")
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad(), capture(model) as rec:
+        model(x)
+    assert len(rec.maps) == 4
+    block = model.layer1[0]
+    block.extra_tap = Tap("channel", "se")
+    forward = block.forward
+    block.forward = lambda t: (block.extra_tap(t.mean((2, 3))), forward(t))[1]
+    with torch.no_grad(), capture(model) as rec:
+        model(x)
+    assert len(rec.maps) == 5 and rec.maps[0].tap == "layer1.0.extra_tap"

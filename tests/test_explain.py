@@ -175,3 +175,26 @@ def test_model_lock_is_per_model_and_reentrant(model):
     assert model_lock(model) is not model_lock(other)
     with model_lock(model), model_lock(model):
         pass
+
+
+def test_gradcam_builds_no_graph_before_its_layer(model, image):
+    """The pass before the Grad-CAM layer runs without autograd (its gradient never reaches
+    there), the layer's output onwards with it, and the map equals Captum's on a full graph."""
+    seen = {}
+    h1 = model.layer2.register_forward_hook(
+        lambda m, a, out: seen.__setitem__("before", out.requires_grad))
+    h2 = model.fc.register_forward_hook(
+        lambda m, a, out: seen.__setitem__("after", out.requires_grad))
+    try:
+        a = explain(model, image, "gradcam", target=1)
+    finally:
+        h1.remove()
+        h2.remove()
+    assert seen == {"before": False, "after": True}
+    x, _ = preprocess(model, image)
+    direct = LayerGradCam(model, model.layer4).attribute(x.clone().requires_grad_(True), target=1)
+    torch.testing.assert_close(a.raw, direct.detach())
+    # a forward pass of another context through the same layer keeps its own grad mode
+    with torch.no_grad():
+        assert not model(x).requires_grad
+    assert hook_count(model) == 0
