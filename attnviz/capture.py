@@ -126,9 +126,10 @@ def _dtype_name(dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def select_taps(model: nn.Module, layers=None, kinds=None, blocks=None):
+def select_taps(model: nn.Module, layers=None, kinds=None, blocks=None, also=()):
     """[(name, tap)] filtered by layer patterns (fnmatch on the tap or block path, or a prefix),
-    kinds and blocks. Raises CaptureError for an unknown kind or a pattern that matches nothing."""
+    kinds and blocks. Raises CaptureError for an unknown kind or a pattern that matches nothing
+    (among the taps and the names in ``also``: discovered attention)."""
     if kinds is not None:
         kinds = [kinds] if isinstance(kinds, str) else list(kinds)
         for k in kinds:
@@ -151,7 +152,7 @@ def select_taps(model: nn.Module, layers=None, kinds=None, blocks=None):
         out.append((name, tap))
     if layers is not None:
         for p in layers:
-            if not any(_matches(p, n) for n, _ in taps):
+            if not any(_matches(p, n) for n, _ in taps) and not any(_matches(p, n) for n in also):
                 raise CaptureError(
                     f"layer pattern {p!r} matches no attention tap of this model; "
                     f"taps are: {[n for n, _ in taps][:20]}")
@@ -189,7 +190,7 @@ class Recorder:
         return iter(self.maps)
 
     # -- recording ----------------------------------------------------------------------------
-    def _add(self, name: str, tap: Tap, out: torch.Tensor, meta: dict):
+    def _add(self, name: str, tap: Tap, out: torch.Tensor, meta: dict, layer: str | None = None):
         t = out.detach()
         if meta:
             meta = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in meta.items()}
@@ -207,7 +208,8 @@ class Recorder:
         mem = self.memory
         mem["bytes_full"] += full
         mem["bytes_kept"] += kept
-        self.maps.append(AttentionMap(_block_path(name), name, tap.block, tap.kind, t, meta))
+        self.maps.append(AttentionMap(_block_path(name) if layer is None else layer, name,
+                                      tap.block, tap.kind, t, meta))
 
     def _shrink_affinity(self, t, meta):
         dtype = self.affinity_dtype
@@ -292,7 +294,8 @@ class _TapHooks:
 
 @contextlib.contextmanager
 def capture(model: nn.Module, layers=None, kinds=None, blocks=None, affinity_dtype=None,
-            max_queries: int | None = None, budget_mb: float | None = None):
+            max_queries: int | None = None, budget_mb: float | None = None,
+            extra: dict | None = None, discover: bool = True):
     """Record every attention tap's output during the ``with`` block.
 
     Args:
@@ -302,6 +305,9 @@ def capture(model: nn.Module, layers=None, kinds=None, blocks=None, affinity_dty
         max_queries: keep at most this many query rows of each affinity (evenly spaced; the kept
             indices are in ``meta["query_index"]``).
         budget_mb: cap per affinity matrix: above it, float16 and then fewer query rows.
+        extra: ``{module path: kind}``: record these modules' outputs as that kind (attention
+            that discovery does not find). discover: also record the attention that
+            :func:`attnviz.discover` finds in modules attnviz did not write (default True).
     The recorder's ``memory`` dict reports bytes at full size, bytes kept and how many matrices
     were capped.
     """
@@ -309,14 +315,28 @@ def capture(model: nn.Module, layers=None, kinds=None, blocks=None, affinity_dty
         raise CaptureError("max_queries must be a positive number of query rows")
     if budget_mb is not None and budget_mb <= 0:
         raise CaptureError("budget_mb must be positive")
-    taps = select_taps(model, layers, kinds, blocks)
+    from .discover import select_sites, sites_for_capture
+    from .discover_hooks import SiteHooks
+    sites = sites_for_capture(model, extra, discover)
+    taps = select_taps(model, layers, kinds, blocks,
+                       also=[n for s in sites for n in (s.name, s.layer)])
     rec = Recorder(affinity_dtype, max_queries, budget_mb)
 
     def record(name, tap, output, kwargs):
         rec._add(name, tap, output, kwargs)
         return None
 
-    with _TapHooks(model, taps, record):
+    if not sites:
+        with _TapHooks(model, taps, record):
+            yield rec
+        return
+
+    def record_site(site, tensor, meta):
+        rec._add(site.name, site, tensor, meta, layer=site.layer)
+        return None
+
+    sites = select_sites(sites, layers, kinds, blocks)
+    with _TapHooks(model, taps, record), SiteHooks(model, sites, record_site):
         yield rec
 
 
@@ -326,15 +346,24 @@ def intervene(model: nn.Module, replace: dict[str, Callable[[torch.Tensor], torc
 
     Used by gate ablation; acts only in the calling context and leaves the model as it was.
     """
+    from .discover import sites_for_capture
+    from .discover_hooks import SiteHooks
     taps = dict(iter_taps(model))
-    unknown = [k for k in replace if k not in taps]
+    sites = {s.name: s for s in sites_for_capture(model)} if any(
+        k not in taps for k in replace) else {}
+    unknown = [k for k in replace if k not in taps and k not in sites]
     if unknown:
-        raise CaptureError(f"no attention tap named {unknown}; taps are {list(taps)[:20]}")
+        raise CaptureError(f"no attention tap named {unknown}; taps are "
+                           f"{(list(taps) + list(sites))[:20]}")
 
     def swap(name, tap, output, kwargs):
         return replace[name](output)
 
-    with _TapHooks(model, [(n, taps[n]) for n in replace], swap):
+    def swap_site(site, tensor, meta):
+        return replace[site.name](tensor)
+
+    with _TapHooks(model, [(n, taps[n]) for n in replace if n in taps], swap), \
+            SiteHooks(model, [sites[n] for n in replace if n in sites], swap_site):
         yield
 
 
@@ -348,5 +377,8 @@ def hook_count(model: nn.Module) -> int:
 
 
 def list_taps(model: nn.Module) -> list[tuple[str, str, str]]:
-    """[(tap path, block, kind)] of a model."""
-    return [(n, t.block, t.kind) for n, t in iter_taps(model)]
+    """[(tap path, block, kind)] of a model: its taps, then the attention discovery finds in
+    modules attnviz did not write (:func:`attnviz.discover`)."""
+    from .discover import sites_for_capture
+    return [(n, t.block, t.kind) for n, t in iter_taps(model)] + [
+        (s.name, s.block, s.kind) for s in sites_for_capture(model)]

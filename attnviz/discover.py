@@ -1,0 +1,516 @@
+"""Discovery: the attention inside modules attnviz did not write, found with no edit to them.
+
+    found = attnviz.discover(model)     # what capture will record, and how it was found
+    print(found)                        # layer, kind, block, the call that made each tensor
+    with attnviz.capture(model) as rec: # discovered maps arrive beside the taps' maps
+        model(x)
+    attnviz.capture(model, extra={"blocks.3.attn": "spatial"})   # a module's output, declared
+    attnviz.register_adapter(MyGate, {"": "spatial"})            # the same for a class
+
+How: one probe forward (a seeded (2, 3, S, S) batch, eval mode, no grad; S = ``model.info``'s
+input size or 224) runs with a pre/post hook on every module and a
+``torch.overrides.TorchFunctionMode`` that sees every sigmoid-family (``torch.sigmoid``,
+``F.sigmoid``, ``Tensor.sigmoid``, ``F.hardsigmoid``, ``nn.Sigmoid``, ``nn.Hardsigmoid``) and
+softmax call. Each result is read against the feature map of the attention module that made it
+(:mod:`attnviz.discover_read`). Not attention: a sigmoid whose input is also what it multiplies
+(swish / SiLU written out, quick GELU), SiLU / GELU modules (never sigmoid calls), the model's
+final output, tensors already passed through an attnviz tap, and anything whose shape fits no kind
+(listed in ``found.skipped`` with the reason). The result is cached per model; captures then hook
+only what was found (:mod:`attnviz.discover_hooks`): a forward hook on a sigmoid/softmax child
+module, or a per-thread function mode entered only while the module that calls
+``torch.sigmoid``/``F.softmax`` runs.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+import weakref
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+
+from .blocks.tap import KINDS, Tap
+from .discover_read import read_declared, read_sigmoid, read_softmax
+from .errors import CaptureError
+
+SIGMOIDS = frozenset({"sigmoid", "sigmoid_", "hardsigmoid", "special_expit", "expit"})
+SOFTMAXES = frozenset({"softmax"})
+FAMILY = SIGMOIDS | SOFTMAXES
+_MULS = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"})
+PROBE_BATCH = 2
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+# class-name patterns of the published blocks (lower case, "_" removed) -> attnviz block names
+_BLOCK_PATTERNS = (
+    ("cbam", ("cbam",)),
+    ("sk", ("selectivekernel", "skconv", "skattention", "sklayer", "skunit", "skmodule")),
+    ("sge", ("spatialgroupenhance", "sgemodule", "sgelayer", "sge")),
+    ("nonlocal", ("nonlocal",)),
+    ("danet_pam", ("pammodule", "positionattention")),
+    ("danet_cam", ("cammodule", "channelattentionmodule")),
+    ("self_attn", ("selfattn", "selfattention")),
+    ("scconv", ("scconv",)),
+    ("se", ("squeezeexcit", "selayer", "semodule", "seblock", "squeezeandexcit")),
+)
+
+
+@dataclass(frozen=True)
+class Site:
+    """One attention tensor a capture records from a module attnviz did not write.
+
+    name: the record's id (``AttentionMap.tap``), ``<layer>.<what>``; layer: the attention
+    module's dotted path; kind; block: a known block name or the module's class name; call: what
+    produced the tensor ("nn.Sigmoid", "torch.sigmoid", "F.softmax(dim=-1)", "declared", ...);
+    hook: the module hooked at capture time; form: "module" (a hook on a sigmoid/softmax child),
+    "call" (the ``index``-th sigmoid/softmax call while ``hook`` runs) or "declared" (``hook``'s
+    output); recipe: how the raw tensor is viewed in canonical shape; shape: the raw shape in the
+    probe.
+    """
+
+    name: str
+    layer: str
+    kind: str
+    block: str
+    call: str
+    hook: str
+    form: str
+    index: int = 0
+    recipe: tuple = ("id",)
+    shape: tuple = ()
+
+    def __repr__(self):
+        return f"Site({self.layer!r}, {self.kind}, {self.block}, {self.call})"
+
+
+@dataclass
+class Discovery:
+    """What discovery found in a model: ``sites`` in forward order, ``skipped`` candidates
+    (layer, call, shape, reason) and the probe's input shape. Iterates over the sites."""
+
+    sites: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    probe_shape: tuple = ()
+    error: str | None = None
+
+    def __iter__(self):
+        return iter(self.sites)
+
+    def __len__(self):
+        return len(self.sites)
+
+    def __getitem__(self, i):
+        return self.sites[i]
+
+    def table(self) -> list[dict]:
+        return [{"layer": s.layer, "kind": s.kind, "block": s.block, "call": s.call,
+                 "name": s.name, "shape": list(s.shape)} for s in self.sites]
+
+    def __repr__(self):
+        rows = [f"{s.layer or '(model)'}  {s.kind}  {s.block}  {s.call}  {s.shape}"
+                for s in self.sites]
+        head = f"Discovery: {len(self.sites)} attention tensor(s), {len(self.skipped)} skipped"
+        if self.error:
+            head += f" (probe failed: {self.error})"
+        return "\n  ".join([head] + rows)
+
+
+# ------------------------------------------------------------------------------ adapters
+_ADAPTERS: dict[type, dict[str, str]] = {}
+_GENERATION = [0]
+
+
+def register_adapter(cls: type, points: dict[str, str]) -> None:
+    """Declare where instances of ``cls`` keep their attention: ``{submodule path relative to
+    the instance ("" for the instance itself): kind}``; that module's output is recorded as the
+    kind (reshaped to its canonical shape). Discovery inside such instances is then skipped."""
+    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+        raise CaptureError(f"register_adapter needs an nn.Module class, not {cls!r}")
+    _check_kinds(points, f"the adapter for {cls.__name__}")
+    _ADAPTERS[cls] = dict(points)
+    _GENERATION[0] += 1
+
+
+def unregister_adapter(cls: type) -> None:
+    if _ADAPTERS.pop(cls, None) is not None:
+        _GENERATION[0] += 1
+
+
+def _check_kinds(points, where):
+    if not isinstance(points, dict):
+        raise CaptureError(f"{where} must be a dict {{module path: kind}}, not "
+                           f"{type(points).__name__}")
+    bad = {p: k for p, k in points.items() if k not in KINDS}
+    if bad:
+        raise CaptureError(f"{where}: unknown kind(s) {bad}; choose from {list(KINDS)}")
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a}.{b}" if a and b else (a or b)
+
+
+def declared_sites(model: nn.Module, extra: dict | None = None) -> list[Site]:
+    """Sites for ``extra`` ({module path: kind}) and for registered adapters' instances."""
+    out = []
+    if _ADAPTERS:
+        for path, mod in model.named_modules():
+            for cls, points in _ADAPTERS.items():
+                if isinstance(mod, cls):
+                    for rel, kind in points.items():
+                        out.append(_declared(model, _join(path, rel), kind, path, "adapter"))
+    if extra:
+        _check_kinds(extra, "extra")
+        for path, kind in extra.items():
+            out.append(_declared(model, str(path), kind, str(path), "declared"))
+    return out
+
+
+def _declared(model, path, kind, layer, how) -> Site:
+    try:
+        mod = model.get_submodule(path)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n][:30]
+        raise CaptureError(f"this model has no module {path!r} to record as {kind!r}; its "
+                           f"modules include {names}") from None
+    owner = model.get_submodule(layer)
+    return Site(name=f"{path}.<{kind}>" if path else f"<{kind}>", layer=layer, kind=kind,
+                block=block_name(model, layer, owner), call=f"{how} ({type(mod).__name__} output)",
+                hook=path, form="declared")
+
+
+# ------------------------------------------------------------------------------ block names
+def block_name(model: nn.Module, path: str, module: nn.Module) -> str:
+    """A known block name for the module at ``path`` (or its parent's class), else its class."""
+    names = [type(module).__name__]
+    if path:
+        parent = path.rsplit(".", 1)[0] if "." in path else ""
+        names.append(type(model.get_submodule(parent)).__name__)
+    for cls in names:
+        key = cls.lower().replace("_", "")
+        for block, patterns in _BLOCK_PATTERNS:
+            if any(key.startswith(p) or (len(p) > 4 and p in key) for p in patterns):
+                return block
+    return names[0]
+
+
+# ------------------------------------------------------------------------------ cache
+_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
+_GUARD = threading.Lock()
+
+
+def own_model(model: nn.Module) -> bool:
+    """attnviz's own models: every attention they have passes through a tap."""
+    return type(model).__module__.startswith("attnviz.")
+
+
+def discover(model: nn.Module, example: torch.Tensor | None = None,
+             input_size: int | None = None, refresh: bool = False,
+             extra: dict | None = None) -> Discovery:
+    """Find the attention tensors of ``model`` (cached per model; ``refresh=True`` probes again).
+
+    ``example``: an input batch for the probe (default: a seeded (2, 3, S, S) normal batch, S =
+    ``input_size`` or ``model.info.input_size`` or 224). ``extra``: declarations added to the
+    listing (see :func:`attnviz.capture`). A probe that fails gives an empty discovery with the
+    error in ``error`` (and a warning), so captures of the model's taps still work.
+    """
+    found = _found(model, example, input_size, refresh)
+    declared = declared_sites(model, extra)
+    if not declared:
+        return found
+    return replace(found, sites=list(found.sites) + declared)
+
+
+def _found(model, example=None, input_size=None, refresh=False) -> Discovery:
+    """The cached probe result (probing once per model and adapter registry)."""
+    with _GUARD:
+        lock = _LOCKS.setdefault(model, threading.Lock())
+    with lock:
+        hit = _CACHE.get(model)
+        if refresh or hit is None or hit[0] != _GENERATION[0]:
+            hit = (_GENERATION[0], _probe_safely(model, example, input_size))
+            _CACHE[model] = hit
+    return hit[1]
+
+
+def sites_for_capture(model: nn.Module, extra: dict | None = None,
+                      auto: bool = True) -> list[Site]:
+    """The sites a capture hooks: discovered ones (not for attnviz's own models, whose attention
+    is all tapped, nor with ``auto=False``) and declared ones."""
+    sites = list(_found(model).sites) if auto and not own_model(model) else []
+    return sites + declared_sites(model, extra)
+
+
+def select_sites(sites: list[Site], layers=None, kinds=None, blocks=None) -> list[Site]:
+    """The sites a capture's ``layers`` (fnmatch patterns or prefixes of the site's name or
+    layer), ``kinds`` and ``blocks`` filters keep."""
+    import fnmatch
+    layers = [layers] if isinstance(layers, str) else layers
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    blocks = [blocks] if isinstance(blocks, str) else blocks
+
+    def hit(p, s):
+        return any(n == p or n.startswith(p + ".") or fnmatch.fnmatchcase(n, p)
+                   for n in (s.name, s.layer))
+    return [s for s in sites if (kinds is None or s.kind in kinds)
+            and (blocks is None or s.block in blocks)
+            and (layers is None or any(hit(p, s) for p in layers))]
+
+
+def _probe_safely(model, example, input_size) -> Discovery:
+    try:
+        return _Probe(model).run(example, input_size)
+    except Exception as e:  # a model the default probe cannot run: no discovery, taps still work
+        msg = f"{type(e).__name__}: {e}"
+        warnings.warn(f"attnviz could not probe {type(model).__name__} for attention modules "
+                      f"({msg}); call attnviz.discover(model, example=<an input batch>)",
+                      stacklevel=3)
+        return Discovery(error=msg)
+
+
+def _ptr(t: torch.Tensor) -> int:
+    try:
+        return t.untyped_storage().data_ptr()
+    except Exception:
+        return id(t)
+
+
+def _first_tensor(args):
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a
+    return None
+
+
+def _call_label(func, name, dim) -> str:
+    q = getattr(func, "__qualname__", name)
+    mod = getattr(func, "__module__", None) or ""
+    if q.startswith("TensorBase.") or q.startswith("Tensor."):
+        base = f"Tensor.{name}"
+    elif mod.startswith("torch.nn.functional"):
+        base = f"F.{name}"
+    elif "special" in name:
+        base = "torch.special.expit"
+    else:
+        base = f"torch.{name}"
+    return f"{base}(dim={dim})" if name in SOFTMAXES else base
+
+
+class _Entry:
+    __slots__ = ("path", "module", "inp", "out", "count")
+
+    def __init__(self, path, module, inp):
+        self.path, self.module, self.inp = path, module, inp
+        self.out, self.count = None, 0
+
+
+class _Call:
+    __slots__ = ("func", "name", "dim", "inp", "out", "stack", "ords")
+
+
+class _ProbeMode(TorchFunctionMode):
+    def __init__(self, probe):
+        super().__init__()
+        self.probe = probe
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.probe.saw(func, args, kwargs, out)
+        return out
+
+
+class _Probe:
+    """One probe forward: every sigmoid/softmax call with the module stack it ran in."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.paths = {id(m): n for n, m in model.named_modules()}
+        self.tid = threading.get_ident()
+        self.stack: list[_Entry] = []
+        self.calls: list[_Call] = []
+        self.muls: list[tuple] = []
+        self.parent: dict[int, int] = {}
+        self.keep: list = []
+        self.runs: dict[int, int] = {}
+        self.tapped: set[int] = set()
+
+    # -- recording ------------------------------------------------------------------------
+    def saw(self, func, args, kwargs, out):
+        name = getattr(func, "__name__", "")
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if name in FAMILY and tensors and isinstance(out, torch.Tensor) and self.stack:
+            c = _Call()
+            c.func, c.name, c.inp, c.out = func, name, tensors[0], out
+            c.dim = None
+            if name in SOFTMAXES:
+                dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+                c.dim = F._get_softmax_dim("softmax", tensors[0].dim(), 3) if dim is None \
+                    else int(dim)
+            c.stack = tuple(self.stack)
+            c.ords = tuple(e.count for e in self.stack)
+            for e in self.stack:
+                e.count += 1
+            self.calls.append(c)
+        elif name in _MULS and len(tensors) == 2:
+            self.muls.append((tensors[0], tensors[1]))
+        elif len(tensors) == 1 and isinstance(out, torch.Tensor):
+            p, q = _ptr(out), _ptr(tensors[0])
+            if p != q:
+                self.parent[p] = q
+                self.keep.append(out)
+
+    def _pre(self, module, args):
+        if threading.get_ident() != self.tid:
+            return
+        x = _first_tensor(args)
+        if isinstance(module, Tap) and x is not None:
+            self.tapped.add(_ptr(x))
+        self.runs[id(module)] = self.runs.get(id(module), 0) + 1
+        self.stack.append(_Entry(self.paths.get(id(module), "?"), module,
+                                 tuple(x.shape) if x is not None else None))
+
+    def _post(self, module, args, output):
+        if threading.get_ident() != self.tid or not self.stack:
+            return
+        e = self.stack.pop()
+        e.out = output
+
+    # -- running ---------------------------------------------------------------------------
+    def run(self, example, input_size) -> Discovery:
+        model = self.model
+        if example is None:
+            size = int(input_size or getattr(getattr(model, "info", None), "input_size", 0)
+                       or 224)
+            p = next(iter(model.parameters()), None)
+            dev = p.device if p is not None else torch.device("cpu")
+            dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
+            g = torch.Generator().manual_seed(0)
+            example = torch.randn(PROBE_BATCH, 3, size, size, generator=g).to(dev, dtype)
+        modes = {m: m.training for m in model.modules()}
+        handles = []
+        try:
+            for m in model.modules():
+                handles.append(m.register_forward_pre_hook(self._pre))
+                handles.append(m.register_forward_hook(self._post))
+            model.eval()
+            with torch.no_grad(), _ProbeMode(self):
+                output = model(example)
+        finally:
+            for h in handles:
+                h.remove()
+            for m, training in modes.items():
+                m.training = training
+        outs = {_ptr(t) for t in _tensors(output)}
+        return self.classify(outs, tuple(example.shape))
+
+    # -- reading ---------------------------------------------------------------------------
+    def _ancestors(self, t) -> set[int]:
+        p, seen = _ptr(t), set()
+        for _ in range(4):
+            seen.add(p)
+            if p not in self.parent:
+                break
+            p = self.parent[p]
+        seen.add(p)
+        return seen
+
+    def _swish(self, c: _Call) -> bool:
+        out, anc = _ptr(c.out), self._ancestors(c.inp)
+        for a, b in self.muls:
+            pa, pb = _ptr(a), _ptr(b)
+            if (pa == out and pb in anc) or (pb == out and pa in anc):
+                return True
+        return False
+
+    def classify(self, outs: set, probe_shape) -> Discovery:
+        found, skipped, seen = [], [], set()
+        for c in self.calls:
+            site, why = self._read(c, outs)
+            if site is None:
+                if why:
+                    skipped.append({"layer": why[0], "call": why[1], "shape": list(c.out.shape),
+                                    "reason": why[2]})
+                continue
+            key = (site.form, site.hook, site.index)
+            if key not in seen:
+                seen.add(key)
+                found.append(site)
+        return Discovery(found, skipped, probe_shape)
+
+    def _read(self, c: _Call, outs: set):
+        stack, n = c.stack, len(c.stack)
+        inner = stack[-1]
+        leaf = n > 1 and not any(True for _ in inner.module.children()) \
+            and not any(True for _ in inner.module.parameters(recurse=False))
+        if leaf and inner.out is c.out and self.runs.get(id(inner.module)) == 1 \
+                and c.ords[-1] == 0:
+            form, hook_i, start = "module", n - 1, n - 2
+        elif leaf:
+            form, hook_i, start = "call", n - 2, n - 2
+        else:
+            form, hook_i, start = "call", n - 1, n - 1
+        ref = next((stack[i] for i in range(start, -1, -1)
+                    if not isinstance(stack[i].module, _CONTAINERS)
+                    and stack[i].inp is not None and len(stack[i].inp) in (4, 5)), None)
+        label = f"nn.{type(inner.module).__name__}" if form == "module" and \
+            type(inner.module).__module__.startswith("torch.nn") else (
+            type(inner.module).__name__ if form == "module" else _call_label(c.func, c.name,
+                                                                                c.dim))
+        layer = ref.path if ref is not None else stack[hook_i].path
+        if _ptr(c.out) in self.tapped:
+            return None, None  # an attnviz tap records it already
+        if _ptr(c.out) in outs:
+            return None, (layer, label, "the model's final output")
+        if c.name in SIGMOIDS and self._swish(c):
+            return None, (layer, label, "an activation (its input is what it multiplies)")
+        if ref is None:
+            return None, (layer, label, "no feature map (B, C, H, W) in the modules around it")
+        ref_out = tuple(ref.out.shape) if isinstance(ref.out, torch.Tensor) else None
+        shape = tuple(c.out.shape)
+        reading = read_softmax(shape, c.dim, ref.inp, ref_out) if c.name in SOFTMAXES \
+            else read_sigmoid(shape, ref.inp, ref_out)
+        if reading is None:
+            return None, (layer, label, f"shape {list(shape)} fits no kind against the input "
+                                        f"{list(ref.inp)}")
+        kind, recipe = reading
+        hook = stack[hook_i].path
+        index = 0 if form == "module" else c.ords[hook_i]
+        rel = hook[len(layer) + 1:] if layer and hook.startswith(layer + ".") else \
+            ("" if hook == layer else hook)
+        if form == "module":
+            tail = rel.replace(".", ":") or c.name
+        else:
+            tail = f"{c.name}#{index}"
+            if rel:
+                tail = f"{rel.replace('.', ':')}@{tail}"
+        if any(isinstance(e.module, cls) for e in stack[:start + 1] for cls in _ADAPTERS):
+            return None, (layer, label, "inside a module with a registered adapter")
+        return Site(name=_join(layer, tail), layer=layer, kind=kind,
+                    block=block_name(self.model, layer, ref.module), call=label, hook=hook,
+                    form=form, index=index, recipe=recipe, shape=shape), None
+
+
+def _tensors(x):
+    if isinstance(x, torch.Tensor):
+        yield x
+    elif isinstance(x, (list, tuple)):
+        for v in x:
+            yield from _tensors(v)
+    elif isinstance(x, dict):
+        for v in x.values():
+            yield from _tensors(v)
+
+
+def read_for_site(site: Site, t: torch.Tensor, ref_shape) -> tuple:
+    """The recipe for a declared site's output (checked on every call: a declared module
+    may see any shape); raises CaptureError when ``t`` cannot be read as the declared kind."""
+    recipe = read_declared(site.kind, tuple(t.shape), ref_shape)
+    if recipe is None:
+        raise CaptureError(
+            f"{site.hook or '(model)'} returned a tensor of shape {list(t.shape)}, which is not "
+            f"a {site.kind} map for an input of shape {list(ref_shape or [])}; declare the "
+            "submodule whose output is the map itself")
+    return recipe
