@@ -32,7 +32,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
-from .blocks.tap import KINDS, Tap
+from . import kinds as _kinds
+from .blocks.tap import Tap
 from .discover_read import read_declared, read_sigmoid, read_softmax
 from .errors import CaptureError
 
@@ -142,9 +143,9 @@ def _check_kinds(points, where):
     if not isinstance(points, dict):
         raise CaptureError(f"{where} must be a dict {{module path: kind}}, not "
                            f"{type(points).__name__}")
-    bad = {p: k for p, k in points.items() if k not in KINDS}
+    bad = {p: k for p, k in points.items() if k not in _kinds.names()}
     if bad:
-        raise CaptureError(f"{where}: unknown kind(s) {bad}; choose from {list(KINDS)}")
+        raise CaptureError(f"{where}: unknown kind(s) {bad}; choose from {list(_kinds.names())}")
 
 
 def _join(a: str, b: str) -> str:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from . import kinds as _kinds
 from .discover import FAMILY, Site, read_for_site
 from .discover_read import canonical, raw_layout
 
@@ -82,6 +83,8 @@ class SiteHooks:
         recipe = read_for_site(site, raw, ref) if site.form == "declared" else site.recipe
         hw = tuple(ref[-2:]) if ref is not None and len(ref) >= 4 else None
         canon, meta = canonical(recipe, raw, hw)
+        if site.form == "declared":
+            _kinds.get(site.kind).validate(canon, meta)
         meta["found_by"] = site.call
         rep = self.on_hit(site, canon, meta)
         return None if rep is None else raw_layout(recipe, rep, raw)

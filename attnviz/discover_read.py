@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import torch
 
+from . import kinds as _kinds
+
 MAX_BRANCHES = 16
 GRID_STEPS = (1, 2, 4, 8)
-# canonical rank of each kind (the tensor a tap would see)
-RANK = {"channel": 2, "spatial": 3, "group": 4, "kernel": 3, "affinity": 3,
-        "channel_affinity": 3, "calibration": 4}
 
 
 def _shape(t):
@@ -121,7 +120,7 @@ def read_softmax(shape, dim, ref, out=None):
 
 def read_declared(kind: str, shape, ref, out=None):
     """A recipe reading ``shape`` as ``kind`` for a declared module output, or None."""
-    if len(shape) == RANK[kind]:
+    if len(shape) == _kinds.get(kind).ndim:
         if kind == "affinity":
             rq = grid_rule(shape[1], ref[-2:]) if ref is not None else None
             rk = grid_rule(shape[2], ref[-2:]) if ref is not None else None
