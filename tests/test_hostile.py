@@ -21,11 +21,12 @@ from gradio_client import Client, handle_file
 from app_fixtures import ROOT, _wait, free_port
 
 LIMITS = {  # small limits make each attack cheap; each test states which one it reaches
-    "ATTNVIZ_JOB_MAX_SECONDS": "60",
+    "ATTNVIZ_JOB_MAX_SECONDS": "300",
+    "ATTNVIZ_SLOT_WAIT_SECONDS": "2",
     "ATTNVIZ_TRAIN_IMAGE_MAX_MP": "4",
     "ATTNVIZ_TRAIN_TOTAL_MAX_MP": "6",
     "ATTNVIZ_SESSION_MEMORY_MB": "40",
-    "ATTNVIZ_USER_MODELS_MAX": "3",
+    "ATTNVIZ_USER_MODELS_MAX": "2",
 }
 
 
@@ -139,3 +140,160 @@ def test_echoed_input_is_capped(server, client, star):
                                         "gradcam", "per map"])
     assert kind == "error" and len(text) < 5000, len(text)
     assert _top1(client, star)[0] == "star"
+
+
+# ------------------------------------------------------------------------------ 2. cancel
+def _health(client) -> dict:
+    return client.predict(api_name="/health")
+
+
+def _wait_for(pred, timeout: float, what: str, step: float = 0.5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"{what} within {timeout:.0f} s")
+
+
+def test_cancel_stops_the_job_frees_the_slot_and_writes_nothing(server, client):
+    """A cancelled training stops at its next step: the heavy slot is free within seconds,
+    no checkpoint appears, and meanwhile an evaluation is told at once until when the server is
+    busy; a cancelled evaluation stops the same way."""
+    url, runs, _ = server
+    job = client.submit("lite_se", "synthetic shapes", None, 20, 1024, "cancel_me",
+                        api_name="/train")
+    running = _wait_for(lambda: _health(client)["job"], 90, "the training did not start")
+    assert "cancel_me" in running["what"]
+    other = Client(url, verbose=False)
+    with pytest.raises(Exception) as e:
+        other.predict("lite_cbam", 50, api_name="/evaluate")
+    assert "busy" in str(e.value).lower() and "ends by" in str(e.value), str(e.value)
+    time.sleep(2)  # a few steps in
+    job.cancel()
+    _wait_for(lambda: _health(client)["job"] is None, 30, "the cancelled training still runs")
+    time.sleep(1)
+    assert not list(runs.glob("cancel_me*")) and not list(runs.glob(".training-*"))
+    assert "cancel_me" not in client.predict(api_name="/models")[1]
+    assert _health(client)["jobs"]["stopped"] >= 1
+    # the slot is free: an evaluation runs; a cancelled one stops as well
+    md = other.predict("lite_cbam", 50, api_name="/evaluate")[0]
+    assert "accuracy" in md
+    job = other.submit("lite_cbam", 2000, api_name="/evaluate")
+    _wait_for(lambda: _health(client)["job"], 30, "the evaluation did not start")
+    time.sleep(1)
+    job.cancel()
+    _wait_for(lambda: _health(client)["job"] is None, 30, "the cancelled evaluation still runs")
+    assert other.predict("lite_cbam", 50, api_name="/evaluate")[0].count("accuracy") == 1
+
+
+# ------------------------------------------------------------------------------ 3. uploads
+def _zip(path: Path, members: dict) -> Path:
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def _small_png(seed=0) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    b = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(b, "PNG")
+    return b.getvalue()
+
+
+@pytest.mark.parametrize("case,words", [
+    ("total", ("megapixels in all", "downscale")),   # 4 x 4 MP > 6 MP in all
+    ("one", ("3000 x 3000", "4 megapixels")),        # one image over 4 MP
+    ("clash", ("both a file and a folder",)),        # a file `cat` and a folder `cat/`
+    ("long", ("longer than 255",)),                  # a 300-character folder name
+])
+def test_hostage_and_broken_zips_are_refused_clearly(server, client, tmp_path, star, case, words):
+    """Pixel-heavy zips are refused from the images' headers (nothing decoded); zips that
+    cannot be unpacked say why without the server's folders in the message."""
+    bomb = png_bomb(2000, 2000)
+    members = {
+        "total": {f"d/{c}/{i}.png": bomb for c in ("a", "b") for i in range(2)},
+        "one": {"d/a/1.png": png_bomb(3000, 3000), "d/b/1.png": _small_png()},
+        "clash": {"d/cat": b"x", "d/cat/1.png": _small_png(), "d/dog/1.png": _small_png(1)},
+        "long": {f"d/{'c' * 300}/1.png": _small_png(), "d/dog/1.png": _small_png(1)},
+    }[case]
+    path = _zip(tmp_path / "upload.zip", members)
+    with pytest.raises(Exception) as e:
+        client.predict("lite_se", "uploaded zip of class folders", handle_file(str(path)), 1,
+                       64, f"z_{case}", api_name="/train")
+    msg = str(e.value)
+    for w in words:
+        assert w.lower() in msg.lower(), msg
+    for leak in ("FileExistsError", "OSError", "attnviz_zip_", "/tmp/", "Something went wrong"):
+        assert leak not in msg, msg
+    assert _health(client)["job"] is None
+    assert _top1(client, star)[0] == "star"
+
+
+# ------------------------------------------------------------------------------ in-process
+def test_job_limits_and_the_busy_answer():
+    """A job over its wall time stops at its next check; a second job is told what runs and
+    until when; a failed job frees the slot."""
+    import threading
+
+    from attnviz.app import jobs
+    job = jobs.Job("training t", max_seconds=0)
+    with pytest.raises(jobs.JobStopped, match="time limit"):
+        job.check()
+    inside, release = threading.Event(), threading.Event()
+
+    def hold():
+        with jobs.heavy_job("training holder", max_seconds=600):
+            inside.set()
+            release.wait(20)
+    t = threading.Thread(target=hold)
+    t.start()
+    assert inside.wait(20)
+    with pytest.raises(jobs.Busy, match=r"training holder started at .* ends by .* UTC"):
+        with jobs.heavy_job("an evaluation", wait=0.1):
+            pass
+    assert jobs.current()["what"] == "training holder"
+    release.set()
+    t.join(20)
+    with pytest.raises(ValueError):
+        with jobs.heavy_job("a failing job", wait=5):
+            raise ValueError("boom")
+    assert jobs.current() is None
+    with jobs.heavy_job("the next job", wait=5):
+        assert jobs.current()["what"] == "the next job"
+
+
+def test_zip_reading_stops_at_the_next_image(tmp_path, monkeypatch):
+    """An exception from the progress callback (a cancelled request) stops the reading at once;
+    the temporary folder goes with it."""
+    from attnviz.datasets import load_image_folder
+    path = _zip(tmp_path / "set.zip", {f"d/{c}/{i}.png": _small_png(i)
+                                       for c in ("a", "b") for i in range(10)})
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def progress(d):
+        seen.append(d["stage"])
+        if d["stage"] == "read" and d["done"] == 3:
+            raise Stop
+    with pytest.raises(Stop):
+        load_image_folder(path, progress=progress)
+    assert seen.count("read") == 3 and seen.count("check") == 20
+    assert list(scratch.iterdir()) == []  # the unpacked files are gone
+    data = load_image_folder(path, max_total_pixels=20 * 40 * 40)
+    assert len(data) == 20
+    with pytest.raises(Exception, match="megapixels in all"):
+        load_image_folder(path, max_total_pixels=19 * 40 * 40)

@@ -85,17 +85,30 @@ def build_demo() -> gr.Blocks:
 
 
 def health() -> dict:
-    """Models resident in the cache: device, hooks left on each (always 0), and whether its
-    analyses run under autocast (with the measurement that decided it)."""
+    """Operations: models resident in the cache (device, autocast and the measurement that
+    decided it, hooks: ``hooks_in_flight`` held by requests running on the model now,
+    ``hooks_leaked`` left when none runs, which must stay 0), the heavy job running, and the
+    sessions' memory."""
     from ..capture import hook_count
+    from . import jobs
+    from .components import IN_FLIGHT
     from .state import MODELS
     out = {}
     for loaded in MODELS.loaded():
         m = loaded.model
-        out[loaded.name] = {"hooks": hook_count(m), "training": m.training,
+        for _ in range(20):  # a consistent reading: no model call started or ended meanwhile
+            before = IN_FLIGHT.snapshot()
+            hooks = hook_count(m)
+            if IN_FLIGHT.snapshot() == before:
+                break
+        running = before[1].get(id(m), 0) + before[1].get(0, 0)
+        out[loaded.name] = {"hooks": hooks, "requests_running": running,
+                            "hooks_in_flight": hooks if running else 0,
+                            "hooks_leaked": 0 if running else hooks,
+                            "training": m.training,
                             "device": str(next(m.parameters()).device),
                             "autocast": loaded.amp, "autocast_check": loaded.amp_check}
-    return {"models": out, "loads": MODELS.loads}
+    return {"models": out, "loads": MODELS.loads, "job": jobs.current(), "jobs": jobs.stats()}
 
 
 def refresh_choices():

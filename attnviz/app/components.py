@@ -2,17 +2,67 @@
 from __future__ import annotations
 
 import functools
+import threading
 
 import gradio as gr
+import torch
 
 try:  # Hugging Face ZeroGPU: functions that use the GPU carry @spaces.GPU
     import spaces  # type: ignore
 
-    def gpu(fn=None, **kw):
+    def _device(fn=None, **kw):
         return spaces.GPU(fn) if fn is not None and not kw else spaces.GPU(**kw)
 except Exception:  # noqa: BLE001 - not on Spaces: a no-op decorator
-    def gpu(fn=None, **kw):
+    def _device(fn=None, **kw):
         return fn if fn is not None else (lambda f: f)
+
+
+def gpu(fn=None, **kw):
+    """Mark a function that runs a model (on ZeroGPU it gets the GPU); every call is counted in
+    :data:`IN_FLIGHT` so /health can tell hooks held by running requests from leaked ones."""
+    if fn is None:
+        return lambda f: gpu(f, **kw)
+    run = _device(**kw)(fn) if kw else _device(fn)
+
+    @functools.wraps(fn)
+    def counted(*args, **kwargs):
+        model = args[0] if args and isinstance(args[0], torch.nn.Module) else None
+        IN_FLIGHT.enter(model)
+        try:
+            return run(*args, **kwargs)
+        finally:
+            IN_FLIGHT.exit(model)
+    return counted
+
+
+class _InFlight:
+    """Model calls running now, per model (``None``: calls not tied to one model), and how many
+    ever started (a reading is consistent when that did not change while it was taken)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.running: dict[int, int] = {}
+        self.started = 0
+
+    def enter(self, model) -> None:
+        with self._lock:
+            self.started += 1
+            k = id(model) if model is not None else 0
+            self.running[k] = self.running.get(k, 0) + 1
+
+    def exit(self, model) -> None:
+        with self._lock:
+            k = id(model) if model is not None else 0
+            self.running[k] -= 1
+            if not self.running[k]:
+                del self.running[k]
+
+    def snapshot(self) -> tuple[int, dict]:
+        with self._lock:
+            return self.started, dict(self.running)
+
+
+IN_FLIGHT = _InFlight()
 
 
 class InputImage(gr.Image):

@@ -3,30 +3,30 @@ over many images, and training a lite model.
 
 Events: ``ablate`` (gate ablation on the Inspect image and model), ``sanity`` (cascading
 randomisation strip), ``evaluate`` (N synthetic images, with progress), ``train`` (a lite model on
-synthetic shapes or an uploaded zip of class folders, saved to runs/<name>, then offered in every
-model list). Sanity, evaluation and training run in the "heavy" queue, one at a time.
+synthetic shapes or an uploaded zip of class folders, saved to runs/<name>, then offered in the
+model lists). Training, evaluation and the sanity check are heavy jobs (:mod:`.jobs`): one at a
+time, within the limits of :mod:`.limits`, stopped at their next step when cancelled. Training
+has a queue of its own, so a request for an evaluation or a sanity check during a training gets
+at once a "busy until ..." answer instead of waiting behind it.
 """
 from __future__ import annotations
 
-import os
-
 import copy
-import threading
 from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
 
+from . import jobs, limits
 from . import views as V
 from .components import gpu
 from .errors import bad_request, user_errors
-from .state import (MODELS, NAME_RE, default_model, model_choices, models_dir, runs_dir)
+from .state import MODELS, default_model, model_choices
 
 SANITY_METHODS = [("Grad-CAM", "gradcam"), ("Saliency", "saliency"),
                   ("attention maps (all spatial, averaged)", "attention")]
 ABLATION_HEADERS = ["layer", "block", "kind", "p before", "p after", "change", "logit change"]
 SANITY_HEADERS = ["step", "randomised", "Spearman", "Pearson", "SSIM"]
-_TRAIN_LOCK = threading.Lock()
 
 
 def _image_and_model(image, model_name):
@@ -101,7 +101,7 @@ def _block(row) -> str:
 
 # ------------------------------------------------------------------------------ sanity
 @gpu(duration=120)
-def _sanity(model, pil, method):
+def _sanity(model, pil, method, check=lambda: None):
     """Cascading randomisation on a copy of ``model``: the map after each step and its
     similarity to the original map (the library's randomisation_check, keeping the maps)."""
     import torch
@@ -128,6 +128,7 @@ def _sanity(model, pil, method):
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(0)
         for unit in metrics.randomisation_units(work):
+            check()
             with torch.no_grad():
                 metrics._randomise(work.get_submodule(unit))
             m = f(work, x, grid)
@@ -165,7 +166,8 @@ def run_sanity(image, model_name, method, progress=gr.Progress()):
         if method != "attention":
             method = V.check_method(method)
         progress(0.1, desc=f"randomising {loaded.name} layer by layer")
-        frames, target = _sanity(loaded.model, pil, method)
+        with jobs.heavy_job(f"the sanity check of {loaded.name}") as job:
+            frames, target = _sanity(loaded.model, pil, method, job.check)
         display = V.display_image(np.asarray(pil))
         keep = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), 8)).round().astype(int))
         strip = []
@@ -210,7 +212,8 @@ def run_evaluate(model_name, n, progress=gr.Progress()):
         try:
             n = int(n)
         except (TypeError, ValueError):
-            raise bad_request(f"The number of images must be a whole number, not {n!r}.") from None
+            raise bad_request(f"The number of images must be a whole number, not "
+                              f"{limits.echo(n)}.") from None
         if not 10 <= n <= 5000:
             raise bad_request("Evaluate on 10 to 5000 images.")
         loaded = MODELS.get(model_name)
@@ -218,13 +221,14 @@ def run_evaluate(model_name, n, progress=gr.Progress()):
             raise bad_request(f"{loaded.name} is an ImageNet model; the synthetic evaluation "
                               "needs a model trained on the shapes (a lite model).")
         progress(0, desc=f"evaluating {loaded.name} on {n} images")
-
-        def cb(d):
-            done, total = d.get("done", 0), d.get("total", n) or n
-            acc = d.get("accuracy")
-            progress((int(done), int(total)), desc=f"{loaded.name}: accuracy so far "
-                     f"{acc:.1%}" if acc is not None else None, unit="images")
-        r = _evaluate(loaded.model, n, 424_242, cb)
+        with jobs.heavy_job(f"an evaluation of {loaded.name} on {n} images") as job:
+            def cb(d):
+                job.check()  # a cancelled request stops at the next batch
+                done, total = d.get("done", 0), d.get("total", n) or n
+                acc = d.get("accuracy")
+                progress((int(done), int(total)), desc=f"{loaded.name}: accuracy so far "
+                         f"{acc:.1%}" if acc is not None else None, unit="images")
+            r = _evaluate(loaded.model, n, 424_242, cb)
         rows = []
         if r.get("gradcam"):
             g = r["gradcam"]
@@ -247,21 +251,6 @@ def run_evaluate(model_name, n, progress=gr.Progress()):
 
 
 # ------------------------------------------------------------------------------ train
-def _check_name(name: str) -> str:
-    from ..models.zoo import REGISTRY
-    name = (name or "").strip()
-    if not NAME_RE.match(name):
-        raise bad_request("Name the model with a letter followed by letters, digits, '_' or "
-                          "'-' (at most 40 characters), e.g. my_cbam.", "Bad name")
-    if name in REGISTRY or (models_dir() / f"{name}.safetensors").exists():
-        raise bad_request(f"{name!r} is the name of a shipped model; choose another name (shipped "
-                          "checkpoints are never overwritten).", "Name taken")
-    if (runs_dir() / f"{name}.safetensors").exists():
-        raise bad_request(f"A model named {name!r} was already trained here; choose another "
-                          "name.", "Name taken")
-    return name
-
-
 @gpu(duration=600)
 def _train(arch, out, epochs, images, data, name, cb):
     from ..train import train
@@ -269,62 +258,89 @@ def _train(arch, out, epochs, images, data, name, cb):
                  seed=0, data=data, val_n=256, progress=cb, save_name=name, overwrite=False)
 
 
-# uploads for training are unpacked within these limits (a zip bomb stops at the limit)
-UPLOAD_MAX_MB = int(os.environ.get("ATTNVIZ_UPLOAD_MAX_MB", "200"))
-UPLOAD_MAX_FILES = int(os.environ.get("ATTNVIZ_UPLOAD_MAX_FILES", "5000"))
+def _read_zip(zip_file, job, progress):
+    """The uploaded training set, within the zip and pixel limits; stops when the job must."""
+    from ..datasets import load_image_folder
+
+    def cb(d):
+        job.check()
+        progress((int(d["done"]), int(d["total"])), unit="files",
+                 desc={"unzip": "unpacking the zip", "check": "checking image sizes",
+                       "read": "reading the images"}.get(d.get("stage"), "reading the zip"))
+    return load_image_folder(zip_file, size=128, max_files=limits.UPLOAD_MAX_FILES,
+                             max_bytes=limits.UPLOAD_MAX_MB * 2**20,
+                             max_image_pixels=limits.TRAIN_IMAGE_MAX_PIXELS,
+                             max_total_pixels=limits.TRAIN_TOTAL_MAX_PIXELS, progress=cb)
 
 
 def run_train(arch, data_kind, zip_file, epochs, images, name, progress=gr.Progress()):
     """Train a lite model (synthetic shapes, or an uploaded zip of class folders) into
-    runs/<name>; afterwards it is offered in every model list."""
+    runs/<name>; afterwards it is offered in the model lists of this session (of every session
+    with ATTNVIZ_SHARE_TRAINED=1). One heavy job at a time, within the job limits; a cancelled
+    or stopped training writes nothing."""
     import pandas as pd
     from ..models.zoo import LITE
+    from . import user_models
     with user_errors("training the model"):
         if arch not in LITE:
             raise bad_request(f"Only lite models can be trained here; choose one of "
                               f"{', '.join(LITE)}.")
-        name = _check_name(name)
+        name = user_models.check_name(name)
+        user_models.check_room()
         try:
             epochs, images = int(epochs), int(images)
         except (TypeError, ValueError):
             raise bad_request("Epochs and images per epoch must be whole numbers.") from None
         if not 1 <= epochs <= 30 or not 64 <= images <= 20000:
             raise bad_request("Use 1-30 epochs and 64-20000 images per epoch.")
-        data = None
-        if data_kind and data_kind.startswith("upload"):
-            if not zip_file:
-                raise bad_request("Upload a .zip of class folders (cat/001.jpg, dog/002.jpg, "
-                                  "...) or choose synthetic shapes.", "No zip")
-            from ..datasets import load_image_folder
-            progress(0, desc="reading the zip")
-            data = load_image_folder(zip_file, size=128, max_files=UPLOAD_MAX_FILES,
-                                     max_bytes=UPLOAD_MAX_MB * 2**20)
-        if not _TRAIN_LOCK.acquire(blocking=False):
-            raise bad_request("Another model is being trained; try again when it finishes.",
-                              "Busy")
-        try:
+        upload = bool(data_kind and str(data_kind).startswith("upload"))
+        if upload and not zip_file:
+            raise bad_request("Upload a .zip of class folders (cat/001.jpg, dog/002.jpg, "
+                              "...) or choose synthetic shapes.", "No zip")
+        if not upload and epochs * images > limits.TRAIN_MAX_IMAGES:
+            raise bad_request(f"{epochs} epochs x {images} images is {epochs * images:,} images; "
+                              f"a training here may see at most {limits.TRAIN_MAX_IMAGES:,}. "
+                              "Use fewer epochs or images per epoch.", "Too large")
+        with jobs.heavy_job(f"training {name} ({arch})") as job:
+            data = None
+            if upload:
+                progress(0, desc="reading the zip")
+                data = _read_zip(zip_file, job, progress)
+                user_models.check_classes(data.classes)
+                if epochs * len(data) > limits.TRAIN_MAX_IMAGES:
+                    raise bad_request(f"{epochs} epochs x {len(data)} images is more than the "
+                                      f"{limits.TRAIN_MAX_IMAGES:,} images a training here may "
+                                      "see; use fewer epochs or images.", "Too large")
             progress(0, desc=f"training {name} ({arch})")
 
             def cb(d):
+                job.check()  # a cancelled request stops at the next step, saving nothing
                 if "step" in d and "steps" in d:
                     extra = (f" · val acc {d['val_acc']:.1%}" if d.get("val_acc") is not None
                              else f" · loss {d.get('loss', float('nan')):.3f}")
                     progress((int(d["step"]), int(d["steps"])), unit="steps",
                              desc=f"epoch {d.get('epoch')}/{d.get('epochs')}{extra}")
-            card = _train(arch, runs_dir(), epochs, images, data, name, cb)
-        finally:
-            _TRAIN_LOCK.release()
+            with user_models.staging() as tmp:
+                card = _train(arch, tmp, epochs, images, data, name, cb)
+                job.check()
+                user_models.publish(tmp, name)
         hist = pd.DataFrame(card.get("history", []))
+        where = "every model list" if limits.SHARE_TRAINED else "this session's model lists"
         md = (f"**{name}** ({arch}) trained in {card.get('train_seconds')} s: validation "
               f"accuracy **{(card.get('val_accuracy') or 0):.1%}**, {card.get('parameters'):,} "
-              f"parameters. Saved to runs/{name}.safetensors; it now appears in every model "
-              "list (labelled 'trained here').")
+              f"parameters. Saved to runs/{name}.safetensors; it now appears in {where} "
+              "(labelled 'trained here').")
         full, lite = model_choices(), model_choices("lite")
         return (md, card, hist, gr.Dropdown(choices=full), gr.Dropdown(choices=full),
                 gr.Dropdown(choices=lite, value=name), gr.Dropdown(choices=full, value=name))
 
 
 # ------------------------------------------------------------------------------ layout
+def limits_markdown() -> str:
+    """The limits a user can reach here, shown under the Train button."""
+    return "<span class='av-hint'>Limits: " + " ".join(limits.describe()[1:]) + "</span>"
+
+
 def build(ui: SimpleNamespace) -> None:
     from ..models.registry import list_models
     gr.Markdown("Gate ablation and the sanity check use the **image and model chosen in the "
@@ -380,6 +396,7 @@ def build(ui: SimpleNamespace) -> None:
             ui.tr_images = gr.Slider(64, 8000, value=1024, step=64, label="Images per epoch "
                                      "(synthetic data)")
             ui.tr_run = gr.Button("Train", variant="primary")
+        ui.tr_limits = gr.Markdown(limits_markdown(), elem_id="av-limits")
         ui.tr_note = gr.Markdown()
         with gr.Row():
             ui.tr_hist = gr.Dataframe(headers=["epoch", "loss", "val_acc"], interactive=False,
@@ -402,4 +419,4 @@ def wire(ui: SimpleNamespace) -> None:
     ui.tr_run.click(run_train, [ui.tr_arch, ui.tr_data, ui.tr_zip, ui.tr_epochs, ui.tr_images,
                                 ui.tr_name],
                     [ui.tr_note, ui.tr_card, ui.tr_hist] + ui.model_dropdowns,
-                    api_name="train", concurrency_id="heavy", concurrency_limit=1)
+                    api_name="train", concurrency_id="train", concurrency_limit=1)

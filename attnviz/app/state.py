@@ -100,7 +100,9 @@ def _imagenet_entry(name: str) -> Entry:
 
 
 def user_entries() -> list[Entry]:
-    """Models trained in the app (``runs/<name>.safetensors`` with its card)."""
+    """Models trained in the app (``runs/<name>.safetensors`` with its card) that the current
+    request may see (see :mod:`.user_models`)."""
+    from .user_models import visible
     out = []
     d = runs_dir()
     if not d.is_dir():
@@ -113,7 +115,7 @@ def user_entries() -> list[Entry]:
             continue
         arch = card.get("architecture")
         name = ckpt.stem
-        if arch not in LITE or name in REGISTRY:
+        if arch not in LITE or name in REGISTRY or not visible(card):
             continue
         data = str(card.get("training", {}).get("data", ""))
         badge = BADGE_USER + (", your images" if data.startswith("user") else ", shapes")
@@ -229,7 +231,9 @@ def _load(entry: Entry) -> Loaded:
         load_weights(model, entry.path)
         model.info.card.update(entry.card)
         if classes:
-            model.info.classes = list(classes)
+            from .user_models import CLASS_NAME_RE, escape
+            model.info.classes = [str(c) if CLASS_NAME_RE.match(str(c)) else escape(c)
+                                  for c in classes]  # a card from before names were checked
         model.info.name = entry.name
         badge = entry.badge
     else:
