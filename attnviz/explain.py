@@ -38,6 +38,8 @@ from captum.attr import (GradientShap, GuidedGradCam, IntegratedGradients, Layer
                          NoiseTunnel, Occlusion, Saliency)
 from torch import nn
 
+from .batch import (DEFAULT_BATCH, as_input, chunks, is_batch, pass_target,
+                    targets_for)
 from .errors import AttnvizError
 from .preprocess import BASELINES, Preprocess, make_baseline, preprocess
 
@@ -76,14 +78,21 @@ def model_lock(model: nn.Module) -> threading.RLock:
 # ------------------------------------------------------------------------------ results
 @dataclass
 class Attribution:
-    """map: float32 (H, W) at the image's resolution (>= 0); raw: Captum's tensor on the
-    model-input grid; method; target: class index; layer: Grad-CAM layer path or None;
-    options: the method options used."""
+    """One attribution.
+
+    map: float32 (H, W) at the image's resolution (>= 0), the ReLU'd (Grad-CAM) or absolute,
+        channel-summed (pixel methods) attribution taken back through the preprocessing.
+    raw: exactly what Captum returned, detached: for Grad-CAM (B, 1, h, w) on the *layer's* grid
+        and not ReLU'd; for guided Grad-CAM and the pixel methods (B, 3, S, S) on the model-input
+        grid, signed.
+    method; target: the class attributed (an int; from :func:`explain_tensor` on several images,
+        a list with one class per image); layer: Grad-CAM layer path or None; options: the
+        method options used."""
 
     map: np.ndarray
     raw: torch.Tensor
     method: str
-    target: int
+    target: int | list
     layer: str | None = None
     options: dict = field(default_factory=dict)
 
@@ -428,20 +437,56 @@ def to_map(raw: torch.Tensor, method: str, pre: Preprocess) -> np.ndarray:
 
 
 def explain(model: nn.Module, image, method: str = "gradcam", target=None, layer=None,
-            mode: str = "resize", **opts) -> Attribution:
+            mode: str = "resize", batch_size: int = DEFAULT_BATCH, **opts):
     """Attribute ``model``'s ``target`` class (None: the predicted class) on ``image`` (a PIL
     image, an HxWx3 uint8 array or a file path) with ``method`` (see :data:`METHODS`, options in
     :class:`Explainer`). Returns an :class:`Attribution` whose ``map`` is at the image's own
-    resolution."""
+    resolution.
+
+    A batch (a list of images, a (B, H, W, 3) array, or a (B, 3, S, S) tensor that is already
+    the normalised model input; see :mod:`attnviz.batch`) is attributed in passes of up to
+    ``batch_size`` images and gives a list of Attributions, one per image, equal to the
+    per-image results; ``target`` is then None, one class, or one class (or None) per image.
+    Methods that draw random numbers draw them once per pass, so their noise differs from
+    per-image calls."""
+    if is_batch(image):
+        x, pres, _ = as_input(model, image, mode)
+        return explain_batch(model, x, pres, method, target, layer, batch_size, **opts)
     x, pre = preprocess(model, image, mode=mode)
     return explain_tensor(model, x, pre, method, target, layer, **opts)
 
 
 def explain_tensor(model, x: torch.Tensor, pre: Preprocess, method="gradcam", target=None,
                    layer=None, **opts) -> Attribution:
-    """:func:`explain` on an already preprocessed (1, 3, S, S) input."""
+    """:func:`explain` on an already preprocessed (B, 3, S, S) input: one Attribution whose
+    ``map`` is (H, W) for one image and (B, H, W) for several (``pre`` then applies to all), and
+    whose ``target`` is an int for one image and a list of ints, one per image, for several."""
     exp = get_explainer(model, method, layer)
     used = dict(opts)
     raw, tgt, _ = exp.attribute_with_target(x, target, **opts)
-    return Attribution(to_map(raw, exp.method, pre), raw, exp.method, int(tgt[0]),
-                       exp.layer_name, used)
+    t = int(tgt[0]) if tgt.numel() == 1 else [int(v) for v in tgt]
+    return Attribution(to_map(raw, exp.method, pre), raw, exp.method, t, exp.layer_name, used)
+
+
+def explain_batch(model, x: torch.Tensor, pres: list, method="gradcam", target=None,
+                  layer=None, batch_size: int = DEFAULT_BATCH, **opts) -> list[Attribution]:
+    """Per-image Attributions of a preprocessed batch ``x`` (B, 3, S, S) with one
+    :class:`Preprocess` per image, in passes of up to ``batch_size`` images."""
+    exp = get_explainer(model, method, layer)
+    n = x.shape[0]
+    if len(pres) != n:
+        raise ExplainError(f"got {len(pres)} preprocessing records for {n} inputs")
+    targets = targets_for(target, n)
+    out = []
+    for sl in chunks(n, batch_size):
+        xb, tb = x[sl], targets[sl]
+        if any(t is None for t in tb) and not all(t is None for t in tb):
+            with torch.no_grad():  # mixed: the unset ones are each image's predicted class
+                pred = model(xb).argmax(1).tolist()
+            tb = [p if t is None else t for t, p in zip(tb, pred)]
+        raw, tgt, _ = exp.attribute_with_target(xb, pass_target(tb), **dict(opts))
+        for i in range(raw.shape[0]):
+            r = raw[i:i + 1].clone()
+            out.append(Attribution(to_map(r, exp.method, pres[sl.start + i]), r, exp.method,
+                                   int(tgt[i]), exp.layer_name, dict(opts)))
+    return out

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .batch import (DEFAULT_BATCH, as_input, chunks, is_batch, pass_target,
+                    targets_for)
 from .capture import AttentionMap, capture
 from .errors import AttnvizError
-from .explain import (Attribution, canonical_method, explain_tensor, get_explainer, model_lock,
-                      to_map)
+from .explain import Attribution, canonical_method, get_explainer, model_lock, to_map
 from .maps import affinity_row, has_spatial, to_spatial
 from .preprocess import Preprocess, load_image, preprocess
 
@@ -187,88 +188,158 @@ def _ms(t0: float) -> float:
 
 def inspect(model, image, attributions=("gradcam",), target=None, top_k: int = 5, mask=None,
             scores: bool | dict = False, capture_opts: dict | None = None,
-            explain_opts: dict | None = None, mode: str = "resize") -> Analysis:
+            explain_opts: dict | None = None, mode: str = "resize",
+            batch_size: int = DEFAULT_BATCH):
     """Analyse one image with one model.
 
     Args:
-        image: a PIL image, an HxWx3 uint8 array, or a file path; any size and PIL mode.
+        image: a PIL image, an HxWx3 uint8 array, or a file path; any size and PIL mode. A batch
+            (a list of images, a (B, H, W, 3) array or a normalised (B, 3, S, S) tensor, see
+            :mod:`attnviz.batch`) gives a list of Analyses, one per image, computed in passes of
+            up to ``batch_size`` images and equal to the per-image results.
         attributions: methods from :data:`attnviz.explain.METHODS` ("gradcam" shares the
             forward pass with the capture).
-        target: class to attribute (None: the predicted class).
+        target: class to attribute (None: the predicted class); for a batch, one class for all
+            or one class (or None) per image.
         top_k: number of (class name, probability) pairs in ``top_k``.
         mask: object mask (bool array at the image's size, or a mask image) for localisation
-            scores.
+            scores; for a batch, one mask (or None) per image.
         scores: compute scores (see :class:`Analysis`); True, or a dict of options for the
             deletion / insertion curves (``steps``, ``batch_size``; fewer steps for big models
             on a CPU).
         capture_opts: keyword arguments for :func:`attnviz.capture` (layers, kinds, max_queries,
-            budget_mb, ...).
+            budget_mb, ...). In a batch, ``budget_mb`` applies to each batched matrix.
         explain_opts: {method: {option: value}} for the attributions (``layer`` for Grad-CAM).
         mode: preprocessing geometry, "resize" (default) or "center_crop".
     """
-    timings = {}
-    t0 = time.perf_counter()
-    pil = load_image(image)
-    timings["load"] = _ms(t0)
-    t0 = time.perf_counter()
-    x, pre = preprocess(model, pil, mode=mode)
-    timings["preprocess"] = _ms(t0)
     methods = [canonical_method(m) for m in (attributions or ())]
     methods = list(dict.fromkeys(methods))
     explain_opts = {canonical_method(k): dict(v) for k, v in (explain_opts or {}).items()}
     capture_opts = dict(capture_opts or {})
-    info = getattr(model, "info", None)
-
-    # one pass: capture + logits (+ Grad-CAM, whose pass it is)
+    curve_opts = None
+    if scores:
+        curve_opts = dict(scores) if isinstance(scores, dict) else {}
+        unknown = set(curve_opts) - {"steps", "batch_size"}
+        if unknown:
+            raise InspectError(f"unknown score option(s) {sorted(unknown)}; use steps, batch_size")
+    single = not is_batch(image)
     t0 = time.perf_counter()
-    atts: dict[str, Attribution] = {}
+    if single:
+        pil = load_image(image)
+        load_ms = _ms(t0)
+        t0 = time.perf_counter()
+        x, pre = preprocess(model, pil, mode=mode)
+        x, pres, pils = x, [pre], [pil]
+    else:
+        x, pres, pils = as_input(model, image, mode)
+        load_ms = 0.0
+    prep_ms = _ms(t0)
+    n = x.shape[0]
+    targets = targets_for(target, n)
+    masks = [mask] if single else ([None] * n if mask is None else list(mask))
+    if len(masks) != n:
+        raise InspectError(f"got {len(masks)} masks for {n} images; give one (or None) per image")
+    out = []
+    for sl in chunks(n, batch_size):
+        got = _analyse(model, x[sl], pres[sl], pils[sl], targets[sl], methods, top_k,
+                       capture_opts, explain_opts)
+        for i, a in enumerate(got):
+            a.timings = {"load": load_ms, "preprocess": prep_ms, **a.timings}
+            if not single:
+                a.timings["batch"] = sl.stop - sl.start
+            if curve_opts is not None:
+                t0 = time.perf_counter()
+                a.scores = _scores(model, a, x[sl.start + i:sl.start + i + 1],
+                                   masks[sl.start + i], curve_opts)
+                a.timings["scores"] = _ms(t0)
+            out.append(a)
+    return out[0] if single else out
+
+
+def _analyse(model, x, pres, pils, targets, methods, top_k, capture_opts, explain_opts):
+    """Analyses of one pass over the batch ``x``: capture + logits (+ Grad-CAM, whose pass it
+    is), then the other attributions for the targets found."""
+    n = x.shape[0]
+    info = getattr(model, "info", None)
+    timings = {}
+    t0 = time.perf_counter()
+    gc = {}
     with model_lock(model):
+        if any(t is None for t in targets) and not all(t is None for t in targets):
+            with torch.no_grad():  # mixed targets: the unset ones are the predicted classes
+                pred = model(x).argmax(1).tolist()
+            targets = [p if t is None else t for t, p in zip(targets, pred)]
+        tgt_arg = pass_target(targets)
         if "gradcam" in methods:
             opts = dict(explain_opts.get("gradcam", {}))
             exp = get_explainer(model, "gradcam", opts.pop("layer", None))
             with capture(model, **capture_opts) as rec:
-                raw, tgt, logits = exp.attribute_with_target(x, target, **opts)
-            atts["gradcam"] = Attribution(to_map(raw, "gradcam", pre), raw, "gradcam",
-                                          int(tgt[0]), exp.layer_name, dict(explain_opts.get(
-                                              "gradcam", {})))
+                raw, tgt, logits = exp.attribute_with_target(x, tgt_arg, **opts)
+            gc = {"raw": raw, "layer": exp.layer_name,
+                  "opts": dict(explain_opts.get("gradcam", {}))}
             stage = "forward_capture_gradcam"
         else:
             with torch.no_grad(), capture(model, **capture_opts) as rec:
                 logits = model(x)
             stage = "forward_capture"
     timings[stage] = _ms(t0)
-    logits = logits[0].float().cpu()
-    probs = torch.softmax(logits, 0)
-    n_classes = probs.numel()
-    if target is None:
-        target = int(probs.argmax())
-    elif not 0 <= int(target) < n_classes:
-        raise InspectError(f"target {target} is not a class of this model (0..{n_classes - 1})")
-    target = int(target)
+    logits = logits.float().cpu()
+    probs = torch.softmax(logits, 1)
+    n_classes = probs.shape[1]
+    for t in targets:
+        if t is not None and not 0 <= int(t) < n_classes:
+            raise InspectError(f"target {t} is not a class of this model (0..{n_classes - 1})")
+    final = [int(probs[i].argmax()) if t is None else int(t) for i, t in enumerate(targets)]
     classes = list(info.classes) if info is not None and info.classes else None
     k = max(0, min(int(top_k), n_classes))
-    top_p, top_i = probs.topk(k)
-    top = [(_class_name(classes, int(i)), float(p)) for p, i in zip(top_p, top_i)]
-
+    top_p, top_i = probs.topk(k, dim=1)
+    atts = [{} for _ in range(n)]
+    if gc:
+        for i in range(n):
+            r = gc["raw"][i:i + 1] if n == 1 else gc["raw"][i:i + 1].clone()
+            atts[i]["gradcam"] = Attribution(to_map(r, "gradcam", pres[i]), r, "gradcam",
+                                             final[i], gc["layer"], dict(gc["opts"]))
     for m in methods:
-        if m in atts:
+        if m == "gradcam":
             continue
         t0 = time.perf_counter()
         opts = dict(explain_opts.get(m, {}))
-        atts[m] = explain_tensor(model, x, pre, m, target, layer=opts.pop("layer", None), **opts)
+        exp = get_explainer(model, m, opts.pop("layer", None))
+        raw, _, _ = exp.attribute_with_target(x, final, **opts)
+        for i in range(n):
+            r = raw[i:i + 1] if n == 1 else raw[i:i + 1].clone()
+            atts[i][m] = Attribution(to_map(r, m, pres[i]), r, m, final[i], exp.layer_name,
+                                     dict(explain_opts.get(m, {})))
         timings[m] = _ms(t0)
+    name = getattr(info, "name", type(model).__name__)
+    out = []
+    for i in range(n):
+        top = [(_class_name(classes, int(j)), float(p)) for p, j in zip(top_p[i], top_i[i])]
+        image = np.asarray(pils[i]) if pils[i] is not None else _denormalise(x[i], pres[i])
+        maps = [_one_sample(r, i, n) for r in rec.maps]
+        out.append(Analysis(image, pres[i], logits[i].numpy(), probs[i].numpy(), top, final[i],
+                            maps, atts[i], {}, name, dict(timings), classes))
+    return out
 
-    a = Analysis(np.asarray(pil), pre, logits.numpy(), probs.numpy(), top, target, list(rec.maps),
-                 atts, {}, getattr(info, "name", type(model).__name__), timings, classes)
-    if scores:
-        t0 = time.perf_counter()
-        curve_opts = dict(scores) if isinstance(scores, dict) else {}
-        unknown = set(curve_opts) - {"steps", "batch_size"}
-        if unknown:
-            raise InspectError(f"unknown score option(s) {sorted(unknown)}; use steps, batch_size")
-        a.scores = _scores(model, a, x, mask, curve_opts)
-        timings["scores"] = _ms(t0)
-    return a
+
+def _one_sample(rec: AttentionMap, i: int, n: int) -> AttentionMap:
+    """Sample ``i`` of a batched capture record, as a record of that image alone."""
+    if n == 1:
+        return rec
+    meta = dict(rec.meta)
+    for key in ("bytes_full", "bytes_kept"):
+        if key in meta:
+            meta[key] = meta[key] // n
+    return AttentionMap(rec.layer, rec.tap, rec.block, rec.kind,
+                        rec.tensor[i:i + 1].clone(), meta)
+
+
+def _denormalise(x: torch.Tensor, pre: Preprocess) -> np.ndarray:
+    """A normalised (3, S, S) input back to an (S, S, 3) uint8 picture."""
+    m = torch.as_tensor(pre.mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.as_tensor(pre.std, dtype=torch.float32).view(3, 1, 1)
+    img = (x.detach().float().cpu() * s + m).clamp(0, 1).mul(255).round().to(torch.uint8)
+    return img.permute(1, 2, 0).contiguous().numpy()
 
 
 def _scores(model, a: Analysis, x: torch.Tensor, mask, curve_opts: dict) -> dict:

@@ -11,6 +11,7 @@ centre S x S, as ImageNet evaluation does (``crop_box`` records the crop in imag
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -173,8 +174,11 @@ def _from_array(a: np.ndarray, max_pixels: int) -> Image.Image:
 
 def _to_rgb(img: Image.Image, copy: bool = False) -> Image.Image:
     """Loaded RGB copy of ``img`` with EXIF orientation applied and alpha on white."""
+    out = img
     try:
-        out = ImageOps.exif_transpose(img)
+        # only an image that says it is rotated is transposed (exif_transpose copies otherwise)
+        if img.getexif().get(0x0112, 1) not in (1, None):
+            out = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block should not make the picture unreadable
         out = img
     if out.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
@@ -310,10 +314,18 @@ def preprocess(model_or_info, image, mode: str = "resize") -> tuple[torch.Tensor
         sx, sy = W / rw, H / rh
         box = (left * sx, top * sy, (left + S) * sx, (top + S) * sy)
     mean, std = tuple(info.mean), tuple(info.std)
-    a = np.asarray(small, dtype=np.float32) / 255.0
-    a = (a - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None].to(device)
-    return x, Preprocess((W, H), S, mode, box, mean, std)
+    m, s = _norm_constants(mean, std)
+    # the same float32 operations as (a / 255 - mean) / std, in torch (about 2x numpy's speed)
+    x = torch.from_numpy(np.array(small, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    x = x.float().div_(255.0).sub_(m).div_(s)[None]
+    return (x if device.type == "cpu" else x.to(device)), Preprocess((W, H), S, mode, box, mean,
+                                                                     std)
+
+
+@functools.lru_cache(maxsize=32)
+def _norm_constants(mean: tuple, std: tuple):
+    return (torch.tensor(mean, dtype=torch.float32).view(3, 1, 1),
+            torch.tensor(std, dtype=torch.float32).view(3, 1, 1))
 
 
 
