@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import kinds
 from .batch import (DEFAULT_BATCH, as_input, chunks, is_batch, pass_target,
                     targets_for)
 from .capture import AttentionMap, capture
@@ -99,7 +100,7 @@ class Analysis:
         """The affinity row of the query nearest to image pixel (x, y), over the key grid,
         as float32 (H, W) at the image's resolution."""
         rec = self.record(rec)
-        if rec.kind != "affinity":
+        if not kinds.of(rec).queried:
             raise InspectError(f"{rec.label} is not a position affinity map")
         fy, fx = self.preprocess.point_to_input(float(x), float(y))
         if not (0 <= fy <= 1 and 0 <= fx <= 1):

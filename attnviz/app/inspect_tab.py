@@ -157,7 +157,7 @@ def run_affinity(sess, x, y, scale) -> dict:
         if not (0 <= x < w and 0 <= y < h) or not np.isfinite([x, y]).all():
             raise bad_request(f"The query ({x:g}, {y:g}) lies outside the image ({w} x {h} "
                               "pixels).")
-        recs = [r for r in sess.analysis.maps if r.kind == "affinity"]
+        recs = V.queried_records(sess.analysis.maps)
         sess.query = (x, y)
         if not recs:
             gr.Warning(f"{sess.model_name} has no position-affinity module; lite_nonlocal, "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from .. import kinds as K
 from ..maps import has_spatial
 from ..render import figures as F
 from . import views as V
@@ -114,25 +115,13 @@ def record_figure(rec, sess: Session, scale: str):
     """The Plotly figure of one record with a map (spatial, group, affinity, calibration)."""
     if rec is None:
         return None
-    records = sess.analysis.maps
-    kw = {"max_size": 64}
-    if scale == "shared" and rec.kind in ("spatial", "calibration", "group"):
-        from ..render.scale import shared_range
-        same = [V.grid_map(r) if r.kind != "group" else r.tensor[0].float().numpy()
-                for r in records if r.kind == rec.kind]
-        kw["zmin"], kw["zmax"] = shared_range(same)
-    if rec.kind == "affinity":
-        h, w = sess.analysis.image.shape[:2]
-        qx, qy = sess.query if sess.query is not None else ((w - 1) / 2, (h - 1) / 2)
-        kw.update(qx=qx, qy=qy, image_hw=(h, w))
-    fig = F.figure_for(rec, **kw)
-    fig.update_layout(height=380 if rec.kind != "group" else None,
-                      margin=dict(l=50, r=10, t=50, b=40))
-    return fig
+    h, w = sess.analysis.image.shape[:2]
+    query = sess.query if sess.query is not None else ((w - 1) / 2, (h - 1) / 2)
+    return V.map_figure(rec, sess.analysis.maps, scale == "shared", query, (h, w))
 
 
 def affinity_gallery(sess: Session, scale: str) -> list:
-    recs = [r for r in sess.analysis.maps if r.kind == "affinity"]
+    recs = V.queried_records(sess.analysis.maps)
     qx, qy = query_display(sess)
     out = []
     shared = None
@@ -166,10 +155,9 @@ def _tab_figure(tab: KindTab, recs, sess: Session, scale: str):
         return None
     if tab.gallery:
         return record_figure(main[-1], sess, scale)
-    if tab.key == "kernel":
-        return F.kernel_selection_bars(main)
-    fig = F.channel_gate_bars(main)
-    fig.update_layout(height=380)
+    fig = K.get(tab.kinds[0]).figure_builder()(main)  # a grouped kind: one figure, all layers
+    if fig.layout.height is None:
+        fig.update_layout(height=380)
     return fig
 
 
@@ -186,11 +174,12 @@ def kind_views(sess: Session, scale: str, selected: str = "all") -> dict:
         out[f"tab_{t.key}"] = gr.Tab(label=f"{t.title} · {n}" if n else t.title,
                                      interactive=n > 0)
         if t.gallery:
-            out[f"gal_{t.key}"] = (affinity_gallery(sess, scale) if t.key == "affinity" else
-                                   _overlays(sess, by[t.key], norms))
+            out[f"gal_{t.key}"] = (affinity_gallery(sess, scale) if K.get(t.kinds[0]).queried
+                                   else _overlays(sess, by[t.key], norms))
         out[f"plot_{t.key}"] = _tab_figure(t, by[t.key], sess, scale)
-    chaff = [r for r in recs if r.kind == "channel_affinity"]
-    fig_chaff = F.channel_affinity_heatmap(chaff[-1], max_size=64) if chaff else None
+    # a tab's second kind (channel affinity beside the affinities) gets the extra plot
+    chaff = [r for t in KIND_TABS for r in by[t.key] if r.kind != t.kinds[0]]
+    fig_chaff = F.figure_for(chaff[-1], max_size=64) if chaff else None
     out["plot_chaff"] = gr.Plot(value=fig_chaff, visible=fig_chaff is not None)
     present = [f"{t.title} ({len(by[t.key])})" for t in KIND_TABS if by[t.key]]
     out["kind_note"] = ("**Attention in this model:** " + ", ".join(present) if present else

@@ -125,6 +125,29 @@ def kind_record(records, kind: str):
     return recs[-1] if recs else None
 
 
+def queried_records(records) -> list:
+    """The records with one row per query (position affinities), in forward order."""
+    return [r for r in records if K.of(r).queried]
+
+
+def map_figure(rec, records, shared: bool, query, image_hw, max_size: int = 64):
+    """The Plotly figure of one record for a kind tab: on a scale shared with the other records
+    of its kind when ``shared`` (over what each figure shows); queried kinds (affinities) show
+    the row of ``query`` = (x, y) in pixels of an image ``image_hw``."""
+    from ..render import figures as F
+    spec = K.of(rec)
+    kw = {"max_size": max_size}
+    if shared and spec.spatial and not spec.queried:
+        same = [r for r in records if r.kind == rec.kind]
+        kw["zmin"], kw["zmax"] = shared_range([F.displayed_values(r) for r in same])
+    if spec.queried:
+        kw.update(qx=query[0], qy=query[1], image_hw=tuple(image_hw))
+    fig = F.figure_for(rec, **kw)
+    tall = spec.shows_tensor and spec.spatial  # a grid of panels (group factors): its own height
+    fig.update_layout(height=None if tall else 380, margin=dict(l=50, r=10, t=50, b=40))
+    return fig
+
+
 def attribution_grid(analysis, method: str) -> np.ndarray:
     """An attribution's map on its own grid (Grad-CAM: the layer's grid, ReLU'd; pixel methods:
     |attribution| summed over colour channels on the model-input grid), float32."""
