@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import AttnvizError, ImageError
+from .errors import AttnvizError, ImageError, class_index
 from .preprocess import Preprocess, load_image, model_device, preprocess
 
 DEFAULT_BATCH = 32
@@ -67,12 +67,12 @@ def targets_for(target, n: int) -> list:
     if isinstance(target, torch.Tensor):
         target = target.reshape(-1).tolist()
     if isinstance(target, (list, tuple, np.ndarray)):
-        t = [None if v is None else int(v) for v in target]
+        t = [None if v is None else class_index(v) for v in target]
         if len(t) != n:
             raise AttnvizError(f"got {len(t)} targets for {n} images; give one per image, one "
                                "for all, or None for each image's predicted class")
         return t
-    return [int(target)] * n
+    return [class_index(target)] * n
 
 
 def chunks(n: int, batch_size: int):

@@ -28,7 +28,7 @@ from torch import nn
 
 from . import kinds as _kinds
 from .blocks.tap import KINDS, Tap, iter_taps
-from .errors import CaptureError
+from .errors import CaptureError, LayerError
 
 _ACTIVE: contextvars.ContextVar[tuple] = contextvars.ContextVar("attnviz_active", default=())
 
@@ -153,7 +153,7 @@ def select_taps(model: nn.Module, layers=None, kinds=None, blocks=None, also=())
     if layers is not None:
         for p in layers:
             if not any(_matches(p, n) for n, _ in taps) and not any(_matches(p, n) for n in also):
-                raise CaptureError(
+                raise LayerError(
                     f"layer pattern {p!r} matches no attention tap of this model; "
                     f"taps are: {[n for n, _ in taps][:20]}")
     return out
@@ -353,8 +353,8 @@ def intervene(model: nn.Module, replace: dict[str, Callable[[torch.Tensor], torc
         k not in taps for k in replace) else {}
     unknown = [k for k in replace if k not in taps and k not in sites]
     if unknown:
-        raise CaptureError(f"no attention tap named {unknown}; taps are "
-                           f"{(list(taps) + list(sites))[:20]}")
+        raise LayerError(f"no attention tap named {unknown}; taps are "
+                         f"{(list(taps) + list(sites))[:20]}")
 
     def swap(name, tap, output, kwargs):
         return replace[name](output)

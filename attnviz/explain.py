@@ -40,7 +40,8 @@ from torch import nn
 
 from .batch import (DEFAULT_BATCH, as_input, chunks, is_batch, pass_target,
                     targets_for)
-from .errors import AttnvizError
+from .errors import (AttnvizError, ExplainError, LayerError, TargetError,  # noqa: F401
+                     UnknownOptionError)
 from .preprocess import BASELINES, Preprocess, make_baseline, preprocess
 
 METHODS = ("gradcam", "guided_gradcam", "integrated_gradients", "smoothgrad", "saliency",
@@ -57,8 +58,7 @@ SINGLE_PASS = ("gradcam", "guided_gradcam", "saliency")
 warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", category=UserWarning)
 
 
-class ExplainError(AttnvizError, ValueError):
-    """Bad options for an attribution (unknown method, layer, baseline or target)."""
+# ExplainError lives in attnviz.errors (imported above, so attnviz.explain.ExplainError works)
 
 
 # ------------------------------------------------------------------------------ locking
@@ -105,7 +105,8 @@ def canonical_method(method: str) -> str:
     m = str(method).strip().lower().replace(" ", "_")
     m = ALIASES.get(m, m)
     if m not in METHODS:
-        raise ExplainError(f"unknown attribution method {method!r}; choose from {list(METHODS)}")
+        raise UnknownOptionError(f"unknown attribution method {method!r}; choose from "
+                                 f"{list(METHODS)}")
     return m
 
 
@@ -115,18 +116,18 @@ def resolve_layer(model: nn.Module, layer=None) -> tuple[str, nn.Module]:
         for name, mod in model.named_modules():
             if mod is layer:
                 return name, mod
-        raise ExplainError("the layer given is not a submodule of this model")
+        raise LayerError("the layer given is not a submodule of this model")
     if layer is None:
         info = getattr(model, "info", None)
         layer = getattr(info, "cam_layer", None)
         if layer is None:
-            raise ExplainError("this model names no default Grad-CAM layer; pass layer=...")
+            raise LayerError("this model names no default Grad-CAM layer; pass layer=...")
     try:
         return str(layer), model.get_submodule(str(layer))
-    except AttributeError:
+    except AttributeError as e:
         names = [n for n, _ in model.named_children()]
-        raise ExplainError(f"this model has no layer {layer!r}; top-level layers are {names}; "
-                           "use a dotted path such as 'layer4' or 'layer3.0'") from None
+        raise LayerError(f"this model has no layer {layer!r}; top-level layers are {names}; "
+                         "use a dotted path such as 'layer4' or 'layer3.0'") from e
 
 
 # The layer from which the running context's forward pass needs autograd (see _Forward).
@@ -366,11 +367,13 @@ class Explainer:
                 out = algo.attribute(x, baselines=base, n_samples=int(o.pop("n_samples", 16)),
                                      stdevs=float(stdevs), target=target)
         except (IndexError, RuntimeError) as e:
-            if "out of bounds" in str(e) or "index" in str(e).lower():
-                raise ExplainError(f"target {target} is not a class of this model ({e})") from None
+            n = _num_classes(self.model, x)
+            if torch.is_tensor(target) and int(target.max()) >= n:
+                raise TargetError(f"target {int(target.max())} is not a class of this model "
+                                  f"(0..{n - 1})") from e
             raise
         if o:
-            raise ExplainError(f"unknown option(s) {sorted(o)} for {m}")
+            raise UnknownOptionError(f"unknown option(s) {sorted(o)} for {m}")
         return out
 
     def _baselines(self, x, spec, single: bool):
@@ -382,7 +385,7 @@ class Explainer:
         names = [spec] if isinstance(spec, str) else list(spec)
         bad = [n for n in names if n not in BASELINES]
         if bad:
-            raise ExplainError(f"unknown baseline {bad}; choose from {list(BASELINES)}")
+            raise UnknownOptionError(f"unknown baseline {bad}; choose from {list(BASELINES)}")
         mean, std = _stats(self.model)
         parts = [make_baseline(x.detach(), n, mean, std) for n in names]
         if single:
@@ -392,8 +395,22 @@ class Explainer:
         return torch.cat(parts, 0)
 
 
+def _num_classes(model, x) -> int:
+    """The model's number of classes (one no-grad forward of one sample; error paths only)."""
+    with torch.no_grad():
+        return int(model(x[:1].detach()).shape[1])
+
+
 def _target_tensor(target, batch: int, device) -> torch.Tensor:
-    t = torch.as_tensor(target, dtype=torch.long, device=device).reshape(-1)
+    try:
+        t = torch.as_tensor(target, device=device).reshape(-1)
+        if t.dtype == torch.bool or (t.is_floating_point() and not torch.equal(t, t.round())):
+            raise TypeError(f"a class index is an integer, not {t.dtype}")
+        t = t.long()
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TargetError(f"target {target!r} is not a class index") from e
+    if (t < 0).any():
+        raise TargetError(f"target {target!r} is not a class of this model (negative index)")
     if t.numel() == 1:
         t = t.expand(batch)
     if t.numel() != batch:

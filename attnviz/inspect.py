@@ -26,15 +26,11 @@ from . import kinds
 from .batch import (DEFAULT_BATCH, as_input, chunks, is_batch, pass_target,
                     targets_for)
 from .capture import AttentionMap, capture
-from .errors import AttnvizError
+from .errors import (AttnvizError, InspectError, LayerError, TargetError,  # noqa: F401
+                     UnknownOptionError, check_target)
 from .explain import Attribution, canonical_method, get_explainer, model_lock, to_map
 from .maps import affinity_row, has_spatial, to_spatial
 from .preprocess import Preprocess, load_image, preprocess
-
-
-class InspectError(AttnvizError, ValueError):
-    """A request the analysis cannot answer (a map with no spatial layout, a query outside the
-    image, a mask of the wrong size, ...)."""
 
 
 @dataclass
@@ -82,7 +78,7 @@ class Analysis:
         hits = [r for r in self.maps if r.layer == key]
         if len(hits) == 1:
             return hits[0]
-        raise InspectError(f"no single attention map named {key!r}; maps are "
+        raise LayerError(f"no single attention map named {key!r}; maps are "
                            f"{[r.tap for r in self.maps][:20]}")
 
     # ---------------------------------------------------------------------------- maps
@@ -187,6 +183,15 @@ def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 2)
 
 
+def _check_capture_opts(opts: dict) -> None:
+    import inspect as _inspect
+    known = set(_inspect.signature(capture).parameters) - {"model"}
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise UnknownOptionError(f"unknown capture option(s) {unknown}; options are "
+                                 f"{sorted(known)}")
+
+
 def inspect(model, image, attributions=("gradcam",), target=None, top_k: int = 5, mask=None,
             scores: bool | dict = False, capture_opts: dict | None = None,
             explain_opts: dict | None = None, mode: str = "resize",
@@ -217,12 +222,14 @@ def inspect(model, image, attributions=("gradcam",), target=None, top_k: int = 5
     methods = list(dict.fromkeys(methods))
     explain_opts = {canonical_method(k): dict(v) for k, v in (explain_opts or {}).items()}
     capture_opts = dict(capture_opts or {})
+    _check_capture_opts(capture_opts)
     curve_opts = None
     if scores:
         curve_opts = dict(scores) if isinstance(scores, dict) else {}
         unknown = set(curve_opts) - {"steps", "batch_size"}
         if unknown:
-            raise InspectError(f"unknown score option(s) {sorted(unknown)}; use steps, batch_size")
+            raise UnknownOptionError(f"unknown score option(s) {sorted(unknown)}; use steps, "
+                                     "batch_size")
     single = not is_batch(image)
     t0 = time.perf_counter()
     if single:
@@ -287,10 +294,8 @@ def _analyse(model, x, pres, pils, targets, methods, top_k, capture_opts, explai
     logits = logits.float().cpu()
     probs = torch.softmax(logits, 1)
     n_classes = probs.shape[1]
-    for t in targets:
-        if t is not None and not 0 <= int(t) < n_classes:
-            raise InspectError(f"target {t} is not a class of this model (0..{n_classes - 1})")
-    final = [int(probs[i].argmax()) if t is None else int(t) for i, t in enumerate(targets)]
+    final = [int(probs[i].argmax()) if t is None else check_target(t, n_classes)
+             for i, t in enumerate(targets)]
     classes = list(info.classes) if info is not None and info.classes else None
     k = max(0, min(int(top_k), n_classes))
     top_p, top_i = probs.topk(k, dim=1)

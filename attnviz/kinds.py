@@ -216,8 +216,8 @@ def get(name) -> KindSpec:
         return name
     try:
         return _KINDS[name]
-    except (KeyError, TypeError):
-        raise UnknownKindError(f"unknown kind {name!r}; choose from {list(_KINDS)}") from None
+    except (KeyError, TypeError) as e:
+        raise UnknownKindError(f"unknown kind {name!r}; choose from {list(_KINDS)}") from e
 
 
 def of(rec) -> KindSpec:
@@ -323,9 +323,9 @@ def block(name) -> BlockSpec:
         return name
     try:
         return _BLOCKS[name]
-    except (KeyError, TypeError):
+    except (KeyError, TypeError) as e:
         raise UnknownBlockError(f"unknown attention block {name!r}; choose from "
-                                f"{list(_BLOCKS)}") from None
+                                f"{list(_BLOCKS)}") from e
 
 
 def all_blocks(slot: str | None = None) -> tuple[BlockSpec, ...]:

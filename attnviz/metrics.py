@@ -22,11 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .errors import AttnvizError
-
-
-class MetricError(AttnvizError, ValueError):
-    """Bad input to a metric (shapes that do not match, an empty mask, ...)."""
+from .errors import (AttnvizError, LayerError, MetricError, TargetError,  # noqa: F401
+                     UnknownOptionError, check_target)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -246,7 +243,7 @@ def _curve(kind, model, image, map, target, steps, batch_size, baseline, mode) -
     if int(steps) < 2:
         raise MetricError("steps must be at least 2")
     if baseline not in BASELINES:
-        raise MetricError(f"unknown baseline {baseline!r}; choose from {list(BASELINES)}")
+        raise UnknownOptionError(f"unknown baseline {baseline!r}; choose from {list(BASELINES)}")
     x, pre = _inputs(model, image, mode)
     S = x.shape[-1]
     m = _input_map(map, pre, S).to(x.device)
@@ -272,8 +269,8 @@ def _curve(kind, model, image, map, target, steps, batch_size, baseline, mode) -
     probs = torch.cat(probs)
     if target is None:
         target = int(probs[0 if kind == "deletion" else -1].argmax())
-    elif not 0 <= int(target) < probs.shape[1]:
-        raise MetricError(f"target {target} is not a class of this model (0..{probs.shape[1] - 1})")
+    else:
+        target = check_target(target, probs.shape[1])
     p = probs[:, int(target)].double().numpy()
     f = (counts.double() / n).cpu().numpy()
     return Curve(kind, f, p, float(np.trapezoid(p, f)), int(target))
@@ -377,8 +374,8 @@ def randomisation_check(model: nn.Module, image, method: str = "gradcam", target
     x, pre = _inputs(model, image, mode)
     S = x.shape[-1]
     grid = Preprocess((S, S), S)  # compare on the input grid: cheap and size-independent
-    if target is None:
-        target = int(_probs(model, x, 1)[0].argmax())
+    probs = _probs(model, x, 1)[0]
+    target = int(probs.argmax()) if target is None else check_target(target, probs.numel())
     from .explain import model_lock
     with model_lock(model):  # no other thread's Captum hooks may be copied along
         work = copy.deepcopy(model)
@@ -423,14 +420,15 @@ def gate_ablation(model: nn.Module, image, target=None, mode: str = "one", batch
     """
     from .capture import intervene, list_taps
     if mode not in ABLATION_MODES:
-        raise MetricError(f"unknown ablation mode {mode!r}; choose from {ABLATION_MODES}")
+        raise UnknownOptionError(f"unknown ablation mode {mode!r}; choose from "
+                                 f"{ABLATION_MODES}")
     x, _ = _inputs(model, image, image_mode)
     all_taps = list_taps(model)
     if taps is not None:
         names = {n for n, _, _ in all_taps}
         unknown = [t for t in taps if t not in names]
         if unknown:
-            raise MetricError(f"no attention tap named {unknown}; taps are {sorted(names)[:20]}")
+            raise LayerError(f"no attention tap named {unknown}; taps are {sorted(names)[:20]}")
         all_taps = [t for t in all_taps if t[0] in set(taps)]
     jobs = [None] + all_taps  # job 0: the model as it is
     logits = []
@@ -446,8 +444,8 @@ def gate_ablation(model: nn.Module, image, target=None, mode: str = "one", batch
     probs = torch.softmax(logits, 1)
     if target is None:
         target = int(probs[0].argmax())
-    elif not 0 <= int(target) < probs.shape[1]:
-        raise MetricError(f"target {target} is not a class of this model (0..{probs.shape[1] - 1})")
+    else:
+        target = check_target(target, probs.shape[1])
     p0, z0 = float(probs[0, target]), float(logits[0, target])
     out = []
     for (tap, block, kind), p, z in zip(all_taps, probs[1:, target].tolist(),

@@ -22,6 +22,10 @@ _TITLES = [
     (E.DownloadDisabledError, "Weights not available"),
     (E.WeightsError, "Weights problem"),
     (E.DatasetError, "Dataset problem"),
+    (E.TargetError, "Not a class of this model"),
+    (E.LayerError, "No such layer"),
+    (E.UnknownKindError, "Unknown kind of attention"),
+    (E.UnknownOptionError, "Unknown option"),
     (E.CaptureError, "Bad capture option"),
     (E.AttnvizError, "Cannot do that"),
 ]
