@@ -6,6 +6,7 @@ against the target object's mask.
     python -m attnviz.evaluate --model lite_cbam --json out.json --write-card
     python -m attnviz.evaluate --model lite_cbam --random         # untrained weights, for contrast
     python -m attnviz.evaluate --model all --write-card --markdown  # every shipped checkpoint
+    torchrun --nproc_per_node 4 -m attnviz.evaluate --model lite_cbam --images 2000  # 4 processes
 
     from attnviz.evaluate import evaluate
     result = evaluate(model, n=500)                               # a JSON-ready dict
@@ -19,6 +20,10 @@ the image. A pointing-game hit is the map's maximum within ``tolerance`` px of t
 (:func:`attnviz.metrics.pointing_game`); the energy figure is the share of the map's positive
 mass inside the mask (:func:`attnviz.metrics.energy_pointing_game`). ``chance`` gives both figures
 for a map that carries no information (a uniformly random point; a constant map).
+
+Across processes (:mod:`attnviz.shard`): under ``torchrun`` each process scores its share of the
+batches into one row per image; the rows are gathered in image order and reduced exactly as one
+process reduces its own, so N processes give what one gives (``processes`` records N).
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ from .errors import AttnvizError
 from .explain import get_explainer, model_lock
 from .maps import SPATIAL_KINDS, to_spatial, upsample
 from .metrics import energy_pointing_game, pointing_game
+from .shard import Shard, current as current_shard, finish as finish_shard
 from .train import TEST_SEED, to_tensor
 
 KIND_ORDER = SPATIAL_KINDS  # attnviz.kinds' spatial kinds, in registry order
@@ -57,29 +63,9 @@ def _near_mask_fraction(mask: np.ndarray, tolerance: float) -> float:
     return float((dist <= tolerance + 1e-6).mean())
 
 
-class _Score:
-    """Running pointing / energy figures of one map."""
-
-    def __init__(self, **info):
-        self.info, self.hits, self.energy, self.count = info, 0, 0.0, 0
-
-    def add(self, maps: np.ndarray, masks: np.ndarray, valid: np.ndarray, tolerance: float):
-        for m, mask, ok in zip(maps, masks, valid):
-            if not ok:
-                continue
-            self.hits += pointing_game(m, mask, tolerance)
-            self.energy += energy_pointing_game(m, mask)
-            self.count += 1
-
-    def result(self) -> dict:
-        n = max(self.count, 1)
-        return {**self.info, "pointing": round(self.hits / n, 4),
-                "energy": round(self.energy / n, 4)} if self.count else \
-            {**self.info, "pointing": None, "energy": None}
-
-
 def evaluate(model, n: int = 500, seed: int = TEST_SEED, batch_size: int = 50,
-             tolerance: float = 3, progress=None, data: ShapesData | None = None) -> dict:
+             tolerance: float = 3, progress=None, data: ShapesData | None = None,
+             shard: Shard | None = None) -> dict:
     """Accuracy and localisation figures of ``model`` (a model, or a model name for its
     pretrained weights) on ``n`` fresh synthetic images drawn with ``seed`` (default
     :data:`attnviz.train.TEST_SEED`, never used in training), or on ``data`` (a ShapesData with
@@ -110,26 +96,45 @@ def evaluate(model, n: int = 500, seed: int = TEST_SEED, batch_size: int = 50,
     if n < 1:
         raise AttnvizError("n must be at least 1")
     device = _model_device(model)
-    exp = get_explainer(model, "gradcam")
+    shard = shard or current_shard()
     t0 = time.time()
+    batches = [np.arange(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
+    rows, meta = _image_rows(model, shard.take(batches), n, seed, size, data, tolerance,
+                             progress)
+    # one row per image, gathered in image order: the sums below run in the same order, on the
+    # same per-image values, however many processes computed them
+    rows = shard.gather(rows)
+    merged = {"gradcam": None, "attention": {}}
+    for m in shard.gather([meta]):  # rank order: the first process's maps come first
+        merged["gradcam"] = merged["gradcam"] or m["gradcam"]
+        for k, v in m["attention"].items():
+            merged["attention"].setdefault(k, v)
+    meta = merged
+    return _reduce(rows, meta, info, n, seed, size, tolerance, batch_size, data, device, t0)
+
+
+def _image_rows(model, batches, n, seed, size, data, tolerance, progress=None):
+    """Per-image rows for the images in ``batches`` (index arrays), and the maps' descriptions.
+
+    A row: index, correct (0/1), masked (the mask marks an object), chance (random-point hit
+    rate, flat-map energy), gradcam (pointing hit, energy) and attention {key: (hit, energy)}
+    for a masked image."""
+    info = model.info
+    device = _model_device(model)
+    exp = get_explainer(model, "gradcam")
     was_training = model.training
     model.eval()
-    correct, done = 0, 0
-    gradcam, attention = None, {}
-    chance_point, chance_energy, n_masked = 0.0, 0.0, 0
+    rows = []
+    meta = {"gradcam": None, "attention": {}}
+    total = sum(len(i) for i in batches)
+    correct = hits = scored = 0
     try:
-        for start in range(0, n, batch_size):
-            idx = np.arange(start, min(n, start + batch_size))
+        for idx in batches:
             d = data.subset(idx) if data is not None else \
                 make_shapes(n, seed=seed, size=size, indices=idx)
             masks = d.masks
-            if masks is not None:
-                valid = masks.reshape(len(idx), -1).any(1)
-                for mask, ok in zip(masks, valid):
-                    if ok:
-                        chance_point += _near_mask_fraction(mask, tolerance)
-                        chance_energy += float(mask.mean())
-                        n_masked += 1
+            valid = masks.reshape(len(idx), -1).any(1) if masks is not None else \
+                np.zeros(len(idx), bool)
             x = to_tensor(d.images, info.mean, info.std).to(device)
             y = torch.from_numpy(d.labels).long()
             with model_lock(model):
@@ -138,49 +143,102 @@ def evaluate(model, n: int = 500, seed: int = TEST_SEED, batch_size: int = 50,
             if logits.shape[1] != len(d.classes):
                 raise AttnvizError(f"{info.name} has {logits.shape[1]} outputs but the data has "
                                    f"{len(d.classes)} classes; evaluate a model trained on it")
-            correct += int((logits.argmax(1).cpu() == y).sum())
-            done += len(idx)
+            ok = (logits.argmax(1).cpu() == y).tolist()
+            batch_rows = [{"index": int(i), "correct": int(c), "masked": bool(v),
+                           "chance": None, "gradcam": None, "attention": {}}
+                          for i, c, v in zip(idx, ok, valid)]
             if masks is not None:
+                for row, mask in zip(batch_rows, masks):
+                    if row["masked"]:
+                        row["chance"] = (_near_mask_fraction(mask, tolerance),
+                                         float(mask.mean()))
                 cam = raw.float().clamp_min(0).sum(1)  # ReLU'd Grad-CAM, (B, h, w)
-                if gradcam is None:
-                    gradcam = _Score(layer=exp.layer_name, grid=list(cam.shape[-2:]))
-                gradcam.add(upsample(cam, (size, size)), masks, valid, tolerance)
+                meta["gradcam"] = meta["gradcam"] or {"layer": exp.layer_name,
+                                                      "grid": list(cam.shape[-2:])}
+                _score_into(batch_rows, "gradcam", None, upsample(cam, (size, size)), masks,
+                            tolerance)
+                keys = {}
                 for r in rec.maps:
                     m = to_spatial(r)
                     if m is None:
                         continue
-                    key = r.layer if r.layer not in attention or \
-                        attention[r.layer].info["tap"] == r.tap else r.tap
-                    if key not in attention:
-                        attention[key] = _Score(kind=r.kind, block=r.block,
-                                                grid=list(m.shape[-2:]), tap=r.tap)
-                    attention[key].add(upsample(m, (size, size)), masks, valid, tolerance)
+                    key = r.layer if r.layer not in keys or keys[r.layer] == r.tap else r.tap
+                    keys.setdefault(key, r.tap)
+                    meta["attention"].setdefault(key, {"kind": r.kind, "block": r.block,
+                                                       "grid": list(m.shape[-2:]),
+                                                       "tap": r.tap})
+                    _score_into(batch_rows, "attention", key, upsample(m, (size, size)), masks,
+                                tolerance)
+            rows += batch_rows
             if progress is not None:
-                progress({"stage": "evaluate", "done": done, "total": n,
-                          "accuracy": correct / done,
-                          "gradcam_pointing": None if gradcam is None or not gradcam.count
-                          else gradcam.hits / gradcam.count})
+                correct += sum(r["correct"] for r in batch_rows)
+                got = [r["gradcam"][0] for r in batch_rows if r["gradcam"] is not None]
+                hits, scored = hits + sum(got), scored + len(got)
+                progress({"stage": "evaluate", "done": len(rows), "total": total,
+                          "accuracy": correct / len(rows),
+                          "gradcam_pointing": hits / scored if scored else None})
     finally:
         model.train(was_training)
-    layers = {k: v.result() for k, v in attention.items()}
-    for v in layers.values():
-        v.pop("tap")
-    result = {
+    return rows, meta
+
+
+def _score_into(rows, field, key, maps, masks, tolerance):
+    """Pointing hit and energy of each masked image's map into its row."""
+    for row, m, mask in zip(rows, maps, masks):
+        if not row["masked"]:
+            continue
+        score = (int(pointing_game(m, mask, tolerance)), float(energy_pointing_game(m, mask)))
+        if key is None:
+            row[field] = score
+        else:
+            row[field][key] = score
+
+
+def _mean_of(scores: list):
+    """(pointing, energy) means of (hit, energy) pairs in order, rounded; None for none."""
+    if not scores:
+        return None, None
+    hits = energy = 0.0
+    for h, e in scores:
+        hits += h
+        energy += e
+    return round(hits / len(scores), 4), round(energy / len(scores), 4)
+
+
+def _reduce(rows, meta, info, n, seed, size, tolerance, batch_size, data, device, t0) -> dict:
+    """The result dict from per-image rows (in image order)."""
+    rows = sorted(rows, key=lambda r: r["index"])
+    masked = [r for r in rows if r["masked"]]
+    gradcam = None
+    if meta["gradcam"] is not None:
+        p, e = _mean_of([r["gradcam"] for r in masked])
+        gradcam = dict(meta["gradcam"], pointing=p, energy=e)
+    layers = {}
+    for key, desc in meta["attention"].items():
+        p, e = _mean_of([r["attention"][key] for r in masked if key in r["attention"]])
+        layers[key] = {k: v for k, v in desc.items() if k != "tap"}
+        layers[key].update(pointing=p, energy=e)
+    chance = None
+    if masked:
+        cp = ce = 0.0
+        for r in masked:
+            cp += r["chance"][0]
+            ce += r["chance"][1]
+        chance = {"pointing": round(cp / len(masked), 4), "energy": round(ce / len(masked), 4)}
+    return {
         "model": info.name, "trained": bool(info.trained), "weights": str(info.weights_source),
         "data": "synthetic shapes (make_shapes)" if data is None else
         str(data.meta.get("source", "user data")),
         "n": int(n), "seed": int(seed) if data is None else None, "image_size": size,
         "tolerance": tolerance, "batch_size": batch_size,
-        "accuracy": round(correct / n, 4),
-        "gradcam": None if gradcam is None else dict(gradcam.result(), target="true label"),
+        "accuracy": round(sum(r["correct"] for r in rows) / n, 4),
+        "gradcam": None if gradcam is None else dict(gradcam, target="true label"),
         "attention": layers,
         "kinds": _per_kind(layers),
-        "chance": None if not n_masked else {"pointing": round(chance_point / n_masked, 4),
-                                             "energy": round(chance_energy / n_masked, 4)},
-        "masked_images": n_masked,
+        "chance": chance,
+        "masked_images": len(masked),
         "seconds": round(time.time() - t0, 2), "device": str(device),
     }
-    return result
 
 
 def _per_kind(layers: dict) -> dict:
@@ -303,7 +361,8 @@ def main(argv=None):
                                 description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, choices=lite + ["all"],
                    help="a lite model, or 'all' for every one with a checkpoint")
-    p.add_argument("--n", type=int, default=500, help="number of fresh images (default 500)")
+    p.add_argument("--n", "--images", dest="n", type=int, default=500,
+                   help="number of fresh images (default 500); under torchrun write --images")
     p.add_argument("--seed", type=int, default=TEST_SEED,
                    help=f"data seed (default {TEST_SEED}, never used in training)")
     p.add_argument("--batch-size", type=int, default=50)
@@ -333,7 +392,20 @@ def main(argv=None):
             return 2
     else:
         names = [a.model]
-    device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    shard = current_shard()  # under torchrun: this process's share of the images
+    try:
+        return _run(a, names, folder, shard)
+    finally:
+        finish_shard()
+
+
+def _run(a, names, folder, shard) -> int:
+    if a.device:
+        device = torch.device(a.device)
+    elif shard.world > 1:
+        device = shard.device()
+    else:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = sys.stderr if a.json == "-" else sys.stdout
     results = {}
     for name in names:
@@ -343,11 +415,18 @@ def main(argv=None):
             print(f"error: {e}", file=sys.stderr)
             return 2
         model.to(device)
-        r = evaluate(model, n=a.n, seed=a.seed, batch_size=a.batch_size, tolerance=a.tolerance)
+        r = evaluate(model, n=a.n, seed=a.seed, batch_size=a.batch_size, tolerance=a.tolerance,
+                     shard=shard)
+        if shard.world > 1:
+            r["processes"] = shard.world
         results[name] = r
+        if not shard.leader:
+            continue
         print(format_table(r) + "\n", file=out, flush=True)
         if a.write_card:
             print(f"wrote {write_card(name, r, folder)}", file=sys.stderr)
+    if not shard.leader:
+        return 0
     if a.markdown or len(results) > 1:
         print(summary_markdown(list(results.values())), file=out)
     payload = results[names[0]] if a.model != "all" else results
