@@ -8,6 +8,8 @@
 from . import errors
 from .capture import AttentionMap, capture, intervene, list_taps
 from .discover import discover, register_adapter, unregister_adapter
+from .model_info import describe, imagenet_classes
+from .models.resnet import ModelInfo
 from . import metrics
 from .explain import explain  # the function; the module stays importable as attnviz.explain
 from .inspect import Analysis, inspect  # likewise: the module is attnviz.inspect in sys.modules
@@ -18,4 +20,5 @@ from .weights import load_weights
 __version__ = "0.1.0"
 __all__ = ["Analysis", "AttentionMap", "capture", "create_model", "errors", "explain", "inspect",
            "intervene", "list_models", "list_taps", "load_image", "load_weights", "metrics",
-           "discover", "register_adapter", "unregister_adapter"]
+           "discover", "register_adapter", "unregister_adapter", "describe", "imagenet_classes",
+           "ModelInfo"]

@@ -35,7 +35,7 @@ from torch.overrides import TorchFunctionMode
 from . import kinds as _kinds
 from .blocks.tap import Tap
 from .discover_read import read_declared, read_sigmoid, read_softmax
-from .errors import CaptureError
+from .errors import CaptureError, LayerError, UnknownKindError
 
 SIGMOIDS = frozenset({"sigmoid", "sigmoid_", "hardsigmoid", "special_expit", "expit"})
 SOFTMAXES = frozenset({"softmax"})
@@ -95,6 +95,7 @@ class Discovery:
     skipped: list = field(default_factory=list)
     probe_shape: tuple = ()
     error: str | None = None
+    cam_layer: str | None = None  # the last module whose output is a 4-D map larger than 1x1
 
     def __iter__(self):
         return iter(self.sites)
@@ -145,7 +146,7 @@ def _check_kinds(points, where):
                            f"{type(points).__name__}")
     bad = {p: k for p, k in points.items() if k not in _kinds.names()}
     if bad:
-        raise CaptureError(f"{where}: unknown kind(s) {bad}; choose from {list(_kinds.names())}")
+        raise UnknownKindError(f"{where}: unknown kind(s) {bad}; choose from {list(_kinds.names())}")
 
 
 def _join(a: str, b: str) -> str:
@@ -173,7 +174,7 @@ def _declared(model, path, kind, layer, how) -> Site:
         mod = model.get_submodule(path)
     except AttributeError:
         names = [n for n, _ in model.named_modules() if n][:30]
-        raise CaptureError(f"this model has no module {path!r} to record as {kind!r}; its "
+        raise LayerError(f"this model has no module {path!r} to record as {kind!r}; its "
                            f"modules include {names}") from None
     owner = model.get_submodule(layer)
     return Site(name=f"{path}.<{kind}>" if path else f"<{kind}>", layer=layer, kind=kind,
@@ -337,6 +338,7 @@ class _Probe:
         self.keep: list = []
         self.runs: dict[int, int] = {}
         self.tapped: set[int] = set()
+        self.cam: str | None = None
 
     # -- recording ------------------------------------------------------------------------
     def saw(self, func, args, kwargs, out):
@@ -378,6 +380,9 @@ class _Probe:
             return
         e = self.stack.pop()
         e.out = output
+        if e.path and isinstance(output, torch.Tensor) and output.dim() == 4 \
+                and output.shape[-1] * output.shape[-2] > 1:
+            self.cam = e.path
 
     # -- running ---------------------------------------------------------------------------
     def run(self, example, input_size) -> Discovery:
@@ -439,7 +444,7 @@ class _Probe:
             if key not in seen:
                 seen.add(key)
                 found.append(site)
-        return Discovery(found, skipped, probe_shape)
+        return Discovery(found, skipped, probe_shape, cam_layer=self.cam)
 
     def _read(self, c: _Call, outs: set):
         stack, n = c.stack, len(c.stack)

@@ -118,10 +118,11 @@ def resolve_layer(model: nn.Module, layer=None) -> tuple[str, nn.Module]:
                 return name, mod
         raise LayerError("the layer given is not a submodule of this model")
     if layer is None:
-        info = getattr(model, "info", None)
-        layer = getattr(info, "cam_layer", None)
+        from .model_info import cam_layer_of  # model.info's, else found in the discovery probe
+        layer = cam_layer_of(model)
         if layer is None:
-            raise LayerError("this model names no default Grad-CAM layer; pass layer=...")
+            raise LayerError("this model has no layer whose output is a spatial map for "
+                             "Grad-CAM; pass layer=...")
     try:
         return str(layer), model.get_submodule(str(layer))
     except AttributeError as e:
@@ -200,7 +201,8 @@ def _draws_random(method: str, opts: dict) -> bool:
 
 
 def _stats(model):
-    info = getattr(model, "info", None)
+    from .model_info import info_of
+    info = info_of(model)
     return (tuple(getattr(info, "mean", (0.485, 0.456, 0.406))),
             tuple(getattr(info, "std", (0.229, 0.224, 0.225))))
 

@@ -55,6 +55,7 @@ class Analysis:
     model_name: str = ""
     timings: dict = field(default_factory=dict)
     classes: list | None = None
+    notes: list = field(default_factory=list)  # what was assumed about the model, if anything
 
     # ---------------------------------------------------------------------------- lookups
     @property
@@ -126,6 +127,7 @@ class Analysis:
                                  "max": float(a.map.max()) if a.map.size else 0.0}
                              for k, a in self.attributions.items()},
             "scores": self.scores,
+            "notes": self.notes,
             "timings_ms": self.timings,
         })
 
@@ -195,7 +197,7 @@ def _check_capture_opts(opts: dict) -> None:
 def inspect(model, image, attributions=("gradcam",), target=None, top_k: int = 5, mask=None,
             scores: bool | dict = False, capture_opts: dict | None = None,
             explain_opts: dict | None = None, mode: str = "resize",
-            batch_size: int = DEFAULT_BATCH):
+            batch_size: int = DEFAULT_BATCH, info=None):
     """Analyse one image with one model.
 
     Args:
@@ -217,7 +219,14 @@ def inspect(model, image, attributions=("gradcam",), target=None, top_k: int = 5
             budget_mb, ...). In a batch, ``budget_mb`` applies to each batched matrix.
         explain_opts: {method: {option: value}} for the attributions (``layer`` for Grad-CAM).
         mode: preprocessing geometry, "resize" (default) or "center_crop".
+        info: a :class:`attnviz.ModelInfo` for a model that carries none (input size, mean/std,
+            class names, Grad-CAM layer); kept for the model's later analyses (see
+            :func:`attnviz.describe`). Without it, any ``nn.Module`` is analysed with defaults
+            that each Analysis's ``notes`` lists.
     """
+    if info is not None:
+        from .model_info import describe
+        describe(model, info)
     methods = [canonical_method(m) for m in (attributions or ())]
     methods = list(dict.fromkeys(methods))
     explain_opts = {canonical_method(k): dict(v) for k, v in (explain_opts or {}).items()}
@@ -267,8 +276,9 @@ def inspect(model, image, attributions=("gradcam",), target=None, top_k: int = 5
 def _analyse(model, x, pres, pils, targets, methods, top_k, capture_opts, explain_opts):
     """Analyses of one pass over the batch ``x``: capture + logits (+ Grad-CAM, whose pass it
     is), then the other attributions for the targets found."""
+    from .model_info import defaults_note, info_of
     n = x.shape[0]
-    info = getattr(model, "info", None)
+    info = info_of(model)
     timings = {}
     t0 = time.perf_counter()
     gc = {}
@@ -318,13 +328,19 @@ def _analyse(model, x, pres, pils, targets, methods, top_k, capture_opts, explai
                                      dict(explain_opts.get(m, {})))
         timings[m] = _ms(t0)
     name = getattr(info, "name", type(model).__name__)
+    notes = [defaults_note(model)] if defaults_note(model) else []
+    if classes and len(classes) != n_classes:
+        notes.append(f"{len(classes)} class names for {n_classes} outputs; the others are "
+                     "named by index")
+    if gc and notes and "Grad-CAM" in notes[0]:
+        notes.append(f"Grad-CAM layer: {gc['layer']}")
     out = []
     for i in range(n):
         top = [(_class_name(classes, int(j)), float(p)) for p, j in zip(top_p[i], top_i[i])]
         image = np.asarray(pils[i]) if pils[i] is not None else _denormalise(x[i], pres[i])
         maps = [_one_sample(r, i, n) for r in rec.maps]
         out.append(Analysis(image, pres[i], logits[i].numpy(), probs[i].numpy(), top, final[i],
-                            maps, atts[i], {}, name, dict(timings), classes))
+                            maps, atts[i], {}, name, dict(timings), classes, list(notes)))
     return out
 
 

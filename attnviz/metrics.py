@@ -253,7 +253,8 @@ def _curve(kind, model, image, map, target, steps, batch_size, baseline, mode) -
     rank[order] = torch.arange(n, device=x.device)
     rank = rank.view(1, 1, *m.shape)
     counts = torch.linspace(0, n, int(steps) + 1, device=x.device).round().long()
-    info = getattr(model, "info", None)
+    from .model_info import info_of
+    info = info_of(model)
     mean = getattr(info, "mean", (0.485, 0.456, 0.406))
     std = getattr(info, "std", (0.229, 0.224, 0.225))
     gen = torch.Generator().manual_seed(0)

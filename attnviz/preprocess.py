@@ -294,8 +294,11 @@ def preprocess(model_or_info, image, mode: str = "resize") -> tuple[torch.Tensor
     if mode not in MODES:
         raise ImageError(f"unknown preprocessing mode {mode!r}; choose from {MODES}")
     info = getattr(model_or_info, "info", model_or_info)
+    if not hasattr(info, "input_size") and isinstance(model_or_info, torch.nn.Module):
+        from .model_info import info_of  # any module: defaults or what describe() set
+        info = info_of(model_or_info)
     if not hasattr(info, "input_size"):
-        raise TypeError("preprocess needs a model with .info or a ModelInfo")
+        raise TypeError("preprocess needs a model (nn.Module) or a ModelInfo")
     device = model_device(model_or_info) if isinstance(model_or_info, torch.nn.Module) \
         else torch.device("cpu")
     pil = load_image(image)

@@ -19,6 +19,9 @@ def _imagenet(name, block, layers=R50, cam_layer="layer4", **kw):
         model = ResNet(block, layers, num_classes=num_classes, **kw)
         model.info = ModelInfo(name=name, family="imagenet", input_size=224, resize=256,
                                cam_layer=cam_layer)
+        if num_classes == 1000:  # the ImageNet-1k names (also with random weights)
+            from ..model_info import imagenet_classes
+            model.info.classes = list(imagenet_classes())
         return model
     return build
 
