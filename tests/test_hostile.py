@@ -237,6 +237,55 @@ def test_hostage_and_broken_zips_are_refused_clearly(server, client, tmp_path, s
     assert _top1(client, star)[0] == "star"
 
 
+# ------------------------------------------------------------------------------ 5. user models
+MARKUP = ["<img src=x onerror=alert(1)>"] + [f"<b>c{i}</b>" for i in range(5)]
+
+
+def test_user_models_are_private_capped_and_escaped(server, client, star, tmp_path):
+    """A model trained by one session is not offered to another; names are compared ignoring
+    case; class names with markup are refused at training and shown escaped from an older card;
+    the count limit (2 here) refuses one more."""
+    import json
+    import shutil
+    url, runs, _ = server
+    other = Client(url, verbose=False)
+    client.predict("lite_se", "synthetic shapes", None, 1, 64, "mine", api_name="/train")
+    assert "mine" in client.predict(api_name="/models")[1]
+    assert "mine" not in other.predict(api_name="/models")[1]
+    with pytest.raises(Exception, match="(?i)unknown model"):
+        other.predict(handle_file(str(star)), "mine", "gradcam", "per map", api_name="/inspect")
+    for name, words in (("MINE", "ignoring case"), ("Lite_CBAM", "shipped")):
+        with pytest.raises(Exception) as e:
+            other.predict("lite_se", "synthetic shapes", None, 1, 64, name, api_name="/train")
+        assert words in str(e.value), str(e.value)
+    # a class folder with markup is refused
+    zpath = _zip(tmp_path / "x.zip", {f"d/{c}/{i}.png": _small_png(i)
+                                      for c in (MARKUP[0], "dog") for i in range(4)})
+    with pytest.raises(Exception) as e:
+        other.predict("lite_se", "uploaded zip of class folders", handle_file(str(zpath)), 1, 64,
+                      "marked", api_name="/train")
+    assert "class folder names" in str(e.value).lower() and "<img" not in str(e.value), e.value
+    # an older card (shared, no owner) whose class names carry markup is shown escaped
+    card = json.loads((runs / "mine.json").read_text())
+    card.pop("owner", None)
+    card.update(name="legacy", classes=MARKUP, weights_file="legacy.safetensors")
+    (runs / "legacy.json").write_text(json.dumps(card))
+    shutil.copy(runs / "mine.safetensors", runs / "legacy.safetensors")
+    md = other.predict("legacy", api_name="/model_card")[0]
+    details = other.predict(handle_file(str(star)), "legacy", "gradcam", "per map",
+                            api_name="/inspect")[4]
+    head = other.predict(handle_file(str(star)), ["legacy", "lite_cbam"], "strongest",
+                         "gradcam", "per map", api_name="/compare")[0]
+    head = head.get("value") if isinstance(head, dict) else head
+    for text in (md, details, head):
+        assert "<img" not in text and "<b>" not in text and "&lt;" in text, text
+    # two models trained here: the limit
+    with pytest.raises(Exception) as e:
+        other.predict("lite_se", "synthetic shapes", None, 1, 64, "third", api_name="/train")
+    assert "limit is 2 models" in str(e.value), str(e.value)
+    assert _top1(other, star)[0] == "star"
+
+
 # ------------------------------------------------------------------------------ in-process
 def test_job_limits_and_the_busy_answer():
     """A job over its wall time stops at its next check; a second job is told what runs and

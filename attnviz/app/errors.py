@@ -7,6 +7,7 @@ can act on. Every handler body runs inside :func:`user_errors`; the server keeps
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 import traceback
 
@@ -44,7 +45,9 @@ def to_gr_error(exc: BaseException, doing: str = "") -> gr.Error:
                 head = ("This file is not an image attnviz can read" if unreadable
                         else "This image cannot be used")
                 msg = f"{head}: {msg.rstrip('.')}. Upload a PNG, JPEG, WebP, BMP or TIFF image."
-            return gr.Error(_capital(msg), title=title, print_exception=False)
+            # messages quote users' names and paths: the browser shows them as HTML
+            return gr.Error(html.escape(_capital(msg), quote=False), title=title,
+                            print_exception=False)
     if isinstance(exc, MemoryError):
         return gr.Error("The server ran out of memory for this request; try a smaller image or a "
                         "lite model.", title="Out of memory")

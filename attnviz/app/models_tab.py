@@ -11,6 +11,7 @@ import gradio as gr
 from .. import sources
 from ..models.zoo import LITE
 from .errors import user_errors
+from .user_models import escape  # cards of models trained here carry users' names
 from .state import catalogue, default_model, find_entry, model_choices, parameter_count
 
 OVERVIEW_HEADERS = ["model", "architecture", "weights", "parameters", "input",
@@ -63,7 +64,7 @@ def card_markdown(name) -> tuple[str, dict]:
         params = card.get("parameters") or parameter_count(
             e.arch, len(classes) if e.family == "user" and classes else None)
         lines = [f"## {e.name}", f"**Architecture:** `{e.arch}`"
-                 + (f" — {card['description']}" if card.get("description") else ""),
+                 + (f" — {escape(card['description'])}" if card.get("description") else ""),
                  f"**Parameters:** {int(params):,}", f"**Weights:** {e.badge}"]
         if e.path is not None:
             lines.append(f"**Weights file:** `{e.path.name}`")
@@ -81,7 +82,7 @@ def card_markdown(name) -> tuple[str, dict]:
             lines.append(f"No checkpoint yet: train it with `python -m attnviz.train --model "
                          f"{e.arch} --out models/` (or in the Experiment tab under a new name).")
         if classes:
-            lines.append(f"**Classes ({len(classes)}):** {', '.join(map(str, classes))}")
+            lines.append(f"**Classes ({len(classes)}):** {', '.join(map(escape, classes))}")
         if card.get("input_size"):
             lines.append(f"**Input:** {card['input_size']} x {card['input_size']} px"
                          + (f"; {card['preprocessing']}" if card.get("preprocessing") else ""))
@@ -104,7 +105,7 @@ def card_markdown(name) -> tuple[str, dict]:
         if tr:
             lines.append(f"**Training:** {tr.get('epochs')} epochs x "
                          f"{tr.get('images_per_epoch')} images, batch {tr.get('batch_size')}, "
-                         f"lr {tr.get('lr')}, seed {tr.get('seed')}, data: {tr.get('data')}"
+                         f"lr {tr.get('lr')}, seed {tr.get('seed')}, data: {escape(tr.get('data'))}"
                          + (f"; {card.get('train_seconds')} s" if card.get("train_seconds")
                             else ""))
         m = card.get("machine") or {}
