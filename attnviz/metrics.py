@@ -3,8 +3,9 @@ the model, does it depend on the model's weights, which attention module matters
 
     pointing_game(map, mask)              # argmax within `tolerance` px of the mask?
     energy_pointing_game(map, mask)       # share of the positive map inside the mask
-    deletion_auc(model, image, map)       # RISE deletion: lower is more faithful
-    insertion_auc(model, image, map)      # RISE insertion: higher is more faithful
+    deletion_auc(model, image, map)       # deletion (ROAD removal): lower is more faithful
+    insertion_auc(model, image, map)      # insertion (ROAD removal): higher is more faithful
+    faithfulness(model, image, maps)      # both, with a seeded random map's scores beside them
     rank_correlation(a, b)                # Spearman, ties by average ranks
     randomisation_check(model, image)     # cascading parameter randomisation (Adebayo et al.)
     gate_ablation(model, image)           # neutralise each attention tap, change of p(target)
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -214,94 +214,17 @@ def _probs(model, batch: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- deletion / insertion
-@dataclass
-class Curve:
-    """A deletion or insertion curve: probability of ``target`` against the fraction of pixels
-    removed (deletion) or restored (insertion); ``auc`` by the trapezoid rule over [0, 1]."""
-
-    kind: str
-    fractions: np.ndarray
-    probs: np.ndarray
-    auc: float
-    target: int
+# deletion / insertion curves live in attnviz.faithfulness (ROAD imputation by default); they are
+# also reachable here, as before: metrics.deletion_auc, metrics.insertion_curve, ...
+_FAITHFULNESS = ("Curve", "deletion_curve", "insertion_curve", "deletion_auc", "insertion_auc",
+                 "faithfulness", "random_map", "REMOVALS", "DEFAULT_REMOVAL", "with_reference")
 
 
-def _input_map(map, pre, size) -> torch.Tensor:
-    """A map at the image's resolution (or already S x S) -> (S, S) on the input grid."""
-    a = _as_map(map)
-    W, H = pre.original_size
-    if a.shape == (H, W):
-        return pre.to_input(a.astype(np.float32))
-    if a.shape == (size, size):
-        return torch.from_numpy(a.astype(np.float32))
-    raise MetricError(f"the map is {a.shape}; expected the image's size {(H, W)} or the model "
-                      f"input's {(size, size)}")
-
-
-def _curve(kind, model, image, map, target, steps, batch_size, baseline, mode) -> Curve:
-    from .preprocess import BASELINES, make_baseline
-    if int(steps) < 2:
-        raise MetricError("steps must be at least 2")
-    if baseline not in BASELINES:
-        raise UnknownOptionError(f"unknown baseline {baseline!r}; choose from {list(BASELINES)}")
-    x, pre = _inputs(model, image, mode)
-    S = x.shape[-1]
-    m = _input_map(map, pre, S).to(x.device)
-    n = m.numel()
-    order = torch.argsort(-m.flatten(), stable=True)
-    rank = torch.empty(n, dtype=torch.long, device=x.device)
-    rank[order] = torch.arange(n, device=x.device)
-    rank = rank.view(1, 1, *m.shape)
-    counts = torch.linspace(0, n, int(steps) + 1, device=x.device).round().long()
-    from .model_info import info_of
-    info = info_of(model)
-    mean = getattr(info, "mean", (0.485, 0.456, 0.406))
-    std = getattr(info, "std", (0.229, 0.224, 0.225))
-    gen = torch.Generator().manual_seed(0)
-    if kind == "deletion":
-        start, end = x, make_baseline(x, baseline, mean, std, gen)
-    else:
-        start, end = make_baseline(x, "blur", mean, std, gen), x
-    probs = []
-    for i in range(0, counts.numel(), max(1, int(batch_size))):
-        c = counts[i:i + batch_size].view(-1, 1, 1, 1)
-        batch = torch.where(rank < c, end, start)  # pixels ranked above c are swapped
-        probs.append(_probs(model, batch, batch_size))
-    probs = torch.cat(probs)
-    if target is None:
-        target = int(probs[0 if kind == "deletion" else -1].argmax())
-    else:
-        target = check_target(target, probs.shape[1])
-    p = probs[:, int(target)].double().numpy()
-    f = (counts.double() / n).cpu().numpy()
-    return Curve(kind, f, p, float(np.trapezoid(p, f)), int(target))
-
-
-def deletion_curve(model, image, map, target=None, steps: int = 32, batch_size: int = 33,
-                   baseline: str = "mean", mode: str = "resize") -> Curve:
-    """RISE deletion: remove pixels in decreasing order of ``map`` (replaced by ``baseline``:
-    "mean" = zeros after normalisation, "black", "blur", ...) in ``steps`` increments, all steps
-    in forward batches of ``batch_size`` under no_grad. ``target`` None: the predicted class."""
-    return _curve("deletion", model, image, map, target, steps, batch_size, baseline, mode)
-
-
-def insertion_curve(model, image, map, target=None, steps: int = 32, batch_size: int = 33,
-                    mode: str = "resize") -> Curve:
-    """RISE insertion: start from the blurred image and restore pixels in decreasing order of
-    ``map``."""
-    return _curve("insertion", model, image, map, target, steps, batch_size, "blur", mode)
-
-
-def deletion_auc(model, image, map, target=None, steps: int = 32, batch_size: int = 33,
-                 baseline: str = "mean", mode: str = "resize") -> float:
-    """Area under the deletion curve (lower: the map finds what the prediction rests on)."""
-    return deletion_curve(model, image, map, target, steps, batch_size, baseline, mode).auc
-
-
-def insertion_auc(model, image, map, target=None, steps: int = 32, batch_size: int = 33,
-                  mode: str = "resize") -> float:
-    """Area under the insertion curve (higher is better)."""
-    return insertion_curve(model, image, map, target, steps, batch_size, mode).auc
+def __getattr__(name):
+    if name in _FAITHFULNESS:
+        from . import faithfulness
+        return getattr(faithfulness, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------ randomisation
