@@ -39,7 +39,9 @@ class Analysis:
     ``maps`` (capture records) and in each attribution's ``raw``.
 
     scores (with ``scores=True``): ``pointing`` / ``energy`` {map label: value} when a mask was
-    given; ``deletion_auc`` / ``insertion_auc`` {attribution method: AUC}; ``rank_correlation``
+    given; ``deletion_auc`` / ``insertion_auc`` {attribution method: AUC}, with
+    ``random_deletion_auc`` / ``random_insertion_auc`` the same scores for a seeded random map
+    of the method's grid and ``removal`` how removed pixels were filled; ``rank_correlation``
     {attention map label: Spearman with the first attribution (Grad-CAM by default)}.
     """
 
@@ -214,7 +216,7 @@ def inspect(model, image, attributions=("gradcam",), target=None, top_k: int = 5
             scores; for a batch, one mask (or None) per image.
         scores: compute scores (see :class:`Analysis`); True, or a dict of options for the
             deletion / insertion curves (``steps``, ``batch_size``; fewer steps for big models
-            on a CPU).
+            on a CPU; ``removal``: "road" (default), "mean", "blur", "black"; ``seed``).
         capture_opts: keyword arguments for :func:`attnviz.capture` (layers, kinds, max_queries,
             budget_mb, ...). In a batch, ``budget_mb`` applies to each batched matrix.
         explain_opts: {method: {option: value}} for the attributions (``layer`` for Grad-CAM).
@@ -235,10 +237,10 @@ def inspect(model, image, attributions=("gradcam",), target=None, top_k: int = 5
     curve_opts = None
     if scores:
         curve_opts = dict(scores) if isinstance(scores, dict) else {}
-        unknown = set(curve_opts) - {"steps", "batch_size"}
+        unknown = set(curve_opts) - {"steps", "batch_size", "removal", "seed"}
         if unknown:
             raise UnknownOptionError(f"unknown score option(s) {sorted(unknown)}; use steps, "
-                                     "batch_size")
+                                     "batch_size, removal, seed")
     single = not is_batch(image)
     t0 = time.perf_counter()
     if single:
@@ -380,12 +382,14 @@ def _scores(model, a: Analysis, x: torch.Tensor, mask, curve_opts: dict) -> dict
     grid = Preprocess((S, S), S)  # faithfulness and agreement on the model-input grid
     grid_maps = {k: to_map(att.raw, k, grid) for k, att in a.attributions.items()}
     if grid_maps:
-        out["deletion_auc"], out["insertion_auc"] = {}, {}
-        for k, gm in grid_maps.items():
-            out["deletion_auc"][k] = metrics.deletion_auc(model, (x, grid), gm, a.target,
-                                                             **curve_opts)
-            out["insertion_auc"][k] = metrics.insertion_auc(model, (x, grid), gm, a.target,
-                                                               **curve_opts)
+        # each AUC beside the same AUC for a seeded random map of the method's grid
+        grids = {k: tuple(att.raw.shape[-2:]) for k, att in a.attributions.items()}
+        faith = metrics.faithfulness(model, (x, grid), grid_maps, grids, a.target, **curve_opts)
+        out["deletion_auc"] = {k: f.deletion for k, f in faith.items()}
+        out["insertion_auc"] = {k: f.insertion for k, f in faith.items()}
+        out["random_deletion_auc"] = {k: f.random_deletion for k, f in faith.items()}
+        out["random_insertion_auc"] = {k: f.random_insertion for k, f in faith.items()}
+        out["removal"] = next(iter(faith.values())).removal
         ref_name, ref = next(iter(grid_maps.items()))
         out["rank_correlation_with"] = ref_name
         out["rank_correlation"] = {r.label: metrics.rank_correlation(

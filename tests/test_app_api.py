@@ -147,8 +147,13 @@ def test_maps_scores_and_rescale(client, example_paths):
             assert meaning  # one line of meaning per score
     for k in ("pointing game", "deletion AUC", "insertion AUC", "rank correlation"):
         assert k in kinds, kinds
-    aucs = [float(v) for (s, m, v, _), k in zip(rows, kinds) if k.endswith("AUC")]
-    assert len(aucs) == 2 and all(0 <= a <= 1 for a in aucs)
+    # each AUC beside its random reference: "0.123 (random 0.456)"; the meaning names ROAD
+    import re
+    aucs = [re.fullmatch(r"(\d\.\d{3}) \(random (\d\.\d{3})\)", str(v))
+            for (s, m, v, _), k in zip(rows, kinds) if k.endswith("AUC")]
+    assert len(aucs) == 2 and all(a and 0 <= float(a[1]) <= 1 and 0 <= float(a[2]) <= 1
+                                  for a in aucs), aucs
+    assert any("ROAD" in meaning for s, m, v, meaning in rows if s == "deletion AUC")
     assert {str(v) for (s, m, v, _), k in zip(rows, kinds) if k == "pointing game"} <= \
         {"hit", "miss"}
     _, again = table(client.predict(api_name="/scores_full"))  # computed once per analysis
@@ -266,6 +271,10 @@ def test_export_zip(client, example_paths, tmp_path):
         assert "cdn.plot.ly" in z.read(htmls[0]).decode()
         s = json.loads(z.read("scores.json"))
         assert s["model"] == "lite_danet" and len(s["top_k"]) == 5 and s["scores_table"]
+        assert s["faithfulness"]  # a lite model scores at once
+        for f in s["faithfulness"].values():  # numbers with their random reference
+            assert {"deletion", "insertion", "random_deletion", "random_insertion",
+                    "removal", "seed"} <= set(f) and f["removal"] == "road"
         npz = np.load(io.BytesIO(z.read("maps.npz")))
         aff = [k for k in npz.files if k.endswith("__affinity")]
         assert aff and npz[aff[0]].shape == (1, 256, 256)

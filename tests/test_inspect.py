@@ -12,6 +12,7 @@ import attnviz
 from attnviz.capture import hook_count
 from attnviz.inspect import Analysis, InspectError, inspect
 from attnviz.maps import has_spatial
+from attnviz.preprocess import Preprocess, preprocess
 
 
 def _picture(w=140, h=90):
@@ -153,6 +154,17 @@ def test_scores(cbam):
     assert all(0 <= v <= 1 for v in s["energy"].values())
     assert set(s["deletion_auc"]) == {"gradcam", "saliency"}
     assert all(0 <= v <= 1 for v in s["insertion_auc"].values())
+    # every AUC has its random reference: a seeded random map of the method's grid
+    assert set(s["random_deletion_auc"]) == set(s["random_insertion_auc"]) == {"gradcam",
+                                                                                "saliency"}
+    assert s["removal"] == "road"
+    from attnviz import faithfulness as Fm
+    x, _ = preprocess(cbam, img)
+    grid = a.attributions["gradcam"].raw.shape[-2:]
+    ref = Fm.deletion_auc(cbam, (x, Preprocess((128, 128), 128)), Fm.random_map(grid, 128),
+                          a.target)
+    assert s["random_deletion_auc"]["gradcam"] == pytest.approx(ref, abs=1e-6)
+    assert s["random_deletion_auc"]["saliency"] != s["random_deletion_auc"]["gradcam"]
     assert set(s["rank_correlation"]) == set(labels) and s["rank_correlation_with"] == "gradcam"
     assert all(-1 <= v <= 1 for v in s["rank_correlation"].values())
     json.dumps(a.to_dict())

@@ -82,6 +82,8 @@ def build_zip(sess) -> Path:
                                                            full_html=True))
         summ = summary(sess)
         summ["scores_table"] = sess.scores.get("rows", [])
+        # deletion / insertion with their random reference, removal and seed, as numbers
+        summ["faithfulness"] = sess.scores.get("faithfulness_scores", {})
         summ["attribution_shown"] = shown_method(sess)
         summ["query"] = sess.query
         summ["exported"] = time.strftime("%Y-%m-%d %H:%M:%S")

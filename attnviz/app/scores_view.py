@@ -1,6 +1,7 @@
 """The Inspect tab's Scores table: pointing game and energy (when the object mask is known),
-deletion / insertion AUC and the rank correlation of each attention map with the attribution,
-computed once per analysis and kept on the session.
+deletion / insertion AUC (ROAD removal, each beside a seeded random map's score, "0.12 (random
+0.41)") and the rank correlation of each attention map with the attribution, computed once per
+analysis and kept on the session.
 
     sess.scores = compute_scores(sess, faithfulness=True)
     scores_table(sess)      # a DataFrame with SCORE_HEADERS
@@ -18,10 +19,14 @@ MEANINGS = {
     "pointing game": "hit when the map's peak lies on the object (mask known for the examples)",
     "energy in object": "share of the map's positive mass inside the object mask (higher is "
                         "better)",
-    "deletion AUC": "class probability as the most attributed pixels are removed first; lower "
-                    "means the map found what the prediction rests on",
-    "insertion AUC": "class probability as the most attributed pixels are restored first; "
-                     "higher is better",
+    "deletion AUC": "class probability as the most attributed pixels are removed first, each "
+                    "replaced by ROAD's noisy linear imputation (the weighted mean of its "
+                    "neighbours plus a little noise, so no silhouette is left); lower means the "
+                    "map found what the prediction rests on; in brackets the same score for a "
+                    "seeded random map of the same grid",
+    "insertion AUC": "class probability as the most attributed pixels are restored first, the "
+                     "rest imputed from them (ROAD); higher is better; in brackets a seeded "
+                     "random map's score",
     "rank correlation": "Spearman correlation of this attention map with the attribution: "
                         "1 = same pixel ranking, 0 = unrelated, -1 = opposite",
 }
@@ -60,10 +65,14 @@ def _scores(sess: Session, faithfulness: bool) -> dict:
         kw = dict(steps=SCORE_STEPS, batch_size=SCORE_STEPS + 1)
         from ..explain import model_lock
         with model_lock(loaded.model):  # forward passes on the shared model
-            d = metrics.deletion_auc(loaded.model, (x, grid), gm, a.target, **kw)
-            i = metrics.insertion_auc(loaded.model, (x, grid), gm, a.target, **kw)
-        rows.append(["deletion AUC", V.method_name(method), round(float(d), 3)])
-        rows.append(["insertion AUC", V.method_name(method), round(float(i), 3)])
+            f = metrics.faithfulness(loaded.model, (x, grid), {method: gm},
+                                     {method: att_grid.shape}, a.target, **kw)[method]
+        # each score beside the same score for a seeded random map of the method's grid
+        rows.append(["deletion AUC", V.method_name(method),
+                     metrics.with_reference(f.deletion, f.random_deletion)])
+        rows.append(["insertion AUC", V.method_name(method),
+                     metrics.with_reference(f.insertion, f.random_insertion)])
+        out["faithfulness_scores"] = {method: dict(f, steps=SCORE_STEPS)}
     else:
         for k in ("deletion AUC", "insertion AUC"):
             rows.append([k, V.method_name(method), "press “Deletion / insertion” (slow for a "
