@@ -224,9 +224,13 @@ def insertion_auc(model, image, map, target=None, steps: int = 32, batch_size: i
                            seed).auc
 
 
-def _grid_of(m) -> tuple[int, int]:
-    a = np.asarray(m.detach().cpu() if isinstance(m, torch.Tensor) else m)
-    return int(a.shape[-2]), int(a.shape[-1])
+def _grid_of(g) -> tuple[int, int]:
+    """(h, w) from an int, a pair or a torch.Size."""
+    if np.ndim(g) == 0:
+        return int(g), int(g)
+    if len(g) != 2:
+        raise MetricError(f"a grid is (h, w), got {g!r}")
+    return int(g[0]), int(g[1])
 
 
 def faithfulness(model, image, maps: dict, grids: dict | None = None, target=None,
