@@ -1,6 +1,8 @@
 """Score a model against the synthetic shapes' ground truth: top-1 accuracy, and for Grad-CAM and
 every attention map with a spatial layout, the pointing game and the energy-based pointing game
-against the target object's mask.
+against the target object's mask; and deletion / insertion AUC with ROAD removal for Grad-CAM,
+each attention kind, the oracle (the object's mask) and a random map, with 95% bootstrap
+intervals over the images (:mod:`attnviz.faithfulness_eval`; ``--faithfulness 0`` skips them).
 
     python -m attnviz.evaluate --model lite_cbam                  # 500 fresh images, TEST_SEED
     python -m attnviz.evaluate --model lite_cbam --json out.json --write-card
@@ -41,6 +43,7 @@ import torch
 from .capture import capture
 from .datasets import ShapesData, make_shapes
 from .errors import AttnvizError
+from . import faithfulness_eval as FE
 from .explain import get_explainer, model_lock
 from .maps import SPATIAL_KINDS, to_spatial, upsample
 from .metrics import energy_pointing_game, pointing_game
@@ -65,7 +68,8 @@ def _near_mask_fraction(mask: np.ndarray, tolerance: float) -> float:
 
 def evaluate(model, n: int = 500, seed: int = TEST_SEED, batch_size: int = 50,
              tolerance: float = 3, progress=None, data: ShapesData | None = None,
-             shard: Shard | None = None) -> dict:
+             shard: Shard | None = None, faithfulness: bool | int = False,
+             steps: int = FE.STEPS) -> dict:
     """Accuracy and localisation figures of ``model`` (a model, or a model name for its
     pretrained weights) on ``n`` fresh synthetic images drawn with ``seed`` (default
     :data:`attnviz.train.TEST_SEED`, never used in training), or on ``data`` (a ShapesData with
@@ -73,10 +77,14 @@ def evaluate(model, n: int = 500, seed: int = TEST_SEED, batch_size: int = 50,
 
     progress: called after every batch with {"stage", "done", "total", "accuracy",
         "gradcam_pointing"} (running figures).
+    faithfulness: also score deletion / insertion (ROAD, ``steps`` steps) of Grad-CAM, each
+        attention kind, the oracle (mask) and a random map, with 95% bootstrap intervals over
+        the images (:mod:`attnviz.faithfulness_eval`): True for every image, a number for the
+        first that many (about a second per image on a CPU core).
     Returns a JSON-ready dict: accuracy; gradcam {layer, grid, pointing, energy}; attention
     {layer: {kind, block, grid, pointing, energy}} per record with a spatial reduction; kinds
     {kind: {layers, pointing_mean, energy_mean, deepest_layer, pointing_deepest, energy_deepest}};
-    chance {pointing, energy}; and the settings used.
+    chance {pointing, energy}; faithfulness (None unless asked); and the settings used.
     """
     if isinstance(model, str):
         from .models.registry import create_model
@@ -99,8 +107,9 @@ def evaluate(model, n: int = 500, seed: int = TEST_SEED, batch_size: int = 50,
     shard = shard or current_shard()
     t0 = time.time()
     batches = [np.arange(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
+    faith_n = n if faithfulness is True else max(0, int(faithfulness or 0))
     rows, meta = _image_rows(model, shard.take(batches), n, seed, size, data, tolerance,
-                             progress)
+                             progress, faith_n, steps)
     # one row per image, gathered in image order: the sums below run in the same order, on the
     # same per-image values, however many processes computed them
     rows = shard.gather(rows)
@@ -110,15 +119,20 @@ def evaluate(model, n: int = 500, seed: int = TEST_SEED, batch_size: int = 50,
         for k, v in m["attention"].items():
             merged["attention"].setdefault(k, v)
     meta = merged
-    return _reduce(rows, meta, info, n, seed, size, tolerance, batch_size, data, device, t0)
+    out = _reduce(rows, meta, info, n, seed, size, tolerance, batch_size, data, device, t0)
+    out["faithfulness"] = FE.reduce_scores([r.get("faithfulness") for r in rows], steps) \
+        if faith_n else None
+    return out
 
 
-def _image_rows(model, batches, n, seed, size, data, tolerance, progress=None):
+def _image_rows(model, batches, n, seed, size, data, tolerance, progress=None, faith_n=0,
+                steps=FE.STEPS):
     """Per-image rows for the images in ``batches`` (index arrays), and the maps' descriptions.
 
     A row: index, correct (0/1), masked (the mask marks an object), chance (random-point hit
     rate, flat-map energy), gradcam (pointing hit, energy) and attention {key: (hit, energy)}
-    for a masked image."""
+    for a masked image; faithfulness {map: [deletion, insertion]} for the first ``faith_n``
+    masked images."""
     info = model.info
     device = _model_device(model)
     exp = get_explainer(model, "gradcam")
@@ -169,6 +183,13 @@ def _image_rows(model, batches, n, seed, size, data, tolerance, progress=None):
                                                        "tap": r.tap})
                     _score_into(batch_rows, "attention", key, upsample(m, (size, size)), masks,
                                 tolerance)
+                if idx[0] < faith_n:  # deletion / insertion (ROAD) of every map of an image
+                    want = [m if (r["masked"] and i < faith_n) else None
+                            for r, m, i in zip(batch_rows, masks, idx)]
+                    scores = FE.image_scores(model, x, d.labels, want, cam, rec.maps, idx, size,
+                                             steps, seed)
+                    for row, s in zip(batch_rows, scores):
+                        row["faithfulness"] = s
             rows += batch_rows
             if progress is not None:
                 correct += sum(r["correct"] for r in batch_rows)
@@ -313,6 +334,8 @@ def format_table(r: dict) -> str:
                       f"{_f(r['chance']['pointing']):>8}  {_f(r['chance']['energy'])}"]
     lines.append(f"pointing: map maximum within {r['tolerance']} px of the object; energy: share "
                  "of the map's positive mass on the object")
+    if r.get("faithfulness"):
+        lines += ["", FE.format_scores(r["faithfulness"])]
     return "\n".join(lines)
 
 
@@ -333,6 +356,21 @@ def summary_markdown(results: list[dict]) -> str:
                      f"hit = map maximum within {results[0]['tolerance']} px of the object "
                      f"(chance {c['pointing']:.2f}); energy = share of the positive map on the "
                      f"object (chance {c['energy']:.2f}).")
+    faith = [r for r in results if r.get("faithfulness")]
+    if faith:
+        lines += ["", "| model | Grad-CAM | attention kinds | oracle (mask) | random |",
+                  "|---|---|---|---|---|"]
+        for r in faith:
+            f = r["faithfulness"]
+            kinds = "; ".join(f"{k} {FE.markdown_cell(f, k)}" for k in f["maps"]
+                              if k not in (FE.GRADCAM, FE.ORACLE, FE.RANDOM)) or "-"
+            lines.append(f"| {r['model']} | {FE.markdown_cell(f, FE.GRADCAM)} | {kinds} | "
+                         f"{FE.markdown_cell(f, FE.ORACLE)} | {FE.markdown_cell(f, FE.RANDOM)} |")
+        f = faith[0]["faithfulness"]
+        lines.append(f"\nDeletion / insertion AUC with ROAD removal ({f['steps']} steps) on "
+                     f"{f['images']} images, mean [95% bootstrap interval]; deletion: lower is "
+                     "better, insertion: higher. Random: a seeded uniform map on Grad-CAM's "
+                     "grid.")
     return "\n".join(lines)
 
 
@@ -367,6 +405,11 @@ def main(argv=None):
                    help=f"data seed (default {TEST_SEED}, never used in training)")
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--tolerance", type=float, default=3, help="pointing-game tolerance in px")
+    p.add_argument("--faithfulness", type=int, default=None, metavar="N",
+                   help="deletion / insertion (ROAD) with bootstrap intervals on the first N "
+                        "images (default: all; 0: skip; about a second per image per core)")
+    p.add_argument("--steps", type=int, default=FE.STEPS,
+                   help=f"deletion / insertion curve steps (default {FE.STEPS})")
     p.add_argument("--json", help="write the result as JSON to this file ('-': stdout); with "
                                   "--model all, {name: result}")
     p.add_argument("--write-card", action="store_true",
@@ -416,7 +459,8 @@ def _run(a, names, folder, shard) -> int:
             return 2
         model.to(device)
         r = evaluate(model, n=a.n, seed=a.seed, batch_size=a.batch_size, tolerance=a.tolerance,
-                     shard=shard)
+                     shard=shard, steps=a.steps,
+                     faithfulness=True if a.faithfulness is None else a.faithfulness)
         if shard.world > 1:
             r["processes"] = shard.world
         results[name] = r
