@@ -174,7 +174,7 @@ def test_wrong_input_size_and_classes_refused():
 def test_cli_json_and_table(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["--model", "lite_se", "--random", "--n", "4", "--batch-size", "4",
-                 "--json", str(out), "--threads", "1"]) == 0
+                 "--json", str(out), "--threads", "1", "--faithfulness", "0"]) == 0
     r = json.loads(out.read_text())
     _check_result(r, 4)
     assert r["model"] == "lite_se" and "top-1 accuracy" in capsys.readouterr().out
@@ -191,7 +191,7 @@ def test_cli_write_card_and_all(tmp_path, capsys):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()},
               str(tmp_path / "lite_cbam.safetensors"))
     (tmp_path / "lite_cbam.json").write_text(json.dumps({"name": "lite_cbam", "keep": 1}))
-    args = ["--n", "4", "--batch-size", "4", "--models-dir", str(tmp_path)]
+    args = ["--n", "4", "--batch-size", "4", "--models-dir", str(tmp_path), "--steps", "4"]
     assert main(["--model", "all", "--write-card", "--json", str(tmp_path / "all.json"),
                  "--markdown", *args]) == 0
     card = json.loads((tmp_path / "lite_cbam.json").read_text())
@@ -207,6 +207,10 @@ def test_cli_write_card_and_all(tmp_path, capsys):
         direct["attention"] == card["evaluation"]["attention"]
     printed = capsys.readouterr().out
     assert "| lite_cbam |" in printed and "spatial" in printed
+    # deletion / insertion with intervals by default, in the card and the Markdown table
+    f = card["evaluation"]["faithfulness"]
+    assert f["images"] == 4 and f["steps"] == 4 and f["removal"] == "road"
+    assert "oracle (mask)" in printed and "bootstrap" in printed
     assert main(["--model", "lite_sge", *args]) == 2  # no checkpoint there
 
 
@@ -222,3 +226,31 @@ def test_write_card_merges(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
     with pytest.raises(attnviz.errors.AttnvizError, match="no model card"):
         write_card("lite_cbam", result, tmp_path)
+
+
+def test_faithfulness_with_bootstrap_intervals():
+    """Deletion / insertion (ROAD) for Grad-CAM, each kind, the oracle and random, each with a
+    95% interval over the images that holds its mean; the trained model's oracle beats random."""
+    from attnviz import faithfulness_eval as FE
+    model = attnviz.create_model("lite_cbam", pretrained=True)
+    r = evaluate(model, n=6, batch_size=3, faithfulness=True, steps=4, seed=TEST_SEED + 7)
+    f = r["faithfulness"]
+    assert f["images"] == 6 and f["removal"] == "road"
+    assert list(f["maps"]) == ["Grad-CAM", "spatial", "oracle (mask)", "random"]
+    for name, e in f["maps"].items():
+        for k in ("deletion", "insertion"):
+            lo, hi = e[f"{k}_ci"]
+            assert lo <= e[k] <= hi and 0 <= lo and hi <= 1
+        assert ("deletion_vs_random_ci" in e) == (name != "random")
+    o = f["maps"]["oracle (mask)"]
+    assert o["deletion_vs_random_ci"][1] < 0 < o["insertion_vs_random_ci"][0]
+    assert "beats random" in format_table(r)
+    # only the first images when asked for a number; none by default
+    assert evaluate(model, n=4, batch_size=2, faithfulness=2, steps=2)["faithfulness"][
+        "images"] == 2
+    assert evaluate(model, n=2)["faithfulness"] is None
+    # the bootstrap interval: a point for constant values, wider for a wider spread
+    assert FE.bootstrap_ci([0.3] * 5) == [0.3, 0.3]
+    narrow = FE.bootstrap_ci(np.linspace(0.4, 0.6, 50))
+    wide = FE.bootstrap_ci(np.linspace(0.0, 1.0, 50))
+    assert wide[0] < narrow[0] < 0.5 < narrow[1] < wide[1]
