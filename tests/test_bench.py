@@ -5,7 +5,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-KEYS = ("capture_overhead", "gradcam_over_fwdbwd", "inspect_ms", "inspect_over_forward",
+KEYS = ("capture_overhead", "gradcam_over_captum_b1", "gradcam_over_captum_b8",
+        "gradcam_over_floor_b1", "gradcam_over_floor_b8", "captum_ms_b1", "floor_ms_b8",
+        "inspect_ms", "inspect_over_forward",
         "ig_batched_speedup", "deletion_insertion_ms", "affinity_peak_mb", "figure_kb_max",
         "response_kb", "load")
 
@@ -20,7 +22,9 @@ def test_bench_quick_reports_every_figure(tmp_path):
         assert key in r, key
     for name in ("lite_cbam", "scnet50", "cbam_resnet50"):
         assert r["capture_overhead"][name] > 0
-        assert r["gradcam_over_fwdbwd"][name] > 0
+        for b in (1, 8):  # Grad-CAM beside raw Captum and the floor, same run
+            assert r[f"gradcam_over_captum_b{b}"][name] > 0
+            assert r[f"gradcam_over_floor_b{b}"][name] > 0
         assert r["inspect_ms"][name] > 0
     assert r["ig_batched_speedup"]["lite_cbam"] > 0
     full, budget = r["affinity_peak_mb"]["full"], r["affinity_peak_mb"]["budget_1mb"]
@@ -28,4 +32,5 @@ def test_bench_quick_reports_every_figure(tmp_path):
     assert 0 < r["figure_kb_max"] < 1024
     assert r["load"].get("errors") == 0, r["load"]
     assert r["load"]["requests"] == 16 and r["load"]["p95_ms"] >= r["load"]["p50_ms"] > 0
-    assert "capture/fwd" in proc.stdout  # the printed table
+    assert "capture/fwd [<=1.05]" in proc.stdout  # the printed table, targets beside ratios
+    assert "GC/Captum b8 [<=1.0]" in proc.stdout and "GC/floor b1" in proc.stdout
