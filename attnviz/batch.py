@@ -92,5 +92,53 @@ def pass_target(targets: list):
     return list(targets)
 
 
-__all__ = ["DEFAULT_BATCH", "as_input", "batch_size_of", "chunks", "is_batch", "pass_target",
-           "targets_for", "load_image"]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def image_paths(folder) -> list:
+    """The image files directly in ``folder`` (by suffix), sorted by name."""
+    from pathlib import Path
+    root = Path(folder)
+    if not root.is_dir():
+        raise ImageError(f"{folder} is not a folder")
+    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def inspect_paths(model, paths, batch_size: int = DEFAULT_BATCH, shard=None, on_result=None,
+                  **inspect_kw) -> list[dict]:
+    """Inspect many image files in batched passes; under ``torchrun`` each process takes its
+    share (:mod:`attnviz.shard`).
+
+    ``on_result(path, analysis)`` is called for each of this process's images (to write its
+    overlays, say). Returns every image's summary, ``{"path", **Analysis.to_dict()}`` or
+    ``{"path", "error"}`` for a file that cannot be read, in the order of ``paths``, gathered
+    from every process (so each process returns the same list)."""
+    from .inspect import inspect
+    from .shard import current
+    shard = shard or current()
+    paths = [str(p) for p in paths]
+    mine = shard.take(list(range(len(paths))))
+    rows = []
+    for part in chunks(len(mine), batch_size):
+        idx = mine[part]
+        good, pils = [], []
+        for i in idx:
+            try:
+                pils.append(load_image(paths[i]))
+                good.append(i)
+            except ImageError as e:
+                rows.append({"index": i, "path": paths[i], "error": str(e)})
+        if not pils:
+            continue
+        for i, a in zip(good, inspect(model, pils, batch_size=batch_size, **inspect_kw)):
+            if on_result is not None:
+                on_result(paths[i], a)
+            rows.append({"index": i, "path": paths[i], **a.to_dict()})
+    rows = sorted(shard.gather(rows), key=lambda r: r["index"])
+    for r in rows:
+        r.pop("index")
+    return rows
+
+
+__all__ = ["DEFAULT_BATCH", "as_input", "batch_size_of", "chunks", "image_paths", "inspect_paths",
+           "is_batch", "pass_target", "targets_for", "load_image"]

@@ -102,3 +102,24 @@ def test_inspect_batch_equals_per_image(model, images):
         _close(a.spatial_map(a.maps[1]), s.spatial_map(s.maps[1]))
     assert batch[0].timings["batch"] == 4 and batch[4].timings["batch"] == 1
     assert hook_count(model) == 0
+
+
+def test_inspect_paths_batches_a_folder_and_reports_bad_files(model, images, tmp_path):
+    from PIL import Image
+    from attnviz.batch import image_paths, inspect_paths
+    for i, im in enumerate(images[:3]):
+        Image.fromarray(im).save(tmp_path / f"{i}.png")
+    (tmp_path / "3.png").write_bytes(b"not an image")
+    (tmp_path / "notes.txt").write_text("skipped")
+    paths = image_paths(tmp_path)
+    assert [p.name for p in paths] == ["0.png", "1.png", "2.png", "3.png"]
+    seen = []
+    rows = inspect_paths(model, paths, batch_size=2, on_result=lambda p, a: seen.append(p))
+    assert [r["path"] for r in rows] == [str(p) for p in paths] and len(seen) == 3
+    assert set(rows[3]) == {"path", "error"} and "3.png" in rows[3]["error"]
+    for r, p in zip(rows[:3], paths):
+        one = attnviz.inspect(model, str(p)).to_dict()
+        assert r["target"] == one["target"] and r["image_size"] == one["image_size"]
+        assert [m["tap"] for m in r["maps"]] == [m["tap"] for m in one["maps"]]
+        np.testing.assert_allclose([p for _, p in r["top_k"]], [p for _, p in one["top_k"]],
+                                   rtol=1e-4, atol=1e-6)
