@@ -408,6 +408,10 @@ def main(argv=None):
     p.add_argument("--faithfulness", type=int, default=None, metavar="N",
                    help="deletion / insertion (ROAD) with bootstrap intervals on the first N "
                         "images (default: all; 0: skip; about a second per image per core)")
+    p.add_argument("--sanity", type=int, default=4, metavar="N",
+                   help="randomisation sanity check (per-layer Spearman and a verdict for "
+                        "Grad-CAM and each attention kind) on the first N images (default 4; "
+                        "0: skip)")
     p.add_argument("--steps", type=int, default=FE.STEPS,
                    help=f"deletion / insertion curve steps (default {FE.STEPS})")
     p.add_argument("--json", help="write the result as JSON to this file ('-': stdout); with "
@@ -466,7 +470,14 @@ def _run(a, names, folder, shard) -> int:
         results[name] = r
         if not shard.leader:
             continue
+        if a.sanity > 0:
+            from .sanity import format_sanity, sanity_check
+            d = make_shapes(a.sanity, seed=a.seed, size=int(model.info.input_size))
+            r["sanity"] = sanity_check(model, list(d.images), targets=[int(t) for t in d.labels])
+            r["sanity_images"] = {"n": a.sanity, "seed": a.seed}
         print(format_table(r) + "\n", file=out, flush=True)
+        if r.get("sanity"):
+            print(format_sanity(r["sanity"]) + "\n", file=out, flush=True)
         if a.write_card:
             print(f"wrote {write_card(name, r, folder)}", file=sys.stderr)
     if not shard.leader:

@@ -247,6 +247,9 @@ def test_sanity_check_strip(client, example_paths):
     headers, rows = table(tab)
     assert rows[0][2] == 1.0 and rows[1][1] == "fc" and len(rows) >= len(items)
     assert "Spearman" in note or "Spearman" in str(plotly(fig)["data"])
+    # the library's verdict: per layer changed or not, and pass / fail for the method
+    assert headers[-1] == "changed" and rows[0][-1] == "no"
+    assert "passes" in note or "fails" in note
 
 
 def test_evaluate_small(client):

@@ -174,7 +174,8 @@ def test_wrong_input_size_and_classes_refused():
 def test_cli_json_and_table(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["--model", "lite_se", "--random", "--n", "4", "--batch-size", "4",
-                 "--json", str(out), "--threads", "1", "--faithfulness", "0"]) == 0
+                 "--json", str(out), "--threads", "1", "--faithfulness", "0", "--sanity",
+                 "0"]) == 0
     r = json.loads(out.read_text())
     _check_result(r, 4)
     assert r["model"] == "lite_se" and "top-1 accuracy" in capsys.readouterr().out
@@ -211,6 +212,10 @@ def test_cli_write_card_and_all(tmp_path, capsys):
     f = card["evaluation"]["faithfulness"]
     assert f["images"] == 4 and f["steps"] == 4 and f["removal"] == "road"
     assert "oracle (mask)" in printed and "bootstrap" in printed
+    # the sanity check's verdict per method, by default on 4 images
+    san = card["evaluation"]["sanity"]
+    assert set(san) == {"gradcam", "spatial"} and san["gradcam"]["images"] == 4
+    assert "verdict" in printed and "Adebayo" in printed
     assert main(["--model", "lite_sge", *args]) == 2  # no checkpoint there
 
 

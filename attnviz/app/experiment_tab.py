@@ -26,7 +26,7 @@ from .state import MODELS, default_model, model_choices
 SANITY_METHODS = [("Grad-CAM", "gradcam"), ("Saliency", "saliency"),
                   ("attention maps (all spatial, averaged)", "attention")]
 ABLATION_HEADERS = ["layer", "block", "kind", "p before", "p after", "change", "logit change"]
-SANITY_HEADERS = ["step", "randomised", "Spearman", "Pearson", "SSIM"]
+SANITY_HEADERS = ["step", "randomised", "Spearman", "Pearson", "SSIM", "changed"]
 
 
 def _image_and_model(image, model_name):
@@ -185,11 +185,16 @@ def run_sanity(image, model_name, method, progress=gr.Progress()):
                           "randomised (output first)", "layers randomised", "similarity")
         fig.update_layout(height=300)
         name = "attention maps" if method == "attention" else V.method_name(method)
+        from ..sanity import sanity_verdict  # the library's verdict (Adebayo et al. 2018)
+        v = sanity_verdict([{"step": r[0], "layer": r[1], "spearman": r[2]} for r in rows])
+        for r, lv in zip(rows, v.layers):
+            r.append("yes" if lv.changed else "no")
         last = rows[-1][2]
-        verdict = ("passes: the map changes as the weights are destroyed" if abs(last) < 0.5
-                   else "fails: the map barely depends on the learned weights")
+        where = f" It first changes when {v.first_changed} is randomised." \
+            if v.first_changed else ""
         md = (f"**{name}** of {loaded.name}, {len(frames) - 1} layers randomised from the "
-              f"output down (per-map colour scale). Final Spearman {last:.2f}: {verdict}.")
+              f"output down (per-map colour scale). Final Spearman {last:.2f}: "
+              f"**{v.verdict}** (changed = |Spearman| < {v.threshold}).{where}")
         return strip, fig, pd.DataFrame(rows, columns=SANITY_HEADERS), md
 
 
