@@ -35,8 +35,8 @@ from .errors import WeightsError
 from .system import machine_info
 
 TARGETS = {"capture_overhead": 1.05, "gradcam_over_captum": 1.0, "gradcam_over_floor": 1.05,
-           "inspect_ms_lite": 250.0, "deletion_insertion_ms": 1000.0, "figure_kb_max": 1024.0,
-           "response_kb": 3072.0}
+           "inspect_ms_lite": 250.0, "deletion_insertion_ms": 1000.0, "road_curve_ms": 1000.0,
+           "figure_kb_max": 1024.0, "response_kb": 3072.0}
 BATCHES = (1, 32)
 BIG = ("scnet50", "cbam_resnet50")
 
@@ -229,6 +229,46 @@ def bench_gradcam(model, x1, batch: int, device, amp: bool, reps: int) -> dict:
             "gradcam_over_captum": t_ours / t_captum, "gradcam_over_floor": t_ours / t_floor}
 
 
+def bench_road(device, reps: int = 5) -> dict:
+    """One 32-step deletion curve with ROAD removal (attnviz.road: 31 sparse solves, batched)
+    for lite_cbam on a 128 px image: the whole curve, the imputation alone, the forward passes
+    alone, and the same curve with a constant (mean) fill for contrast; milliseconds."""
+    from .faithfulness import _ranks, deletion_curve
+    from .preprocess import preprocess
+    from .road import impute
+    model = load_model("lite_cbam", device)
+    img = sample_image(128)
+    x, _ = preprocess(model, img)
+    x = x.to(device)
+    m = np.random.RandomState(0).rand(16, 16)
+    cam = torch.nn.functional.interpolate(torch.from_numpy(m)[None, None], size=(128, 128),
+                                          mode="bilinear", align_corners=False)[0, 0].numpy()
+    counts = torch.linspace(0, 128 * 128, 33).round().long().view(-1, 1, 1, 1)
+    removed = (_ranks(torch.from_numpy(cam)) < counts).to(device)
+    batch = x.expand(33, -1, -1, -1).contiguous()
+
+    def forward():
+        with torch.no_grad():
+            model(batch)
+
+    def cpu_seconds(f, n=reps):  # CPU time of this process: what the curve costs on a busy host
+        f()
+        t0 = time.process_time()
+        for _ in range(n):
+            f()
+        return (time.process_time() - t0) / n
+
+    out = {"threads": torch.get_num_threads(), "steps": 32, "image_px": 128,
+           "curve_cpu_ms": cpu_seconds(lambda: deletion_curve(model, x, cam)) * 1e3,
+           "curve_ms": timed(lambda: deletion_curve(model, x, cam),
+                             reps, device) * 1e3,
+           "impute_ms": timed(lambda: impute(batch, removed), reps, device) * 1e3,
+           "forward_ms": timed(forward, reps, device) * 1e3,
+           "mean_fill_curve_ms": timed(lambda: deletion_curve(model, x, cam, removal="mean"),
+                                       reps, device) * 1e3}
+    return {k: round(v, 1) if isinstance(v, float) else v for k, v in out.items()}
+
+
 def bench_affinity_memory(device):
     """Bytes held by the affinity records of danet_resnet50 at 224 px, with and without a budget,
     and the process's peak memory growth while capturing (CUDA: max_memory_allocated)."""
@@ -392,6 +432,8 @@ def run(quick=False, device="cpu", load=True, models=None):
         for k, v in r.items():
             result.setdefault(k, {})[name] = round(v, 3)
         print(f"  measured {name}", file=sys.stderr, flush=True)
+    result["road"] = bench_road(device, 3 if quick else 7)
+    result["road_curve_ms"] = result["road"]["curve_ms"]
     result["affinity_peak_mb"] = bench_affinity_memory(device)
     figs = bench_figures()
     result["figure_kb"] = {k: round(v, 1) for k, v in figs.items()}
@@ -455,6 +497,13 @@ def table(r) -> str:
     if a:
         lines.append("affinity records of danet_resnet50 @224: " + ", ".join(
             f"{k}: {v['held_mb']:.2f} MB held (full {v['full_mb']:.2f} MB)" for k, v in a.items()))
+    road = r.get("road")
+    if road:
+        lines.append(f"ROAD deletion curve, lite_cbam {road['image_px']} px, {road['steps']} steps, "
+                     f"{road['threads']} thread(s): {road['curve_ms']:.0f} ms wall "
+                     f"[<={T.get('road_curve_ms', 1000):.0f}], {road['curve_cpu_ms']:.0f} ms CPU "
+                     f"(imputation {road['impute_ms']:.0f} ms, forward passes "
+                     f"{road['forward_ms']:.0f} ms; mean fill {road['mean_fill_curve_ms']:.0f} ms)")
     lines.append(f"largest figure: {r.get('figure_kb_max')} KB [<={T['figure_kb_max']:.0f}]")
     ld = r.get("load")
     if ld:

@@ -9,7 +9,7 @@ KEYS = ("capture_overhead", "gradcam_over_captum_b1", "gradcam_over_captum_b8",
         "gradcam_over_floor_b1", "gradcam_over_floor_b8", "captum_ms_b1", "floor_ms_b8",
         "inspect_ms", "inspect_over_forward",
         "ig_batched_speedup", "deletion_insertion_ms", "affinity_peak_mb", "figure_kb_max",
-        "response_kb", "load")
+        "response_kb", "load", "road", "road_curve_ms")
 
 
 def test_bench_quick_reports_every_figure(tmp_path):
@@ -34,3 +34,6 @@ def test_bench_quick_reports_every_figure(tmp_path):
     assert r["load"]["requests"] == 16 and r["load"]["p95_ms"] >= r["load"]["p50_ms"] > 0
     assert "capture/fwd [<=1.05]" in proc.stdout  # the printed table, targets beside ratios
     assert "GC/Captum b8 [<=1.0]" in proc.stdout and "GC/floor b1" in proc.stdout
+    road = r["road"]  # one 32-step ROAD deletion curve: whole, imputation, forward passes
+    assert road["curve_ms"] > 0 and road["curve_cpu_ms"] > 0 and road["impute_ms"] > 0
+    assert road["forward_ms"] > 0 and "ROAD deletion curve" in proc.stdout
