@@ -136,8 +136,9 @@ def _image_rows(model, batches, n, seed, size, data, tolerance, progress=None, f
     info = model.info
     device = _model_device(model)
     exp = get_explainer(model, "gradcam")
-    was_training = model.training
-    model.eval()
+    from .metrics import eval_mode
+    modes = eval_mode(model)
+    modes.__enter__()  # every module's own flag comes back in the finally below
     rows = []
     meta = {"gradcam": None, "attention": {}}
     total = sum(len(i) for i in batches)
@@ -199,7 +200,7 @@ def _image_rows(model, batches, n, seed, size, data, tolerance, progress=None, f
                           "accuracy": correct / len(rows),
                           "gradcam_pointing": hits / scored if scored else None})
     finally:
-        model.train(was_training)
+        modes.__exit__(None, None, None)
     return rows, meta
 
 

@@ -165,22 +165,31 @@ def _unit(m: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ model helpers
-class _eval_mode:
-    """Run in eval mode (batch-norm statistics are not updated), restoring the previous mode.
-    A model already in eval mode is not touched at all."""
+class eval_mode:
+    """``with eval_mode(model):`` runs every module in eval mode (batch-norm statistics are not
+    updated, dropout is off) and afterwards gives each module back its own train/eval flag, so
+    a model with some parts frozen in eval mode (a frozen BatchNorm in a training model) comes
+    back exactly as it was. A model entirely in eval mode is not touched at all."""
 
     def __init__(self, model):
-        self.model, self.was = model, model.training
+        self.model = model
+        self.modes = {}
 
     def __enter__(self):
-        if self.was:
+        self.modes = {m: m.training for m in self.model.modules()}
+        if any(self.modes.values()):
             self.model.eval()
         return self.model
 
     def __exit__(self, *exc):
-        if self.was:
-            self.model.train(True)
+        for m, training in self.modes.items():
+            if m.training != training:
+                m.training = training
+        self.modes = {}
         return False
+
+
+_eval_mode = eval_mode  # the old private name
 
 
 def _inputs(model, image, mode="resize"):
