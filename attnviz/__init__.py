@@ -12,7 +12,7 @@ from .model_info import describe, imagenet_classes
 from .models.resnet import ModelInfo
 from . import metrics
 from .explain import explain  # the function; the module stays importable as attnviz.explain
-from .inspect import Analysis, inspect  # likewise: the module is attnviz.inspect in sys.modules
+from .inspect import Analysis, inspect, score_analysis  # the module: sys.modules["attnviz.inspect"]
 from .preprocess import load_image
 from .models.registry import create_model, list_models
 from .weights import load_weights
@@ -21,4 +21,4 @@ __version__ = "0.1.0"
 __all__ = ["Analysis", "AttentionMap", "capture", "create_model", "errors", "explain", "inspect",
            "intervene", "list_models", "list_taps", "load_image", "load_weights", "metrics",
            "discover", "register_adapter", "unregister_adapter", "describe", "imagenet_classes",
-           "ModelInfo"]
+           "ModelInfo", "score_analysis"]

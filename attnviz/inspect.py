@@ -30,7 +30,7 @@ from .errors import (AttnvizError, InspectError, LayerError, TargetError,  # noq
                      UnknownOptionError, check_target)
 from .explain import Attribution, canonical_method, get_explainer, model_lock, to_map
 from .maps import affinity_row, has_spatial, to_spatial
-from .preprocess import Preprocess, load_image, preprocess
+from .preprocess import Preprocess, load_image, model_device, preprocess
 
 
 @dataclass
@@ -58,6 +58,7 @@ class Analysis:
     timings: dict = field(default_factory=dict)
     classes: list | None = None
     notes: list = field(default_factory=list)  # what was assumed about the model, if anything
+    input: torch.Tensor | None = field(default=None, repr=False)  # the (1, 3, S, S) model input
 
     # ---------------------------------------------------------------------------- lookups
     @property
@@ -85,6 +86,27 @@ class Analysis:
                            f"{[r.tap for r in self.maps][:20]}")
 
     # ---------------------------------------------------------------------------- maps
+    def input_grid(self) -> Preprocess:
+        """The geometry of the model-input grid (S x S), where scores compare maps."""
+        S = int(self.preprocess.input_size)
+        return Preprocess((S, S), S)
+
+    def agreement(self, rec, method: str | None = None) -> float:
+        """Spearman rank correlation of an attention record with an attribution (default: the
+        first one), both on the model-input grid; NaN when a map is constant."""
+        from .metrics import rank_correlation
+        rec = self.record(rec)
+        method = canonical_method(method) if method else next(iter(self.attributions))
+        if method not in self.attributions:
+            raise UnknownOptionError(f"the analysis has no {method} attribution; it has "
+                                     f"{list(self.attributions)}")
+        m = to_spatial(rec)
+        if m is None:
+            raise InspectError(f"{rec.label} is a {rec.kind} map with no spatial layout")
+        grid = self.input_grid()
+        return rank_correlation(grid.to_image(m[0]),
+                                to_map(self.attributions[method].raw, method, grid))
+
     def spatial_map(self, rec, reduce: str = "mean") -> np.ndarray:
         """float32 (H, W) at the image's resolution for a record with a spatial reduction
         (spatial; group / calibration: mean or max over factors; affinity: column mean)."""
@@ -268,8 +290,7 @@ def inspect(model, image, attributions=("gradcam",), target=None, top_k: int = 5
                 a.timings["batch"] = sl.stop - sl.start
             if curve_opts is not None:
                 t0 = time.perf_counter()
-                a.scores = _scores(model, a, x[sl.start + i:sl.start + i + 1],
-                                   masks[sl.start + i], curve_opts)
+                a.scores = score_analysis(model, a, masks[sl.start + i], **curve_opts)
                 a.timings["scores"] = _ms(t0)
             out.append(a)
     return out[0] if single else out
@@ -342,7 +363,8 @@ def _analyse(model, x, pres, pils, targets, methods, top_k, capture_opts, explai
         image = np.asarray(pils[i]) if pils[i] is not None else _denormalise(x[i], pres[i])
         maps = [_one_sample(r, i, n) for r in rec.maps]
         out.append(Analysis(image, pres[i], logits[i].numpy(), probs[i].numpy(), top, final[i],
-                            maps, atts[i], {}, name, dict(timings), classes, list(notes)))
+                            maps, atts[i], {}, name, dict(timings), classes, list(notes),
+                            x[i:i + 1].detach()))
     return out
 
 
@@ -366,9 +388,24 @@ def _denormalise(x: torch.Tensor, pre: Preprocess) -> np.ndarray:
     return img.permute(1, 2, 0).contiguous().numpy()
 
 
-def _scores(model, a: Analysis, x: torch.Tensor, mask, curve_opts: dict) -> dict:
-    """Localisation (with a mask), faithfulness (deletion / insertion) and agreement scores."""
+def score_analysis(model, analysis: Analysis, mask=None, faithfulness: bool = True,
+                   attributions=None, reference: str | None = None, steps: int = 32,
+                   batch_size: int = 33, removal: str | None = None, seed: int = 0) -> dict:
+    """Score an existing :class:`Analysis` of ``model`` (what ``inspect(..., scores=...)`` puts
+    in ``analysis.scores``), on the model input the analysis kept: no second preprocessing.
+
+    Returns ``pointing`` / ``energy`` {map label or attribution: value} when a ``mask`` (bool
+    array or mask image at the image's size) is given; with ``faithfulness``,
+    ``deletion_auc`` / ``insertion_auc`` {attribution: AUC} for ``attributions`` (default:
+    every attribution of the analysis; ``steps``, ``batch_size``, ``removal``, ``seed`` for the
+    curves) beside ``random_deletion_auc`` / ``random_insertion_auc`` (a seeded random map of
+    the attribution's grid), ``removal`` and the full rows in ``faithfulness``; and
+    ``rank_correlation`` {attention map label: Spearman with the ``reference`` attribution
+    (default: the first one)}, named in ``rank_correlation_with``. Forward passes take the
+    model's lock themselves.
+    """
     from . import metrics
+    a = analysis
     out = {}
     if mask is not None:
         m = _load_mask(mask, a.image.shape[:2])
@@ -378,20 +415,37 @@ def _scores(model, a: Analysis, x: torch.Tensor, mask, curve_opts: dict) -> dict
         named += [(k, att.map) for k, att in a.attributions.items()]
         out["pointing"] = {n: metrics.pointing_game(v, m) for n, v in named}
         out["energy"] = {n: metrics.energy_pointing_game(v, m) for n, v in named}
-    S = x.shape[-1]
-    grid = Preprocess((S, S), S)  # faithfulness and agreement on the model-input grid
-    grid_maps = {k: to_map(att.raw, k, grid) for k, att in a.attributions.items()}
-    if grid_maps:
+    if not a.attributions:
+        return out
+    names = list(a.attributions) if attributions is None else \
+        [canonical_method(k) for k in attributions]
+    missing = [k for k in names + ([canonical_method(reference)] if reference else [])
+               if k not in a.attributions]
+    if missing:
+        raise UnknownOptionError(f"the analysis has no {missing} attribution; it has "
+                                 f"{list(a.attributions)}")
+    x = a.input
+    if x is None and faithfulness:  # an Analysis built by hand: its input from its image
+        x, _ = preprocess(model, a.image, mode=a.preprocess.mode)
+    if x is not None:
+        x = x.to(model_device(model))
+    grid = a.input_grid()  # faithfulness and agreement on the model-input grid
+    if faithfulness:
         # each AUC beside the same AUC for a seeded random map of the method's grid
-        grids = {k: tuple(att.raw.shape[-2:]) for k, att in a.attributions.items()}
+        grid_maps = {k: to_map(a.attributions[k].raw, k, grid) for k in names}
+        grids = {k: tuple(a.attributions[k].raw.shape[-2:]) for k in names}
+        curve_opts = dict(steps=steps, batch_size=batch_size, seed=seed)
+        if removal is not None:
+            curve_opts["removal"] = removal
         faith = metrics.faithfulness(model, (x, grid), grid_maps, grids, a.target, **curve_opts)
         out["deletion_auc"] = {k: f.deletion for k, f in faith.items()}
         out["insertion_auc"] = {k: f.insertion for k, f in faith.items()}
         out["random_deletion_auc"] = {k: f.random_deletion for k, f in faith.items()}
         out["random_insertion_auc"] = {k: f.random_insertion for k, f in faith.items()}
         out["removal"] = next(iter(faith.values())).removal
-        ref_name, ref = next(iter(grid_maps.items()))
-        out["rank_correlation_with"] = ref_name
-        out["rank_correlation"] = {r.label: metrics.rank_correlation(
-            grid.to_image(to_spatial(r)[0]), ref) for r in a.spatial_records}
+        out["faithfulness"] = {k: dict(f) for k, f in faith.items()}
+    ref_name = canonical_method(reference) if reference else next(iter(a.attributions))
+    out["rank_correlation_with"] = ref_name
+    out["rank_correlation"] = {r.label: a.agreement(r, ref_name) for r in a.spatial_records}
     return out
+

@@ -29,6 +29,8 @@ def _to_cpu(a) -> None:
         r.tensor = r.tensor.detach().float().cpu()
     for att in a.attributions.values():
         att.raw = att.raw.detach().float().cpu()
+    if a.input is not None:
+        a.input = a.input.detach().float().cpu()
 
 
 @gpu
@@ -72,11 +74,11 @@ def shown_method(sess: Session) -> str:
 
 
 def agreement(sess: Session, rec, method: str):
-    """Spearman rank correlation of an attention record with an attribution (input grid)."""
-    from ..metrics import rank_correlation
+    """Spearman rank correlation of an attention record with an attribution (model-input grid;
+    the library's ``Analysis.agreement``, as in the scores)."""
     if rec is None or method not in sess.analysis.attributions:
         return None
-    return V.finite(rank_correlation(V.grid_map(rec), V.attribution_grid(sess.analysis, method)))
+    return V.finite(sess.analysis.agreement(rec, method))
 
 
 def summary(sess: Session) -> dict:

@@ -8,7 +8,6 @@ analysis and kept on the session.
 """
 from __future__ import annotations
 
-from ..maps import has_spatial
 from . import views as V
 from .analysis import shown_method
 from .components import gpu
@@ -36,50 +35,42 @@ SCORE_WIDTHS = ["17%", "31%", "14%", "38%"]
 
 
 def _scores(sess: Session, faithfulness: bool) -> dict:
+    """The table's rows from the library's :func:`attnviz.score_analysis` of the session's
+    analysis (its own model input; the metrics take the model's lock themselves)."""
     from .. import metrics
-    from ..preprocess import Preprocess, preprocess
+    from ..inspect import score_analysis
     a = sess.analysis
     loaded = MODELS.get(sess.model_name)
     method = shown_method(sess)
-    att_grid = V.attribution_grid(a, method)
+    s = score_analysis(loaded.model, a, sess.mask, faithfulness, attributions=[method],
+                       reference=method, steps=SCORE_STEPS, batch_size=SCORE_STEPS + 1)
     out = {"attribution": method, "faithfulness": faithfulness, "rows": []}
     rows = out["rows"]
-    spatial = [r for r in a.maps if has_spatial(r)]
+    spatial = a.spatial_records
     head = V.headline_record(a.maps)
-    if sess.mask is not None:
-        pre = a.preprocess
-        named = [(V.map_caption(r), pre.to_image(V.grid_map(r))) for r in spatial]
-        named.append((V.method_name(method), pre.to_image(att_grid)))
-        for n, m in named:
-            rows.append(["pointing game", n, "hit" if metrics.pointing_game(m, sess.mask) else
-                         "miss"])
-        for n, m in (named[-1:] if head is None else
-                     [(V.map_caption(head), pre.to_image(V.grid_map(head))), named[-1]]):
-            rows.append(["energy in object", n, round(metrics.energy_pointing_game(m, sess.mask),
-                                                       3)])
+    mname = V.method_name(method)
+    if "pointing" in s:
+        named = [(V.map_caption(r), r.label) for r in spatial] + [(mname, method)]
+        for n, key in named:
+            rows.append(["pointing game", n, "hit" if s["pointing"][key] else "miss"])
+        for n, key in (named[-1:] if head is None else
+                       [(V.map_caption(head), head.label), named[-1]]):
+            rows.append(["energy in object", n, round(float(s["energy"][key]), 3)])
     if faithfulness:
-        x, _ = preprocess(loaded.model, a.image)
-        S = x.shape[-1]
-        grid = Preprocess((S, S), S)
-        gm = grid.to_image(att_grid)
-        kw = dict(steps=SCORE_STEPS, batch_size=SCORE_STEPS + 1)
-        from ..explain import model_lock
-        with model_lock(loaded.model):  # forward passes on the shared model
-            f = metrics.faithfulness(loaded.model, (x, grid), {method: gm},
-                                     {method: att_grid.shape}, a.target, **kw)[method]
+        f = s["faithfulness"][method]
         # each score beside the same score for a seeded random map of the method's grid
-        rows.append(["deletion AUC", V.method_name(method),
-                     metrics.with_reference(f.deletion, f.random_deletion)])
-        rows.append(["insertion AUC", V.method_name(method),
-                     metrics.with_reference(f.insertion, f.random_insertion)])
+        rows.append(["deletion AUC", mname, metrics.with_reference(f["deletion"],
+                                                                   f["random_deletion"])])
+        rows.append(["insertion AUC", mname, metrics.with_reference(f["insertion"],
+                                                                    f["random_insertion"])])
         out["faithfulness_scores"] = {method: dict(f, steps=SCORE_STEPS)}
     else:
         for k in ("deletion AUC", "insertion AUC"):
-            rows.append([k, V.method_name(method), "press “Deletion / insertion” (slow for a "
-                                                   "full-size model on a CPU)"])
+            rows.append([k, mname, "press “Deletion / insertion” (slow for a full-size model "
+                                   "on a CPU)"])
     for r in spatial:
-        rho = V.finite(metrics.rank_correlation(V.grid_map(r), att_grid))
-        rows.append(["rank correlation", f"{V.map_caption(r)} vs {V.method_name(method)}",
+        rho = V.finite(s["rank_correlation"][r.label])
+        rows.append(["rank correlation", f"{V.map_caption(r)} vs {mname}",
                      "n/a" if rho is None else round(rho, 3)])
     return out
 

@@ -1,0 +1,53 @@
+"""attnviz.score_analysis scores an existing Analysis on the input it kept: the same numbers as
+inspect(..., scores=...), for a subset of attributions, with another reference, and by hand-built
+analyses (no kept input) through one preprocessing of their image."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+import attnviz
+from attnviz.errors import UnknownOptionError
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = attnviz.create_model("lite_cbam")
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)
+    mask = np.zeros(image.shape[:2], bool)
+    mask[20:60, 30:70] = True
+    a = attnviz.inspect(model, image, attributions=("gradcam", "saliency"), mask=mask,
+                        scores={"steps": 4, "batch_size": 5})
+    return model, image, mask, a
+
+
+def test_same_scores_as_inspect(setup):
+    model, image, mask, a = setup
+    assert a.input is not None and a.input.shape[-1] == a.preprocess.input_size
+    s = attnviz.score_analysis(model, a, mask, steps=4, batch_size=5)
+    assert set(s) == set(a.scores)
+    for key in ("pointing", "energy", "deletion_auc", "insertion_auc", "rank_correlation"):
+        assert s[key].keys() == a.scores[key].keys() and s[key]
+        for k in s[key]:
+            assert s[key][k] == pytest.approx(a.scores[key][k], abs=1e-9), (key, k)
+    assert s["rank_correlation_with"] == "gradcam"
+    for r in a.spatial_records:
+        assert a.agreement(r, "gradcam") == pytest.approx(s["rank_correlation"][r.label])
+
+
+def test_subset_reference_and_hand_built_analysis(setup):
+    model, image, mask, a = setup
+    s = attnviz.score_analysis(model, a, faithfulness=False, reference="saliency")
+    assert "pointing" not in s and "deletion_auc" not in s
+    assert s["rank_correlation_with"] == "saliency"
+    assert s["rank_correlation"] != attnviz.score_analysis(model, a, faithfulness=False)[
+        "rank_correlation"]
+    only = attnviz.score_analysis(model, a, attributions=["saliency"], steps=4, batch_size=5)
+    assert list(only["deletion_auc"]) == ["saliency"]
+    assert only["deletion_auc"]["saliency"] == pytest.approx(a.scores["deletion_auc"]["saliency"])
+    bare = dataclasses.replace(a, input=None)  # e.g. an Analysis rebuilt from saved arrays
+    again = attnviz.score_analysis(model, bare, attributions=["gradcam"], steps=4, batch_size=5)
+    assert again["deletion_auc"]["gradcam"] == pytest.approx(a.scores["deletion_auc"]["gradcam"])
+    with pytest.raises(UnknownOptionError, match="no \\['occlusion'\\]"):
+        attnviz.score_analysis(model, a, attributions=["occlusion"])
