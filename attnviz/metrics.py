@@ -211,7 +211,7 @@ def _logits(model, batch: torch.Tensor, batch_size: int) -> torch.Tensor:
     from .explain import model_lock
     outs = []
     # the lock keeps a concurrent Captum call (whose hooks see every forward) off these passes
-    with model_lock(model), torch.no_grad(), _eval_mode(model):
+    with model_lock(model), torch.no_grad(), eval_mode(model):
         for i in range(0, batch.shape[0], max(1, int(batch_size))):
             outs.append(model(batch[i:i + batch_size]).float())
     return torch.cat(outs).cpu()
@@ -263,25 +263,33 @@ def _randomise(module: nn.Module):
                 nn.init.normal_(p)
 
 
-def _map_fn(method, target, opts):
-    """f(model, x, pre) -> (H, W) map for an attribution method or an attention selector (kind,
-    block name, or tap/layer pattern: the matched records' spatial maps, each scaled to [0, 1],
-    averaged)."""
-    from .blocks.tap import BLOCKS, KINDS
+ALL_ATTENTION = "attention"  # the map source meaning every spatial attention map
+
+
+def map_source(source, target, opts):
+    """f(model, x, pre) -> (H, W) map for a map source: an attribution method, or an attention
+    selector (``"attention"`` for every spatial attention map, a kind, a block name, or a
+    tap/layer pattern: the matched records' spatial maps, each scaled to [0, 1], averaged)."""
+    from . import kinds
     from .capture import capture
     from .explain import ALIASES, METHODS, explain_tensor
     from .maps import to_spatial
 
-    name = str(method).strip().lower()
+    method = source
+    name = str(source).strip().lower()
     if name in METHODS or name in ALIASES:
         def attribution(model, x, pre):
             return explain_tensor(model, x, pre, name, target, **opts).map
         return attribution
-    sel = ({"kinds": method} if method in KINDS else {"blocks": method} if method in BLOCKS
-           else {"layers": method})
+    if opts:
+        raise UnknownOptionError(f"options {sorted(opts)} apply to attribution methods, not to "
+                                 f"the attention maps {source!r}")
+    sel = ({"kinds": kinds.spatial_kinds()} if source == ALL_ATTENTION
+           else {"kinds": source} if source in kinds.KINDS
+           else {"blocks": source} if source in kinds.BLOCKS else {"layers": source})
 
     def attention(model, x, pre):
-        with torch.no_grad(), _eval_mode(model), capture(model, **sel) as rec:
+        with torch.no_grad(), eval_mode(model), capture(model, **sel) as rec:
             model(x)
         maps = [to_spatial(r) for r in rec.maps]
         maps = [_unit(pre.to_image(s[0]).astype(np.float64)) for s in maps if s is not None]
@@ -291,40 +299,56 @@ def _map_fn(method, target, opts):
     return attention
 
 
-def randomisation_check(model: nn.Module, image, method: str = "gradcam", target=None,
-                        seed: int = 0, mode: str = "resize", **opts) -> list[dict]:
+_map_fn = map_source  # the old private name
+
+
+def randomisation_check(model: nn.Module, image, source: str = "gradcam", target=None,
+                        seed: int = 0, mode: str = "resize", return_maps: bool = False,
+                        on_step=None, method: str | None = None, **opts):
     """Cascading model-parameter randomisation (Adebayo et al., "Sanity Checks for Saliency
     Maps", 2018) on a deep copy of ``model`` (the original is never touched).
 
-    ``method``: an attribution method ("gradcam", ...) or an attention selector (a kind such as
-    "spatial", a block name, or a tap/layer pattern). Layers (:func:`randomisation_units`) are
-    re-initialised one after another from the output down, the map recomputed after each for the
-    original model's target. Returns one dict per step: step (0 = the trained model), layer (the
-    unit just randomised), spearman, pearson and ssim with the original map. A map that stays
-    similar while the weights are destroyed does not explain the model.
+    ``source``: the map checked, an attribution method ("gradcam", ...; ``opts`` go to it) or
+    attention (:func:`map_source`: "attention" for every spatial map, a kind such as "spatial",
+    a block name, or a tap/layer pattern). ``method`` is the old name of ``source``. Layers
+    (:func:`randomisation_units`) are re-initialised one after another from the output down, the
+    map recomputed after each for the original model's target. Returns one dict per step: step
+    (0 = the trained model), layer (the unit just randomised), spearman, pearson and ssim with
+    the original map; with ``return_maps=True``, ``(rows, maps)`` where ``maps[i]`` is the map
+    of step i on the model-input grid (float64 (S, S)). ``on_step(step, layer)`` is called
+    before each randomisation (raise from it to stop). A map that stays similar while the
+    weights are destroyed does not explain the model.
     """
     from .preprocess import Preprocess
+    if method is not None:
+        source = method
     x, pre = _inputs(model, image, mode)
     S = x.shape[-1]
     grid = Preprocess((S, S), S)  # compare on the input grid: cheap and size-independent
     probs = _probs(model, x, 1)[0]
     target = int(probs.argmax()) if target is None else check_target(target, probs.numel())
+    f = map_source(source, int(target), opts)
     from .explain import model_lock
     with model_lock(model):  # no other thread's Captum hooks may be copied along
         work = copy.deepcopy(model)
-    f = _map_fn(method, int(target), opts)
     ref = f(work, x, grid)
     rows = [Row(step=0, layer="(none: original weights)", spearman=1.0, pearson=1.0, ssim=1.0)]
+    maps = [ref]
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(int(seed))
         for step, unit in enumerate(randomisation_units(work), 1):
+            if on_step is not None:
+                on_step(step, unit)
             with torch.no_grad():
                 _randomise(work.get_submodule(unit))
             m = f(work, x, grid)
             rows.append(Row(step=step, layer=unit, spearman=rank_correlation(ref, m),
                             pearson=pearson_correlation(ref, m), ssim=ssim(ref, m)))
-    return rows
+            if return_maps:
+                maps.append(m)
+    del work
+    return (rows, maps) if return_maps else rows
 
 
 # ------------------------------------------------------------------------------ gate ablation

@@ -11,7 +11,6 @@ at once a "busy until ..." answer instead of waiting behind it.
 """
 from __future__ import annotations
 
-import copy
 from types import SimpleNamespace
 
 import gradio as gr
@@ -102,57 +101,20 @@ def _block(row) -> str:
 # ------------------------------------------------------------------------------ sanity
 @gpu(duration=120)
 def _sanity(model, pil, method, check=lambda: None):
-    """Cascading randomisation on a copy of ``model``: the map after each step and its
-    similarity to the original map (the library's randomisation_check, keeping the maps)."""
-    import torch
+    """Cascading randomisation on a copy of ``model`` (the library's randomisation_check, with
+    the maps it compared): [(unit, map, spearman, pearson, ssim)] per step."""
     from .. import metrics
     from ..capture import list_taps
-    from ..preprocess import Preprocess, preprocess
-    x, _ = preprocess(model, pil)
-    S = x.shape[-1]
-    grid = Preprocess((S, S), S)
-    from ..explain import model_lock
-    with model_lock(model), torch.no_grad():  # a copy taken under the lock carries no hook
-        target = int(model(x).argmax(1)[0])  # of another thread's Captum call
-        work = copy.deepcopy(model)
-    if method == "attention":
+    if method == metrics.ALL_ATTENTION:
         from ..kinds import is_spatial
         if not any(is_spatial(k) for _, _, k in list_taps(model)):
             raise bad_request("This model has no spatial attention map to randomise; use "
                               "Grad-CAM or Saliency.")
-        f = _all_attention_fn()
-    else:
-        f = metrics._map_fn(method, target, {})
-    ref = f(work, x, grid)
-    frames = [("original weights", ref, 1.0, 1.0, 1.0)]
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(0)
-        for unit in metrics.randomisation_units(work):
-            check()
-            with torch.no_grad():
-                metrics._randomise(work.get_submodule(unit))
-            m = f(work, x, grid)
-            frames.append((unit, m, metrics.rank_correlation(ref, m),
-                           metrics.pearson_correlation(ref, m), metrics.ssim(ref, m)))
-    del work
-    return frames, target
-
-
-def _all_attention_fn():
-    """f(model, x, pre): every spatial attention map, each scaled to [0, 1], averaged."""
-    import torch
-    from .. import metrics
-    from ..capture import capture
-    from ..maps import to_spatial
-
-    def f(model, x, pre):
-        with torch.no_grad(), capture(model) as rec:
-            model(x)
-        maps = [to_spatial(r) for r in rec.maps]
-        maps = [metrics._unit(pre.to_image(s[0]).astype(np.float64)) for s in maps
-                if s is not None]
-        return np.mean(maps, 0)
-    return f
+    rows, maps = metrics.randomisation_check(model, pil, method, return_maps=True,
+                                             on_step=lambda step, unit: check())
+    frames = [("original weights" if r["step"] == 0 else r["layer"], m, r["spearman"],
+               r["pearson"], r["ssim"]) for r, m in zip(rows, maps)]
+    return frames
 
 
 def run_sanity(image, model_name, method, progress=gr.Progress()):
@@ -167,7 +129,7 @@ def run_sanity(image, model_name, method, progress=gr.Progress()):
             method = V.check_method(method)
         progress(0.1, desc=f"randomising {loaded.name} layer by layer")
         with jobs.heavy_job(f"the sanity check of {loaded.name}") as job:
-            frames, target = _sanity(loaded.model, pil, method, job.check)
+            frames = _sanity(loaded.model, pil, method, job.check)
         display = V.display_image(np.asarray(pil))
         keep = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), 8)).round().astype(int))
         strip = []
