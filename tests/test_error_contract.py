@@ -116,5 +116,5 @@ def test_invalid_option_everywhere(model, image):
         with pytest.raises(ImageError, match="preprocessing mode"):
             fn(model, image, **{"image_mode" if fn is metrics.gate_ablation else "mode": "zoom"})
     _raises(UnknownOptionError, metrics.gate_ablation, model, image, mode="zero")
-    _raises(UnknownOptionError, metrics.deletion_auc, model, image, m, baseline="grey", steps=2)
+    _raises(UnknownOptionError, metrics.deletion_auc, model, image, m, removal="grey", steps=2)
     _raises(UnknownOptionError, metrics.randomisation_check, model, image, "gradcam", n_stepz=2)

