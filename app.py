@@ -1,6 +1,19 @@
 """attnviz web app: `python app.py` serves it on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT
-(default 127.0.0.1:7860). The UI lives in attnviz/app/, one module per tab."""
-from attnviz.app import build_demo, launch_kwargs
+(default 127.0.0.1:7860). The UI lives in attnviz/app/, one module per tab.
+
+Your own models join the shipped ones with ``--model`` (see attnviz/external.py):
+    python app.py --model my_net.py [--weights my_net.safetensors] [--labels classes.txt]
+"""
+import sys
+
+from attnviz.external import ExternalModelError, register_args
+
+try:  # before the UI is built: a model that cannot be served stops here, saying why
+    register_args(sys.argv[1:] if __name__ == "__main__" else [])
+except ExternalModelError as e:
+    sys.exit(f"attnviz: {e}")
+
+from attnviz.app import build_demo, launch_kwargs  # noqa: E402
 
 demo = build_demo()
 

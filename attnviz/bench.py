@@ -434,6 +434,8 @@ def run(quick=False, device="cpu", load=True, models=None):
         print(f"  measured {name}", file=sys.stderr, flush=True)
     result["road"] = bench_road(device, 3 if quick else 7)
     result["road_curve_ms"] = result["road"]["curve_ms"]
+    from .bench_discovered import bench_discovered
+    result["capture_overhead_discovered"] = bench_discovered(device, max(3, reps // 3))
     result["affinity_peak_mb"] = bench_affinity_memory(device)
     figs = bench_figures()
     result["figure_kb"] = {k: round(v, 1) for k, v in figs.items()}
@@ -493,6 +495,9 @@ def table(r) -> str:
           if name in r.get(f"gradcam_ms_b{b}", {})]
     if ms:
         lines.append("medians: " + "; ".join(ms))
+    if r.get("capture_overhead_discovered"):
+        from .bench_discovered import line
+        lines.append(line(r["capture_overhead_discovered"]))
     a = r.get("affinity_peak_mb", {})
     if a:
         lines.append("affinity records of danet_resnet50 @224: " + ", ".join(

@@ -203,9 +203,14 @@ _LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.Lock]" = weakref.WeakKey
 _GUARD = threading.Lock()
 
 
+_KNOWN = ("torch.", "attnviz.blocks", "attnviz.models")
+
+
 def own_model(model: nn.Module) -> bool:
-    """attnviz's own models: every attention they have passes through a tap."""
-    return type(model).__module__.startswith("attnviz.")
+    """Built only from torch's and attnviz's own modules: every attention passes through a tap,
+    so there is nothing to discover (and no probe to run)."""
+    return type(model).__module__.startswith("attnviz.models") and all(
+        type(m).__module__.startswith(_KNOWN) for m in model.modules())
 
 
 def discover(model: nn.Module, example: torch.Tensor | None = None,
@@ -232,7 +237,9 @@ def _found(model, example=None, input_size=None, refresh=False) -> Discovery:
     with lock:
         hit = _CACHE.get(model)
         if refresh or hit is None or hit[0] != _GENERATION[0]:
-            hit = (_GENERATION[0], _probe_safely(model, example, input_size))
+            found = Discovery() if own_model(model) and example is None else \
+                _probe_safely(model, example, input_size)
+            hit = (_GENERATION[0], found)
             _CACHE[model] = hit
     return hit[1]
 
@@ -241,7 +248,7 @@ def sites_for_capture(model: nn.Module, extra: dict | None = None,
                       auto: bool = True) -> list[Site]:
     """The sites a capture hooks: discovered ones (not for attnviz's own models, whose attention
     is all tapped, nor with ``auto=False``) and declared ones."""
-    sites = list(_found(model).sites) if auto and not own_model(model) else []
+    sites = list(_found(model).sites) if auto else []
     return sites + declared_sites(model, extra)
 
 

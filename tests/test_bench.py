@@ -33,6 +33,10 @@ def test_bench_quick_reports_every_figure(tmp_path):
     assert r["load"].get("errors") == 0, r["load"]
     assert r["load"]["requests"] == 16 and r["load"]["p95_ms"] >= r["load"]["p50_ms"] > 0
     assert "capture/fwd [<=1.05]" in proc.stdout  # the printed table, targets beside ratios
+    for name in ("se_resnet50", "cbam_spatial_resnet50"):  # discovered, not tapped, 224 px
+        d = r["capture_overhead_discovered"][name]
+        assert d["maps"] == 16 and d["capture_overhead"] > 0
+    assert "discovered (not tapped)" in proc.stdout
     assert "GC/Captum b8 [<=1.0]" in proc.stdout and "GC/floor b1" in proc.stdout
     road = r["road"]  # one 32-step ROAD deletion curve: whole, imputation, forward passes
     assert road["curve_ms"] > 0 and road["curve_cpu_ms"] > 0 and road["impute_ms"] > 0

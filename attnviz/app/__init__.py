@@ -47,8 +47,11 @@ HEADER = ("# attnviz\nWhat the attention modules inside a CNN compute (CBAM, SE,
           "non-local, DANet, SAGAN, SCNet), beside Captum attributions.")
 
 
-def build_demo() -> gr.Blocks:
-    """Build the Blocks app (not launched)."""
+def build_demo(models: dict | None = None) -> gr.Blocks:
+    """Build the Blocks app (not launched). ``models``: {name: nn.Module or a function returning
+    one}, served beside the shipped models (see :mod:`attnviz.external`)."""
+    from ..external import register_models
+    register_models(models)
     from . import cache_fix, compare_tab, experiment_tab, export, inspect_tab, models_tab
 
     cache_fix.install()

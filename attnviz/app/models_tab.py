@@ -78,7 +78,7 @@ def card_markdown(name) -> tuple[str, dict]:
         elif e.family == "imagenet":
             why = sources.NO_DIRECT_SOURCE.get(e.arch, "No public weights are known for it.")
             lines.append(f"**Weights source:** none — {why} It runs with random weights.")
-        elif e.path is None:
+        elif e.path is None and e.family != "external":
             lines.append(f"No checkpoint yet: train it with `python -m attnviz.train --model "
                          f"{e.arch} --out models/` (or in the Experiment tab under a new name).")
         if classes:

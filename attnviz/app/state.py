@@ -123,12 +123,20 @@ def user_entries() -> list[Entry]:
     return out
 
 
+def external_entries() -> list[Entry]:
+    """Models given with ``app.py --model`` or ``build_demo(models=...)`` (see external.py)."""
+    from ..external import FAMILY, externals
+    return [Entry(x.name, x.card.get("architecture", "custom"), FAMILY, x.badge, x.weights,
+                  dict(x.card)) for x in externals()]
+
+
 def catalogue() -> list[Entry]:
-    """Every model, in dropdown order: trained lite models, models trained here, lite models
-    still without a checkpoint, then the ImageNet architectures."""
+    """Every model, in dropdown order: your own models (``--model``), trained lite models,
+    models trained here, lite models still without a checkpoint, then the ImageNet
+    architectures."""
     lite = [_lite_entry(n) for n in list_models("lite")]
     imagenet = [_imagenet_entry(n) for n in list_models("imagenet")]
-    return ([e for e in lite if e.trained] + user_entries() + [e for e in lite if not e.trained]
+    return (external_entries() + [e for e in lite if e.trained] + user_entries() + [e for e in lite if not e.trained]
             + sorted(imagenet, key=lambda e: not e.trained))
 
 
@@ -146,6 +154,9 @@ def find_entry(name) -> Entry:
         return _lite_entry(name)
     if name in REGISTRY:
         return _imagenet_entry(name)
+    for e in external_entries():
+        if e.name == name:
+            return e
     for e in user_entries():
         if e.name == name:
             return e
@@ -166,8 +177,11 @@ def model_choices(family: str | None = None) -> list[tuple[str, str]]:
 
 
 def default_model() -> str:
-    """A trained lite model with spatial attention maps, else lite_cbam."""
+    """Your first own model (``--model``), else a trained lite model with spatial attention
+    maps, else lite_cbam."""
     cat = catalogue()
+    if cat and cat[0].family == "external":
+        return cat[0].name
     for pref in ("lite_cbam", "lite_nonlocal", "lite_danet", "lite_sge"):
         for e in cat:
             if e.name == pref and e.trained:
@@ -225,6 +239,10 @@ def _load(entry: Entry) -> Loaded:
     """Build ``entry``'s model with the best weights available, on DEVICE, in eval mode."""
     from ..weights import load_weights
     note = ""
+    if entry.family == "external":
+        from ..external import load
+        return Loaded(entry, load(entry.name).to(DEVICE).eval(), entry.badge, note,
+                      _stamp(entry.path))
     if entry.family == "user":
         classes = entry.card.get("classes") or None
         model = create_model(entry.arch, num_classes=len(classes) if classes else None)
