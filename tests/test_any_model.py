@@ -85,3 +85,23 @@ def test_imagenet_architectures_name_their_classes():
     assert attnviz.create_model("seresnet50", num_classes=10).info.classes is None
     a = attnviz.inspect(model, _image(4), attributions=(), top_k=3)
     assert all(n in names for n, _ in a.top_k) and a.notes == []
+
+
+def test_readme_your_own_model_example_runs(tmp_path, monkeypatch, capsys):
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    section = (root / "README.md").read_text().split("## Your own model", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    for d in ("examples", "assets"):
+        (tmp_path / d).symlink_to(root / d)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", list(__import__("sys").path))
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "['affinity', 'calibration', 'channel', 'channel_affinity', 'group', 'kernel', " \
+           "'spatial']" in out
+    assert "Discovery: 8 attention tensor(s)" in out and "ImageNet mean/std" in out
+    assert (tmp_path / "my_net.safetensors").stat().st_size > 0
+    cmd = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    assert "--model mine=examples/paper_style_net.py" in cmd and "--weights" in cmd
