@@ -27,6 +27,7 @@ LIMITS = {  # small limits make each attack cheap; each test states which one it
     "ATTNVIZ_TRAIN_TOTAL_MAX_MP": "6",
     "ATTNVIZ_SESSION_MEMORY_MB": "40",
     "ATTNVIZ_USER_MODELS_MAX": "2",
+    "GRADIO_HEARTBEAT_INTERVAL": "1",  # a closed page is noticed within a second
 }
 
 
@@ -234,6 +235,51 @@ def test_hostage_and_broken_zips_are_refused_clearly(server, client, tmp_path, s
     for leak in ("FileExistsError", "OSError", "attnviz_zip_", "/tmp/", "Something went wrong"):
         assert leak not in msg, msg
     assert _health(client)["job"] is None
+    assert _top1(client, star)[0] == "star"
+
+
+# ------------------------------------------------------------------------------ 4. sessions
+def test_session_memory_is_bounded_and_freed(server, client, tmp_path, star):
+    """Seven sessions that each analysed a 4-megapixel image hold at most the 40 MB limit
+    together (each would keep ~28 MB); the least recently used one is told its analysis was
+    dropped; a page that closes frees its analysis at once."""
+    import threading
+
+    import numpy as np
+    from PIL import Image
+    url, _, proc = server
+    y, x = np.mgrid[0:2000, 0:2000]
+    big = tmp_path / "big.png"
+    Image.fromarray(np.stack([x % 256, y % 256, (x + y) % 256], -1).astype(np.uint8)).save(big)
+    clients = [Client(url, verbose=False) for _ in range(7)]
+    for c in clients:
+        c.predict(handle_file(str(big)), "lite_cbam", "gradcam", "per map", api_name="/inspect")
+    held = _health(client)["sessions"]
+    assert held["mb"] <= held["max_mb"] == 40 and held["evicted"] >= 3, held
+    with pytest.raises(Exception, match="dropped to free server memory"):
+        clients[0].predict(api_name="/export")
+    assert clients[-1].predict(api_name="/export")[0]  # the latest one is whole
+    # a browser page that closes: its heartbeat connection ends, the unload event frees it
+    page = Client(url, verbose=False)
+    page.predict(handle_file(str(star)), "lite_cbam", "gradcam", "per map", api_name="/inspect")
+    freed = _health(client)["sessions"]["freed"]
+    stop = threading.Event()
+
+    def heartbeat():
+        with httpx.stream("GET", f"{url}gradio_api/heartbeat/{page.session_hash}",
+                          timeout=30) as r:
+            for _ in r.iter_lines():
+                if stop.is_set():
+                    break
+    t = threading.Thread(target=heartbeat)
+    t.start()
+    time.sleep(2)
+    stop.set()
+    t.join(10)
+    _wait_for(lambda: _health(client)["sessions"]["freed"] > freed, 30,
+              "the closed page's analysis was not freed")
+    with pytest.raises(Exception, match="freed when its page was closed"):
+        page.predict(api_name="/export")
     assert _top1(client, star)[0] == "star"
 
 

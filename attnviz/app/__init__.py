@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from .state import model_choices
+from .state import free_request_session, model_choices
 
 CSS = """
 #av-header h1 {margin-bottom: 0.1em;}
@@ -78,6 +78,8 @@ def build_demo(models: dict | None = None) -> gr.Blocks:
         health_btn.click(health, None, health_out, api_name="health",
                          api_visibility="undocumented", queue=False)
         experiment_tab.wire(ui)
+        # a page that closes frees its analysis now (Gradio keeps closed sessions' state 1 h)
+        demo.unload(free_request_session)
         # every page load offers the current catalogue (checkpoints appear, models get trained)
         demo.load(refresh_choices, None, ui.model_dropdowns, api_name="model_choices",
                   api_visibility="undocumented", show_progress="hidden").then(
@@ -111,7 +113,9 @@ def health() -> dict:
                             "training": m.training,
                             "device": str(next(m.parameters()).device),
                             "autocast": loaded.amp, "autocast_check": loaded.amp_check}
-    return {"models": out, "loads": MODELS.loads, "job": jobs.current(), "jobs": jobs.stats()}
+    from .state import SESSIONS
+    return {"models": out, "loads": MODELS.loads, "job": jobs.current(), "jobs": jobs.stats(),
+            "sessions": SESSIONS.stats()}
 
 
 def refresh_choices():

@@ -19,7 +19,7 @@ from . import views as V
 from .components import gpu
 from .errors import bad_request
 from .examples import known_mask
-from .state import MODELS, Session
+from .state import MODELS, SESSIONS, Session
 
 
 def _to_cpu(a) -> None:
@@ -118,4 +118,5 @@ def add_attribution(sess: Session) -> bool:
     sess.analysis.attributions[sess.method] = att
     sess.analysis.timings[sess.method] = round((time.perf_counter() - t0) * 1000, 1)
     sess.scores = {}
+    SESSIONS.resize(sess)  # counted in the sessions' memory (its full-size map is dropped)
     return True

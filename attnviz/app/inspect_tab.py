@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import AttnvizError
 from ..maps import has_spatial
+from . import limits
 from . import views as V
 from .analysis import add_attribution, analyse, shown_method, summary  # noqa: F401 - re-exported
 from .components import InputImage, Outputs
@@ -31,7 +32,7 @@ from .examples import ensure_examples
 from .inspect_views import (HEADLINE_OUTPUTS, KIND_OUTPUTS, KIND_TABS, affinity_gallery, cleared,
                             headline, inspect_values, kind_views, record_figure)
 from .scores_view import SCORE_HEADERS, SCORE_WIDTHS, scores_table, update_scores
-from .state import MODELS, default_model, find_entry, model_choices
+from .state import MODELS, default_model, find_entry, free_session, model_choices
 
 INSPECT_OUTPUTS = ("top5", "badge", *HEADLINE_OUTPUTS, "summary", "state")
 # the browser's analysis also clears the tabs and scores of the previous one, and says how it went
@@ -296,7 +297,9 @@ def build(ui: SimpleNamespace) -> None:
             _left_column(ui)
         with gr.Column(scale=3, elem_id="av-right"):
             _right_column(ui)
-    ui.state = gr.State(None, time_to_live=3 * 3600)
+    # the session's analysis: freed when it expires or its page closes (state.SESSIONS)
+    ui.state = gr.State(None, time_to_live=limits.SESSION_TTL_SECONDS,
+                        delete_callback=free_session)
     ui.kind_sel = gr.State("all")
     _wire(ui)
 

@@ -414,7 +414,14 @@ def parameter_count(arch: str, num_classes: int | None = None) -> int:
 @dataclass
 class Session:
     """The last analysis of one browser session (kept in ``gr.State``): what export, the
-    affinity explorer, re-scaling and the score table need."""
+    affinity explorer, re-scaling and the score table need.
+
+    Each new Session is registered in :data:`SESSIONS`, which bounds what all sessions hold
+    together: the attributions' full-resolution maps are reduced to their maximum at once (the
+    app draws from the raw tensors on the analysis grid), and when the total passes ATTNVIZ_SESSION_MEMORY_MB the
+    least recently used sessions lose their analysis; reading ``analysis`` then raises an
+    AttnvizError saying to analyse again. A session's analysis is also freed when its browser
+    leaves and when its ``gr.State`` expires."""
 
     analysis: object  # attnviz.inspect.Analysis (records and raw attributions on the CPU)
     model_name: str
@@ -428,7 +435,157 @@ class Session:
     badge: str = ""
     version: int = 0
 
+    def __post_init__(self):
+        SESSIONS.add(self)
+
+    def __getattribute__(self, name):
+        if name == "analysis":
+            SESSIONS.touch(self)
+        return object.__getattribute__(self, name)
+
     @property
     def scale(self) -> float:
         """Display pixels per original pixel."""
         return self.display.shape[1] / self.analysis.image.shape[1]
+
+    def nbytes(self) -> int:
+        """Bytes held by the analysis (image, maps, attributions) and the display copy."""
+        a = object.__getattribute__(self, "analysis")
+        n = self.display.nbytes + (self.mask.nbytes if self.mask is not None else 0)
+        if isinstance(a, _Dropped):
+            return n
+        n += getattr(getattr(a, "image", None), "nbytes", 0)
+        for r in getattr(a, "maps", ()):
+            n += r.tensor.numel() * r.tensor.element_size()
+        for att in getattr(a, "attributions", {}).values():
+            n += att.raw.numel() * att.raw.element_size()
+            n += getattr(att.map, "nbytes", 0)
+        return int(n)
+
+
+class _Dropped:
+    """Stands in for a session's freed analysis: any use says what happened and what to do."""
+
+    def __init__(self, why: str):
+        self._why = why
+
+    def __getattr__(self, name):
+        raise E.AttnvizError(self._why)
+
+
+DROPPED_LRU = ("This analysis was dropped to free server memory (the server keeps "
+               "{mb:.0f} MB of analyses for all sessions together and drops the least recently "
+               "used first). Press Analyse to run it again.")
+DROPPED_LEFT = "This analysis was freed when its page was closed. Press Analyse to run it again."
+
+
+def _shrink_maps(a) -> None:
+    """Replace each attribution's map (float32 at the image's full size) by its maximum alone:
+    the app draws from ``raw`` on the analysis grid; the summary reports the maximum."""
+    for att in getattr(a, "attributions", {}).values():
+        m = att.map
+        if isinstance(m, np.ndarray) and m.size > 1:
+            att.map = np.asarray([m.max()], dtype=m.dtype)
+
+
+def request_session() -> str | None:
+    """The current Gradio request's session id, or None outside a request."""
+    try:
+        from gradio.context import LocalContext
+        req = LocalContext.request.get(None)
+    except Exception:  # noqa: BLE001 - outside Gradio
+        return None
+    return getattr(req, "session_hash", None) if req is not None else None
+
+
+class SessionStore:
+    """Every session's current analysis, least recently used first, within ``max_mb`` in all.
+
+    One entry per browser / API session (a new analysis replaces the session's previous one);
+    adding one drops full-resolution attribution maps and evicts the least recently used others
+    until the total fits (the newest is kept even alone over the limit)."""
+
+    def __init__(self, max_mb: float):
+        self.max_bytes = int(max_mb * 2**20)
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[object, tuple[Session, int]] = OrderedDict()
+        self.evicted = 0
+        self.freed = 0
+
+    def _key(self, sess) -> object:
+        return getattr(sess, "_owner", None) or id(sess)
+
+    def add(self, sess: Session) -> None:
+        _shrink_maps(object.__getattribute__(sess, "analysis"))
+        object.__setattr__(sess, "_owner", request_session())
+        size = sess.nbytes()
+        with self._lock:
+            key = self._key(sess)
+            self._entries.pop(key, None)  # the session's previous analysis: gr.State drops it
+            self._entries[key] = (sess, size)
+            total = sum(n for _, n in self._entries.values())
+            while total > self.max_bytes and len(self._entries) > 1:
+                _, (old, n) = self._entries.popitem(last=False)
+                total -= n
+                self.evicted += 1
+                object.__setattr__(old, "analysis", _Dropped(DROPPED_LRU.format(
+                    mb=self.max_bytes / 2**20)))
+
+    def touch(self, sess) -> None:
+        key = self._key(sess)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0] is sess:
+                self._entries.move_to_end(key)
+
+    def resize(self, sess) -> None:
+        """Re-count a session whose analysis grew (a slow attribution added)."""
+        _shrink_maps(object.__getattribute__(sess, "analysis"))
+        with self._lock:
+            key = self._key(sess)
+            if key in self._entries and self._entries[key][0] is sess:
+                self._entries[key] = (sess, sess.nbytes())
+
+    def free(self, sess=None, owner: str | None = None) -> None:
+        """Free one session's analysis (its gr.State expired) or a browser session's (it left)."""
+        with self._lock:
+            if sess is not None:
+                key = self._key(sess)
+                hit = self._entries.get(key)
+                if hit is None or hit[0] is not sess:
+                    return
+            else:
+                key = owner
+            hit = self._entries.pop(key, None)
+            if hit is not None:
+                self.freed += 1
+                object.__setattr__(hit[0], "analysis", _Dropped(DROPPED_LEFT))
+
+    def stats(self) -> dict:
+        with self._lock:
+            total = sum(n for _, n in self._entries.values())
+            return {"sessions": len(self._entries), "mb": round(total / 2**20, 1),
+                    "max_mb": round(self.max_bytes / 2**20, 1), "evicted": self.evicted,
+                    "freed": self.freed}
+
+
+def _session_memory_mb() -> float:
+    from .limits import SESSION_MEMORY_MB
+    return SESSION_MEMORY_MB
+
+
+SESSIONS = SessionStore(_session_memory_mb())
+
+
+def free_session(sess) -> None:
+    """gr.State's delete_callback: the state expired or its session closed."""
+    if isinstance(sess, Session):
+        SESSIONS.free(sess)
+
+
+def free_request_session(request=None) -> None:
+    """demo.unload: the browser left; free its analysis now (Gradio keeps closed sessions'
+    state for an hour)."""
+    sid = getattr(request, "session_hash", None) or request_session()
+    if sid:
+        SESSIONS.free(owner=sid)
