@@ -25,7 +25,7 @@ LIMITS = {  # small limits make each attack cheap; each test states which one it
     "ATTNVIZ_SLOT_WAIT_SECONDS": "2",
     "ATTNVIZ_TRAIN_IMAGE_MAX_MP": "4",
     "ATTNVIZ_TRAIN_TOTAL_MAX_MP": "6",
-    "ATTNVIZ_SESSION_MEMORY_MB": "40",
+    "ATTNVIZ_SESSION_MEMORY_MB": "20",
     "ATTNVIZ_USER_MODELS_MAX": "2",
     "GRADIO_HEARTBEAT_INTERVAL": "1",  # a closed page is noticed within a second
 }
@@ -173,7 +173,8 @@ def test_cancel_stops_the_job_frees_the_slot_and_writes_nothing(server, client):
     assert "busy" in str(e.value).lower() and "ends by" in str(e.value), str(e.value)
     time.sleep(2)  # a few steps in
     job.cancel()
-    _wait_for(lambda: _health(client)["job"] is None, 30, "the cancelled training still runs")
+    # (a bound for a loaded CI machine: the first step waits for the epoch's images)
+    _wait_for(lambda: _health(client)["job"] is None, 120, "the cancelled training still runs")
     time.sleep(1)
     assert not list(runs.glob("cancel_me*")) and not list(runs.glob(".training-*"))
     assert "cancel_me" not in client.predict(api_name="/models")[1]
@@ -182,10 +183,10 @@ def test_cancel_stops_the_job_frees_the_slot_and_writes_nothing(server, client):
     md = other.predict("lite_cbam", 50, api_name="/evaluate")[0]
     assert "accuracy" in md
     job = other.submit("lite_cbam", 2000, api_name="/evaluate")
-    _wait_for(lambda: _health(client)["job"], 30, "the evaluation did not start")
+    _wait_for(lambda: _health(client)["job"], 60, "the evaluation did not start")
     time.sleep(1)
     job.cancel()
-    _wait_for(lambda: _health(client)["job"] is None, 30, "the cancelled evaluation still runs")
+    _wait_for(lambda: _health(client)["job"] is None, 120, "the cancelled evaluation still runs")
     assert other.predict("lite_cbam", 50, api_name="/evaluate")[0].count("accuracy") == 1
 
 
@@ -240,22 +241,22 @@ def test_hostage_and_broken_zips_are_refused_clearly(server, client, tmp_path, s
 
 # ------------------------------------------------------------------------------ 4. sessions
 def test_session_memory_is_bounded_and_freed(server, client, tmp_path, star):
-    """Seven sessions that each analysed a 4-megapixel image hold at most the 40 MB limit
-    together (each would keep ~28 MB); the least recently used one is told its analysis was
+    """Seven sessions that each analysed a 2.25-megapixel image hold at most the 20 MB limit
+    together (each would keep ~16 MB); the least recently used one is told its analysis was
     dropped; a page that closes frees its analysis at once."""
     import threading
 
     import numpy as np
     from PIL import Image
     url, _, proc = server
-    y, x = np.mgrid[0:2000, 0:2000]
+    y, x = np.mgrid[0:1500, 0:1500]
     big = tmp_path / "big.png"
     Image.fromarray(np.stack([x % 256, y % 256, (x + y) % 256], -1).astype(np.uint8)).save(big)
     clients = [Client(url, verbose=False) for _ in range(7)]
     for c in clients:
         c.predict(handle_file(str(big)), "lite_cbam", "gradcam", "per map", api_name="/inspect")
     held = _health(client)["sessions"]
-    assert held["mb"] <= held["max_mb"] == 40 and held["evicted"] >= 3, held
+    assert held["mb"] <= held["max_mb"] == 20 and held["evicted"] >= 3, held
     with pytest.raises(Exception, match="dropped to free server memory"):
         clients[0].predict(api_name="/export")
     assert clients[-1].predict(api_name="/export")[0]  # the latest one is whole
