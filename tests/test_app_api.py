@@ -92,8 +92,8 @@ def test_inspect_prediction_overlays_and_summary(client, example_paths):
     items = gallery(r["gallery"])
     n_spatial = sum(k == "spatial" for _, _, k in list_taps(attnviz.create_model("lite_cbam")))
     assert len(items) == n_spatial + 1  # every spatial map and the attribution
-    for im, cap in items:
-        assert im.shape == original.shape
+    for im, cap in items:  # the overlay at the image's size, its colour bar beneath
+        assert im.shape[1:] == original.shape[1:] and im.shape[0] > original.shape[0]
     caps = [c for _, c in items]
     assert caps[0].startswith("layer1.0 · CBAM spatial · 32x32"), caps
     assert caps[-1].startswith("Grad-CAM")
@@ -171,7 +171,7 @@ def test_affinity_marks_the_query(client, example_paths):
     items = gallery(gal)
     assert len(items) == 1 and "query (37, 81)" in items[0][1]
     im = items[0][0]
-    assert im.shape == (128, 128, 3)
+    assert im.shape[1:] == (128, 3) and im.shape[0] > 128  # overlay + colour bar
     assert tuple(im[y, x]) == (255, 255, 255)  # the query pixel itself is marked
     ring = im[y - 12:y + 13, x - 12:x + 13].reshape(-1, 3)
     assert (ring.sum(1) < 60).sum() > 10  # and outlined in black

@@ -24,6 +24,9 @@ CSS = """
            font-weight: 600; margin-right: 4px;}
 .av-random {background: #fde68a; color: #7c2d12; border: 1px solid #f59e0b;}
 .av-trained {background: #dcfce7; color: #14532d; border: 1px solid #22c55e;}
+.av-weak {background: #ffedd5; color: #7c2d12; border: 1px solid #fb923c;}
+.av-frame {font-size: 0.92em; color: #1e3a8a;}
+.av-frame-warn {color: #9a3412;}
 .av-muted {color: var(--body-text-color-subdued); font-size: 0.9em;}
 .av-hint {font-size: 0.85em; color: var(--body-text-color-subdued);}
 #av-legend img {object-fit: contain; max-height: 40px;}
@@ -41,6 +44,40 @@ CSS = """
 #av-examples .gallery-item .container.gallery {width: 42px !important; height: 42px !important;}
 #av-scale .wrap {flex-wrap: nowrap;}
 #av-scale label {white-space: nowrap;}
+/* overlay galleries: every tile is the whole image, its colour bar and its caption beneath it,
+   whatever the image's shape and the screen's width (the gallery grows instead of scrolling) */
+.av-tiles {height: auto !important; overflow: visible !important;}
+.av-tiles .grid-wrap {height: auto !important; max-height: none !important;
+    overflow: visible !important;}
+.av-tiles .grid-container {grid-template-rows: none !important; grid-auto-rows: auto !important;
+    align-items: start;}
+.av-tiles .thumbnail-item {aspect-ratio: auto !important; height: auto !important;
+    display: flex !important; flex-direction: column; overflow: visible !important;}
+.av-tiles .thumbnail-item > img {width: 100% !important; height: auto !important;
+    max-height: 360px; object-fit: contain !important;}
+.av-tiles .caption-label {position: static !important; max-width: none !important;
+    white-space: normal !important; overflow: visible !important; opacity: 1 !important;
+    text-overflow: clip !important; border: 0 !important; border-radius: 0 !important;
+    border-top: 1px solid var(--border-color-primary) !important; text-align: center;
+    font-size: 0.74em !important; line-height: 1.25; padding: 3px 4px !important;
+    overflow-wrap: anywhere;}
+@media (max-width: 700px) {
+  .av-tiles .grid-container {grid-template-columns: repeat(2, minmax(0, 1fr)) !important;}
+}
+/* labels wrap instead of being cut */
+#av-head-att label[data-testid=block-label], #av-head-attr label[data-testid=block-label],
+.av-fill label[data-testid=block-label] {white-space: normal; max-width: calc(100% - 64px);
+    line-height: 1.2;}
+#av-head-att label[data-testid=block-label] span, #av-head-attr label[data-testid=block-label] span
+    {flex-shrink: 0;}
+/* the analysis running: the previous results are greyed under a busy sign */
+#av-right.av-stale .av-result {opacity: 0.35; filter: grayscale(0.6);}
+#av-right.av-stale::before {content: "Analysing… the results below are from the previous analysis";
+    display: block; padding: 4px 10px; border-radius: 8px; font-size: 0.9em; font-weight: 600;
+    background: #e0e7ff; color: #3730a3; border: 1px solid #a5b4fc;}
+.av-error {padding: 6px 10px; border-radius: 8px; background: #fee2e2; color: #7f1d1d;
+    border: 1px solid #fca5a5; font-size: 0.92em;}
+.av-ok {font-size: 0.85em; color: var(--body-text-color-subdued);}
 """
 
 HEADER = ("# attnviz\nWhat the attention modules inside a CNN compute (CBAM, SE, SK, SGE, "

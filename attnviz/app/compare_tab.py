@@ -11,6 +11,7 @@ import numpy as np
 from . import views as V
 from .components import InputImage, gpu
 from .errors import bad_request, user_errors
+from .framing import badge_pill, prediction_note
 from .examples import known_mask
 from .state import MODELS, catalogue, model_choices
 
@@ -20,7 +21,7 @@ MAX_MODELS = 4
 def _kind_choices() -> list[tuple[str, str]]:
     """(label, kind) for the kinds with a spatial map, from the kind and block specs."""
     from .. import kinds as K
-    out = [("strongest map of the deepest stage", "strongest")]
+    out = [("strongest, deepest stage", "strongest")]
     for k in K.spatial_kinds():
         owners = ", ".join(b.display_name for b in K.all_blocks() if k in b.kinds)
         out.append((f"{K.get(k).display_name} ({owners})" if owners else k, k))
@@ -28,8 +29,8 @@ def _kind_choices() -> list[tuple[str, str]]:
 
 
 KINDS = _kind_choices()
-TABLE_HEADERS = ["model", "weights", "prediction", "attention map", "agreement ρ",
-                 "pointing (attention)", "pointing (attribution)"]
+TABLE_HEADERS = ["model", "weights", "prediction", "attention map", "ρ with attribution",
+                 "pointing: attention", "pointing: attribution"]
 
 
 def default_pair() -> list[str]:
@@ -111,13 +112,14 @@ def run_compare(image, models, kind, method, scale):
         kinds = {r[2].kind for r in rows if r[2] is not None}
         kind_norm = {k: shared_range([r[3] for r in rows if r[2] is not None and r[2].kind == k])
                      for k in kinds} if shared else {}
-        anorm = V.attribution_norm(method)
-        attr_norm = shared_range([r[4] for r in rows], anorm) if shared else anorm
+        # attributions stay on each model's own scale: their raw size follows each model's
+        # logits (a shared range left lite_danet's Grad-CAM almost empty beside lite_cbam's)
+        attr_norm = V.attribution_norm(method)
         out, table = [], []
         for ld, a, rec, m, attr in rows:
-            badge = (f"<span class='av-badge av-random'>⚠ random weights</span>" if not ld.trained
-                     else f"<span class='av-badge av-trained'>✓ {ld.badge}</span>")
-            header = f"### {ld.name}\n{badge}\n\n{V.prediction_text(a)}"
+            note = prediction_note(ld, example)
+            header = (f"### {ld.name}\n{badge_pill(ld)}\n\n{V.prediction_text(a)}"
+                      + (f"\n\n{note}" if note else ""))
             if rec is None:
                 att_img = gr.Image(value=None, visible=True,
                                    label=f"no {kind} map in {ld.name}")
@@ -127,7 +129,8 @@ def run_compare(image, models, kind, method, scale):
                                    label=f"{V.map_caption(rec)} · {V.fmt_range(*rng)}")
             im, rng = V.draw(display, attr, attr_norm)
             attr_img = gr.Image(value=im, visible=True,
-                                label=f"{V.method_name(method)} · {V.fmt_range(*rng)}")
+                                label=f"{V.method_name(method)} · {V.fmt_range(*rng)} (own "
+                                      "scale)")
             out += [gr.Markdown(value=header, visible=True), att_img, attr_img]
             rho = None if m is None else V.finite(metrics.rank_correlation(m, attr))
             pa = pb = "—"
@@ -159,7 +162,9 @@ def run_compare(image, models, kind, method, scale):
 def build(ui: SimpleNamespace) -> None:
     gr.Markdown("Two to four models on the same image. Each row: the prediction, the chosen "
                 "attention map (the deepest layer of that kind) and the attribution. Models with "
-                "random weights carry a ⚠ badge.")
+                "random weights carry a ⚠ badge. Attention maps of one kind share a colour "
+                "scale; each attribution keeps its own, since its raw size follows the model's "
+                "logits and would leave one model's map almost empty beside another's.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=260):
             ui.cmp_image = InputImage(value=ui.first_example, label="Image", type="filepath",

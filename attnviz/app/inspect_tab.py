@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 
+from .. import kinds as K
 from ..errors import AttnvizError
 from ..maps import has_spatial
 from . import limits
@@ -30,7 +31,7 @@ from .components import InputImage, Outputs
 from .errors import bad_request, to_gr_error, user_errors
 from .examples import ensure_examples
 from .inspect_views import (HEADLINE_OUTPUTS, KIND_OUTPUTS, KIND_TABS, affinity_gallery, cleared,
-                            headline, inspect_values, kind_views, record_figure)
+                            headline, inspect_values, kind_views, of_kinds, record_figure)
 from .scores_view import SCORE_HEADERS, SCORE_WIDTHS, scores_table, update_scores
 from .state import MODELS, default_model, find_entry, free_session, model_choices
 
@@ -121,10 +122,11 @@ def run_maps(sess, scale, selected="all") -> dict:
 
 def figure_for_kind(kind: str):
     """Gallery click -> that map's Plotly figure."""
+    kinds = (kind,)
     def pick(sess, scale, evt: gr.SelectData):
         if sess is None or evt is None:
             return gr.skip()
-        recs = [r for r in sess.analysis.maps if r.kind == kind and has_spatial(r)]
+        recs = [r for r in of_kinds(sess.analysis.maps, kinds) if has_spatial(r)]
         i = evt.index if isinstance(evt.index, int) else 0
         if not 0 <= i < len(recs):
             return gr.skip()
@@ -197,9 +199,10 @@ def run_attribute(sess, scale) -> dict:
 
 
 # ------------------------------------------------------------------------------ layout
-def _gallery(label: str, elem_id: str, columns: int = 4, height: int | str = 290,
+def _gallery(label: str, elem_id: str, columns: int = 4, height: int | str = "auto",
              preview: bool = False) -> gr.Gallery:
-    """A gallery of overlays: PNG (exact pixels), whole images, a fixed column count."""
+    """A gallery of overlays: PNG (exact pixels), whole images with their colour bars and
+    captions beneath (the app's CSS, class av-tiles), a fixed column count."""
     return gr.Gallery(label=label, columns=columns, height=height, format="png",
                       fit_columns=False, object_fit="contain", allow_preview=preview,
                       elem_id=elem_id, elem_classes=["av-tiles"])
@@ -219,12 +222,10 @@ def _left_column(ui: SimpleNamespace) -> None:
     ui.model = gr.Dropdown(model_choices(), value=default_model(), label="Model",
                            allow_custom_value=True, elem_id="av-model")
     ui.badge = gr.Markdown(elem_id="av-badge")
-    with gr.Row(equal_height=True, elem_id="av-run-row"):
-        ui.method = gr.Dropdown(V.METHOD_CHOICES, value="gradcam", label="Attribution",
-                                allow_custom_value=True, elem_id="av-method", scale=2,
-                                min_width=150)
-        ui.analyse = gr.Button("Analyse", variant="primary", elem_id="av-analyse", scale=1,
-                               min_width=90)
+    # full width: the longest choice ("Integrated Gradients (slow)") fits the box
+    ui.method = gr.Dropdown(V.METHOD_CHOICES, value="gradcam", label="Attribution",
+                            allow_custom_value=True, elem_id="av-method")
+    ui.analyse = gr.Button("Analyse", variant="primary", elem_id="av-analyse")
     ui.status = gr.Markdown(elem_id="av-status")
     # /inspect for API clients: the same analysis, raising its errors (Analyse answers in
     # the status line instead)
@@ -234,7 +235,7 @@ def _left_column(ui: SimpleNamespace) -> None:
 def _kind_tab(ui: SimpleNamespace, t) -> None:
     with gr.Tab(t.title, id=t.key) as tab:
         setattr(ui, f"tab_{t.key}", tab)
-        if t.key == "affinity":
+        if t.spec.queried:
             gr.Markdown("**Click the image to choose a query point**: each overlay shows where "
                         "that position attends (the query is marked with a white cross in a "
                         "ring).")
@@ -245,10 +246,11 @@ def _kind_tab(ui: SimpleNamespace, t) -> None:
                                   min_width=100, elem_id="av-qy")
         if t.gallery:
             setattr(ui, f"gal_{t.key}", _gallery(t.gallery, f"av-gal-{t.key}",
-                                                 columns=3 if t.key == "affinity" else 4))
+                                                 columns=3 if t.spec.queried else 4))
         setattr(ui, f"plot_{t.key}", gr.Plot(label=t.plot, elem_id=f"av-plot-{t.key}"))
-        if t.key == "affinity":
-            ui.plot_chaff = gr.Plot(label="DANet channel affinity", visible=False)
+        for kind, name in zip(t.kinds[1:], t.extra_plots):
+            setattr(ui, name, gr.Plot(label=K.get(kind).title, visible=False,
+                                      elem_id=f"av-{name.replace('_', '-')}"))
 
 
 def _right_column(ui: SimpleNamespace) -> None:

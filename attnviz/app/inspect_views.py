@@ -11,47 +11,105 @@ with a spatial map) and a Plotly figure; the components and the values are deriv
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import gradio as gr
+import numpy as np
 
 from .. import kinds as K
 from ..maps import has_spatial
 from ..render import figures as F
 from . import views as V
 from .analysis import agreement, shown_method, summary
+from .framing import badge_md, prediction_note
 from .state import MODELS, Session
 
 
 @dataclass(frozen=True)
 class KindTab:
-    """One tab of the Inspect tab's kind tabs: its components are ``tab_<key>``,
-    ``gal_<key>`` (when ``gallery`` names one) and ``plot_<key>``."""
+    """One of the Inspect tab's kind tabs, derived from the kind specs (:mod:`attnviz.kinds`):
+    its components are ``tab_<key>``, ``gal_<key>`` (kinds with a spatial map: their overlays)
+    and ``plot_<key>``, plus ``plot_<kind>`` for each further kind shown in the tab (DANet's
+    channel affinity beside the position affinity)."""
 
     key: str
     title: str
-    kinds: tuple  # record kinds shown in the tab
+    kinds: tuple  # record kinds shown in the tab; the first is the tab's own
     gallery: str | None  # the gallery's label; None: the kind has no map over the image
     plot: str  # the figure's label
 
+    @property
+    def spec(self):
+        return K.get(self.kinds[0])
 
-_LABELS = {
-    "spatial": ("Spatial attention (click one for its figure)", "Spatial map (hover for values)"),
-    "channel": (None, "Channel gates per layer"),
-    "kernel": (None, "SK kernel selection"),
-    "group": ("SGE group factors, mean over groups (click one for its groups)", "Group factors"),
-    "affinity": ("Affinity of the query (click the image to move it)", "Affinity explorer"),
-    "calibration": ("SCNet self-calibration gates (mean over channels)", "Calibration gate"),
+    @property
+    def extra_plots(self) -> tuple:
+        return tuple(f"plot_{k}" for k in self.kinds[1:])
+
+
+# labels where the kind's title alone says too little
+_GALLERY_LABELS = {
+    "spatial": "Spatial attention (click one for its figure)",
+    "group": "SGE group factors, mean over groups (click one for its groups)",
+    "affinity": "Affinity of the query (click the image to move it)",
+    "calibration": "SCNet self-calibration gates (mean over channels)",
 }
-KIND_TABS = tuple(KindTab(key, title, tuple(kinds), _LABELS[key][0] if key in V.GALLERY_KINDS
-                          else None, _LABELS[key][1])
-                  for key, title, kinds in V.KIND_TABS)
+_PLOT_LABELS = {"spatial": "Spatial map (hover for values)", "channel": "Channel gates per layer",
+                "kernel": "SK kernel selection", "affinity": "Affinity explorer",
+                "calibration": "Calibration gate"}
+
+
+def _kind_tab(key: str, title: str, kinds: tuple) -> KindTab:
+    spec = K.get(kinds[0])
+    gallery = (_GALLERY_LABELS.get(key, f"{spec.title} (click one for its figure)")
+               if spec.spatial else None)
+    return KindTab(key, title, tuple(kinds), gallery, _PLOT_LABELS.get(key, spec.title))
+
+
+KIND_TABS = tuple(_kind_tab(key, title, kinds) for key, title, kinds in V.KIND_TABS)
 # every output the kind tabs fill, in a stable order (the /maps endpoint returns them so)
 KIND_OUTPUTS = tuple(
     [n for t in KIND_TABS for n in (f"tab_{t.key}", *((f"gal_{t.key}",) if t.gallery else ()),
-                                     f"plot_{t.key}")]
-    + ["plot_chaff", "kind_note", "kind_tabs", "qx", "qy"])
+                                     f"plot_{t.key}", *t.extra_plots)]
+    + ["kind_note", "kind_tabs", "qx", "qy"])
 HEADLINE_OUTPUTS = ("head_att", "head_attr", "agreement", "gal_all", "legend")
+
+
+def of_kinds(records, kinds) -> list:
+    """The records whose kind is one of ``kinds``, in capture order."""
+    return [r for r in records if r.kind in kinds]
+
+
+# ------------------------------------------------------------------------------ tiles
+def tile_bar(width: int, lo: float, hi: float) -> np.ndarray:
+    """A colour bar for a gallery tile, as wide as its overlay: the gradient, then the low
+    value at the left and the high one at the right, in type readable when the tile is shown
+    at about a third of its size."""
+    import cv2
+
+    from ..render.overlay import colorize
+    width = max(int(width), 32)
+    scale = max(0.45, width / 512 * 1.1)
+    thick = 1 if scale < 0.9 else 2
+    (_, th), _ = cv2.getTextSize("0.9", cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    strip = max(8, width // 28)
+    pad = max(3, width // 100)
+    bar = np.full((pad + strip + pad + th + 2 * pad, width, 3), 255, np.uint8)
+    bar[pad:pad + strip] = colorize(np.linspace(0, 1, width)[None].repeat(strip, 0))
+    base = pad + strip + pad + th
+    ref = max(abs(lo), abs(hi))
+    lo_s, hi_s = V.fmt_value(lo, ref), V.fmt_value(hi, ref)
+    hi_w = cv2.getTextSize(hi_s, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0]
+    for text, x in ((lo_s, 2), (hi_s, width - hi_w - 2)):
+        cv2.putText(bar, text, (x, base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick,
+                    cv2.LINE_AA)
+    return bar
+
+
+def tile(overlay: np.ndarray, rng) -> np.ndarray:
+    """A gallery tile: the overlay (unchanged, on top) with its colour bar beneath."""
+    return np.vstack([overlay, tile_bar(overlay.shape[1], *rng)])
 
 
 # ------------------------------------------------------------------------------ headline
@@ -88,8 +146,8 @@ def headline(sess: Session, scale: str) -> dict:
     for r in a.maps:
         if has_spatial(r):
             img, rng = V.draw(sess.display, V.grid_map(r), norms[r.tap])
-            gallery.append((img, f"{V.map_caption(r)} · {V.fmt_range(*rng)}"))
-    gallery.append((attr_img, f"{V.method_name(method)} · {V.fmt_range(*arng)}"))
+            gallery.append((tile(img, rng), f"{V.map_caption(r)} · {V.fmt_range(*rng)}"))
+    gallery.append((tile(attr_img, arng), f"{V.method_name(method)} · {V.fmt_range(*arng)}"))
     attr = gr.Image(value=attr_img, label=f"{V.method_name(method)} → {a.target_name}"
                                           + (" (computing…)" if pending else ""))
     return {"head_att": att, "head_attr": attr, "agreement": "<br>".join(lines),
@@ -99,8 +157,13 @@ def headline(sess: Session, scale: str) -> dict:
 def inspect_values(sess: Session, scale: str) -> dict:
     """Everything the analysis step shows: prediction, badge, headline, summary, state."""
     loaded = MODELS.get(sess.model_name)
-    return {"top5": V.top_k_dict(sess.analysis), "badge": V.badge_md(loaded),
-            **headline(sess, scale), "summary": summary(sess), "state": sess}
+    values = {"top5": V.top_k_dict(sess.analysis), "badge": badge_md(loaded),
+              **headline(sess, scale), "summary": summary(sess), "state": sess}
+    note = prediction_note(loaded, sess.example)
+    if note:
+        values["agreement"] = note + "<br>" + values["agreement"]
+    values["summary"]["prediction_note"] = re.sub(r"<[^>]+>", "", note) or None
+    return values
 
 
 # ------------------------------------------------------------------------------ kind tabs
@@ -112,7 +175,8 @@ def query_display(sess: Session) -> tuple[float, float]:
 
 
 def record_figure(rec, sess: Session, scale: str):
-    """The Plotly figure of one record with a map (spatial, group, affinity, calibration)."""
+    """The Plotly figure of one record (its kind's builder): on the shared scale, the range of
+    every record of its kind; an affinity with the session's query."""
     if rec is None:
         return None
     h, w = sess.analysis.image.shape[:2]
@@ -121,6 +185,7 @@ def record_figure(rec, sess: Session, scale: str):
 
 
 def affinity_gallery(sess: Session, scale: str) -> list:
+    """The overlays of every queried kind (position affinities): the row of the query, marked."""
     recs = V.queried_records(sess.analysis.maps)
     qx, qy = query_display(sess)
     out = []
@@ -134,8 +199,8 @@ def affinity_gallery(sess: Session, scale: str) -> list:
     for r in recs:
         img, rng = V.draw_affinity(sess.display, r, qx, qy, shared or "minmax")
         ox, oy = qx / sess.scale, qy / sess.scale
-        out.append((img, f"{V.map_caption(r)} · attention from query ({ox:.0f}, {oy:.0f}) · "
-                         f"{V.fmt_range(*rng)}"))
+        out.append((tile(img, rng), f"{V.map_caption(r)} · attention from query "
+                                    f"({ox:.0f}, {oy:.0f}) · {V.fmt_range(*rng)}"))
     return out
 
 
@@ -143,30 +208,32 @@ def _overlays(sess: Session, recs, norms) -> list:
     out = []
     for r in recs:
         img, rng = V.draw(sess.display, V.grid_map(r), norms[r.tap])
-        out.append((img, f"{V.map_caption(r)} · {V.fmt_range(*rng)}"))
+        out.append((tile(img, rng), f"{V.map_caption(r)} · {V.fmt_range(*rng)}"))
     return out
 
 
-def _tab_figure(tab: KindTab, recs, sess: Session, scale: str):
-    """A tab's figure: the deepest map's for kinds drawn over the image, else one figure of
-    every layer (channel gates, kernel selection)."""
-    main = [r for r in recs if r.kind == tab.kinds[0]]
-    if not main:
+def kind_figure(kind: str, recs, sess: Session, scale: str):
+    """The figure of a kind in its tab: one figure of every layer for grouped kinds (channel
+    gates, kernel selection), else the deepest layer's; None without records."""
+    recs = of_kinds(recs, (kind,))
+    if not recs:
         return None
-    if tab.gallery:
-        return record_figure(main[-1], sess, scale)
-    fig = K.get(tab.kinds[0]).figure_builder()(main)  # a grouped kind: one figure, all layers
-    if fig.layout.height is None:
-        fig.update_layout(height=380)
-    return fig
+    spec = K.get(kind)
+    if spec.grouped:
+        fig = spec.figure_builder()(recs)
+        fig.update_layout(height=max(380, fig.layout.height or 0))
+        return fig
+    if not spec.spatial:  # e.g. DANet's channel affinity: the tensor itself
+        return F.figure_for(recs[-1], max_size=64)
+    return record_figure(recs[-1], sess, scale)
 
 
 def kind_views(sess: Session, scale: str, selected: str = "all") -> dict:
     """Every kind tab: its label with the count (tabs without maps are disabled, and hidden by
-    the app's CSS), its overlays and figure; the note listing the kinds present; the query."""
+    the app's CSS), its overlays and figures; the note listing the kinds present; the query."""
     recs = sess.analysis.maps
     norms = V.scale_norms(recs, scale)
-    by = {t.key: [r for r in recs if r.kind in t.kinds] for t in KIND_TABS}
+    by = {t.key: of_kinds(recs, t.kinds) for t in KIND_TABS}
     out = {}
     for t in KIND_TABS:
         n = len(by[t.key])
@@ -174,13 +241,12 @@ def kind_views(sess: Session, scale: str, selected: str = "all") -> dict:
         out[f"tab_{t.key}"] = gr.Tab(label=f"{t.title} · {n}" if n else t.title,
                                      interactive=n > 0)
         if t.gallery:
-            out[f"gal_{t.key}"] = (affinity_gallery(sess, scale) if K.get(t.kinds[0]).queried
-                                   else _overlays(sess, by[t.key], norms))
-        out[f"plot_{t.key}"] = _tab_figure(t, by[t.key], sess, scale)
-    # a tab's second kind (channel affinity beside the affinities) gets the extra plot
-    chaff = [r for t in KIND_TABS for r in by[t.key] if r.kind != t.kinds[0]]
-    fig_chaff = F.figure_for(chaff[-1], max_size=64) if chaff else None
-    out["plot_chaff"] = gr.Plot(value=fig_chaff, visible=fig_chaff is not None)
+            out[f"gal_{t.key}"] = (affinity_gallery(sess, scale) if t.spec.queried else
+                                   _overlays(sess, of_kinds(recs, t.kinds[:1]), norms))
+        out[f"plot_{t.key}"] = kind_figure(t.kinds[0], recs, sess, scale)
+        for kind, name in zip(t.kinds[1:], t.extra_plots):
+            fig = kind_figure(kind, recs, sess, scale)
+            out[name] = gr.Plot(value=fig, visible=fig is not None)
     present = [f"{t.title} ({len(by[t.key])})" for t in KIND_TABS if by[t.key]]
     out["kind_note"] = ("**Attention in this model:** " + ", ".join(present) if present else
                         "**This model has no attention modules** (plain ResNet): only the "
@@ -199,9 +265,10 @@ def cleared(message: str = "") -> dict:
     out = {"top5": None, "head_att": gr.Image(value=None, label="Attention"),
            "head_attr": gr.Image(value=None, label="Attribution"), "agreement": message,
            "gal_all": [], "summary": None, "state": None, "kind_note": "",
-           "scores": pd.DataFrame([], columns=SCORE_HEADERS), "plot_chaff": None}
+           "scores": pd.DataFrame([], columns=SCORE_HEADERS)}
     for t in KIND_TABS:
         if t.gallery:
             out[f"gal_{t.key}"] = []
-        out[f"plot_{t.key}"] = None
+        for name in (f"plot_{t.key}", *t.extra_plots):
+            out[name] = None
     return out

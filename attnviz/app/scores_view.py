@@ -30,8 +30,10 @@ MEANINGS = {
                         "1 = same pixel ranking, 0 = unrelated, -1 = opposite",
 }
 SCORE_HEADERS = ["score", "map", "value", "what it means"]
+NOT_COMPUTED = "not computed"
+_HOW = (" — press “Deletion / insertion” to compute it (slow for a full-size model on a CPU)")
 # the columns' share of the table's width (the value column holds "hit", "0.873" or a hint)
-SCORE_WIDTHS = ["17%", "31%", "14%", "38%"]
+SCORE_WIDTHS = ["15%", "28%", "20%", "37%"]
 
 
 def _scores(sess: Session, faithfulness: bool) -> dict:
@@ -66,8 +68,7 @@ def _scores(sess: Session, faithfulness: bool) -> dict:
         out["faithfulness_scores"] = {method: dict(f, steps=SCORE_STEPS)}
     else:
         for k in ("deletion AUC", "insertion AUC"):
-            rows.append([k, mname, "press “Deletion / insertion” (slow for a full-size model "
-                                   "on a CPU)"])
+            rows.append([k, mname, NOT_COMPUTED])
     for r in spatial:
         rho = V.finite(s["rank_correlation"][r.label])
         rows.append(["rank correlation", f"{V.map_caption(r)} vs {mname}",
@@ -99,6 +100,7 @@ def scores_table(sess: Session | None):
     import pandas as pd
     rows, seen = [], set()
     for s, m, v in (sess.scores.get("rows", []) if sess is not None else []):
-        rows.append([s if s not in seen else "", m, v, MEANINGS[s] if s not in seen else ""])
+        meaning = MEANINGS[s] + (_HOW if v == NOT_COMPUTED else "") if s not in seen else ""
+        rows.append([s if s not in seen else "", m, v, meaning])
         seen.add(s)
     return pd.DataFrame(rows, columns=SCORE_HEADERS)

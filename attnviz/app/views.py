@@ -222,21 +222,6 @@ def prediction_text(analysis, k: int = 3) -> str:
     return " · ".join(parts)
 
 
-def badge_md(loaded) -> str:
-    """The weights badge as Markdown: a warning for random weights."""
-    info = loaded.model.info
-    if not loaded.trained:
-        why = " (no checkpoint yet)" if loaded.entry.family == "lite" else ""
-        return (f"<span class='av-badge av-random'>⚠ random weights{why}</span> "
-                f"`{loaded.name}` is untrained: its maps show an untrained network, not learned "
-                "attention.")
-    extra = ""
-    acc = info.card.get("val_accuracy")
-    if acc is not None:
-        extra = f" val. accuracy {float(acc):.1%}"
-    return f"<span class='av-badge av-trained'>✓ {loaded.badge}</span>{extra}"
-
-
 def finite(v):
     try:
         f = float(v)
