@@ -28,6 +28,7 @@ LIMITS = {  # small limits make each attack cheap; each test states which one it
     "ATTNVIZ_SESSION_MEMORY_MB": "20",
     "ATTNVIZ_USER_MODELS_MAX": "2",
     "GRADIO_HEARTBEAT_INTERVAL": "1",  # a closed page is noticed within a second
+    "ATTNVIZ_EXPORT_KEEP_SECONDS": "0",  # an export's folder goes at the next export
 }
 
 
@@ -331,6 +332,41 @@ def test_user_models_are_private_capped_and_escaped(server, client, star, tmp_pa
         other.predict("lite_se", "synthetic shapes", None, 1, 64, "third", api_name="/train")
     assert "limit is 2 models" in str(e.value), str(e.value)
     assert _top1(other, star)[0] == "star"
+
+
+# ------------------------------------------------------------------------------ 6. small leaks
+def test_exports_affinity_and_health_leave_nothing_behind(server, client, star):
+    """Export folders do not pile up; /affinity on a model without affinity says why; /health
+    tells hooks held by running requests from leaked ones (none) while requests run."""
+    import threading
+    url, _, proc = server
+    tmp = server[1].parent  # the server's TMPDIR
+    _top1(client, star)
+    for _ in range(3):
+        assert Path(client.predict(api_name="/export")[0]).is_file()
+    assert len(list(tmp.glob("attnviz_export_*"))) <= 1
+    with pytest.raises(Exception, match="no position-affinity module"):
+        client.predict(10, 10, "per map", api_name="/affinity")
+    stop, readings = threading.Event(), []
+
+    def load():
+        c = Client(url, verbose=False)
+        while not stop.is_set():
+            _top1(c, star)
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(15):
+            readings.append(_health(client)["models"]["lite_cbam"])
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(120)
+    for h in readings:
+        assert h["hooks_leaked"] == 0 and h["hooks"] == h["hooks_in_flight"], h
+    assert _health(client)["models"]["lite_cbam"]["hooks"] == 0
 
 
 # ------------------------------------------------------------------------------ in-process

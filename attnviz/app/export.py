@@ -8,10 +8,13 @@
 """
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import re
+import shutil
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -98,10 +101,36 @@ def build_zip(sess) -> Path:
         np.savez_compressed(npz, **arrays)
         z.writestr("maps.npz", npz.getvalue())
         z.writestr("README.txt", __doc__.split("\n\n", 1)[1])
+    from .limits import EXPORT_KEEP_SECONDS
+    sweep(EXPORT_KEEP_SECONDS)
     out = Path(tempfile.mkdtemp(prefix="attnviz_export_"))
+    with _MADE_LOCK:
+        _MADE.append((time.time(), out))
     path = out / f"attnviz_{_slug(sess.model_name)}_{_slug(Path(sess.image_name).stem)}.zip"
     path.write_bytes(buf.getvalue())
     return path
+
+
+# Each zip is written to a fresh temporary folder and returned; Gradio serves a copy from its own
+# cache, so the folder is removed at the next export once it is EXPORT_KEEP_SECONDS old (and
+# every one left when the server stops).
+_MADE: list[tuple[float, Path]] = []
+_MADE_LOCK = threading.Lock()
+
+
+def sweep(keep_seconds: float = 0) -> int:
+    """Remove this process's export folders older than ``keep_seconds``; how many went."""
+    now = time.time()
+    with _MADE_LOCK:
+        old = [(t, d) for t, d in _MADE if now - t >= keep_seconds]
+        for item in old:
+            _MADE.remove(item)
+    for _, d in old:
+        shutil.rmtree(d, ignore_errors=True)
+    return len(old)
+
+
+atexit.register(sweep, 0)
 
 
 def run_export(sess):

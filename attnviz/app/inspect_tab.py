@@ -162,10 +162,10 @@ def run_affinity(sess, x, y, scale) -> dict:
                               "pixels).")
         recs = V.queried_records(sess.analysis.maps)
         sess.query = (x, y)
-        if not recs:
-            gr.Warning(f"{sess.model_name} has no position-affinity module; lite_nonlocal, "
-                       "lite_danet and lite_sagan have one.")
-            return {"gal_affinity": [], "plot_affinity": None, "state": sess}
+        if not recs:  # an error, not a warning: API clients are told why too
+            raise bad_request(f"{sess.model_name} has no position-affinity module, so there is "
+                              "no affinity to query; lite_nonlocal, lite_danet and lite_sagan "
+                              "have one.", "No affinity map")
         return {"gal_affinity": affinity_gallery(sess, scale),
                 "plot_affinity": record_figure(recs[-1], sess, scale), "state": sess}
 

@@ -41,6 +41,9 @@ USER_MODELS_MAX_MB = _num("ATTNVIZ_USER_MODELS_MAX_MB", 500)
 SHARE_TRAINED = os.environ.get("ATTNVIZ_SHARE_TRAINED", "0").strip().lower() in (
     "1", "true", "yes", "on")
 
+# an export's zip folder is removed at a later export once this old (Gradio serves a copy)
+EXPORT_KEEP_SECONDS = _num("ATTNVIZ_EXPORT_KEEP_SECONDS", 60)
+
 # text echoed back in messages
 ECHO_MAX_CHARS = 120
 MESSAGE_MAX_CHARS = 2000
