@@ -292,6 +292,18 @@ class _TapHooks:
         self.modes = []
 
 
+_DISCOVERY: list = []
+
+
+def _discovery():
+    """(select_sites, sites_for_capture, SiteHooks), imported once (not on every capture)."""
+    if not _DISCOVERY:
+        from .discover import select_sites, sites_for_capture
+        from .discover_hooks import SiteHooks
+        _DISCOVERY[:] = [select_sites, sites_for_capture, SiteHooks]
+    return _DISCOVERY
+
+
 @contextlib.contextmanager
 def capture(model: nn.Module, layers=None, kinds=None, blocks=None, affinity_dtype=None,
             max_queries: int | None = None, budget_mb: float | None = None,
@@ -315,8 +327,7 @@ def capture(model: nn.Module, layers=None, kinds=None, blocks=None, affinity_dty
         raise CaptureError("max_queries must be a positive number of query rows")
     if budget_mb is not None and budget_mb <= 0:
         raise CaptureError("budget_mb must be positive")
-    from .discover import select_sites, sites_for_capture
-    from .discover_hooks import SiteHooks
+    select_sites, sites_for_capture, SiteHooks = _discovery()
     sites = sites_for_capture(model, extra, discover)
     taps = select_taps(model, layers, kinds, blocks,
                        also=[n for s in sites for n in (s.name, s.layer)])
