@@ -140,7 +140,8 @@ def bench_model(name, device, reps, amp=False, batches=None):
         target = int(model(x).argmax(1))
     exp = Explainer(model, "gradcam")
     for b in BATCHES if (batches is None) else batches:
-        r = bench_gradcam(model, x, b, device, amp, reps if b == 1 else max(3, reps // 3))
+        r = bench_gradcam(model, x, b, device, amp, reps if b == 1 else max(3, reps // 3),
+                          warmup=2 if b == 1 else 1)
         for k, v in r.items():
             out[f"{k}_b{b}"] = v
 
@@ -188,7 +189,7 @@ def shown_figures(maps) -> dict:
     return {k: figures_for(rs if kinds.get(k).grouped else rs[-1:])[k] for k, rs in by.items()}
 
 
-def bench_gradcam(model, x1, batch: int, device, amp: bool, reps: int) -> dict:
+def bench_gradcam(model, x1, batch: int, device, amp: bool, reps: int, warmup: int = 2) -> dict:
     """Grad-CAM maps for ``batch`` inputs with given targets: attnviz vs raw Captum LayerGradCam
     + bilinear upsampling vs the floor (forward + gradient at the layer), interleaved."""
     import attnviz
@@ -224,7 +225,7 @@ def bench_gradcam(model, x1, batch: int, device, amp: bool, reps: int) -> dict:
             h.remove()
         return g
 
-    t_ours, t_captum, t_floor = interleaved([ours, captum, floor], reps, device)
+    t_ours, t_captum, t_floor = interleaved([ours, captum, floor], reps, device, warmup)
     return {"gradcam_ms": t_ours * 1e3, "captum_ms": t_captum * 1e3, "floor_ms": t_floor * 1e3,
             "gradcam_over_captum": t_ours / t_captum, "gradcam_over_floor": t_ours / t_floor}
 
@@ -421,7 +422,7 @@ def run(quick=False, device="cpu", load=True, models=None):
     reps = 5 if quick else 21
     lite = list_models("lite")
     names = models or ((["lite_cbam", "lite_nonlocal"] if quick else lite) + list(BIG))
-    batches = (1, 8) if quick else BATCHES
+    batches = (1, 4) if quick else BATCHES
     result = {"machine": machine_info(device), "device": str(device), "quick": quick,
               "targets": TARGETS, "batches": list(batches), "models": list(names),
               "capture_overhead": {}, "inspect_ms": {}, "inspect_over_forward": {},
