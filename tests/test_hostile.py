@@ -429,3 +429,13 @@ def test_zip_reading_stops_at_the_next_image(tmp_path, monkeypatch):
     assert len(data) == 20
     with pytest.raises(Exception, match="megapixels in all"):
         load_image_folder(path, max_total_pixels=19 * 40 * 40)
+
+
+def test_readme_lists_every_limit():
+    """The README's reliability section names every limit variable the app reads."""
+    import re
+    src = (ROOT / "attnviz" / "app" / "limits.py").read_text()
+    readme = (ROOT / "README.md").read_text().split("## Reliability", 1)[1].split("\n## ", 1)[0]
+    names = set(re.findall(r'"(ATTNVIZ_[A-Z_]+)"', src))
+    assert len(names) >= 12
+    assert sorted(n for n in names if n not in readme) == []

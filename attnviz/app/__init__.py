@@ -4,9 +4,11 @@
     demo = build_demo()
     demo.launch(**launch_kwargs())
 
-Queues: analyses run in the "inspect" group (several at once); slow attributions, training,
-evaluation and the sanity check share the "heavy" group (one at a time), so they never hold up
-an analysis; scores and ablation have small groups of their own.
+Queues: analyses run in the "inspect" group (several at once); slow attributions, evaluation and
+the sanity check share the "heavy" group (one at a time) and training has its own, so they never
+hold up an analysis; scores and ablation have small groups of their own. Training, evaluation
+and the sanity check also take the one heavy-job slot (:mod:`.jobs`), held until the work has
+really stopped; every limit is in :mod:`.limits` (listed in the README's Reliability section).
 """
 from __future__ import annotations
 

@@ -420,8 +420,8 @@ class Session:
     together: the attributions' full-resolution maps are reduced to their maximum at once (the
     app draws from the raw tensors on the analysis grid), and when the total passes
     ATTNVIZ_SESSION_MEMORY_MB the least recently used sessions lose their analysis; reading
-    ``analysis`` then raises an AttnvizError saying to analyse again. A session's analysis is also freed when its browser
-    leaves and when its ``gr.State`` expires."""
+    ``analysis`` then raises an AttnvizError saying to analyse again. A session's analysis is
+    also freed when its browser leaves and when its ``gr.State`` expires."""
 
     analysis: object  # attnviz.inspect.Analysis (records and raw attributions on the CPU)
     model_name: str
