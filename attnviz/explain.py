@@ -504,8 +504,12 @@ def explain_batch(model, x: torch.Tensor, pres: list, method="gradcam", target=N
                 pred = model(xb).argmax(1).tolist()
             tb = [p if t is None else t for t, p in zip(tb, pred)]
         raw, tgt, _ = exp.attribute_with_target(xb, pass_target(tb), **dict(opts))
+        group = pres[sl]
+        # one resampling for the pass when every image has the same geometry (a tensor batch)
+        maps = to_map(raw, exp.method, group[0]) if len(group) > 1 and all(
+            p == group[0] for p in group) else None
         for i in range(raw.shape[0]):
             r = raw[i:i + 1].clone()
-            out.append(Attribution(to_map(r, exp.method, pres[sl.start + i]), r, exp.method,
-                                   int(tgt[i]), exp.layer_name, dict(opts)))
+            m = maps[i].copy() if maps is not None else to_map(r, exp.method, group[i])
+            out.append(Attribution(m, r, exp.method, int(tgt[i]), exp.layer_name, dict(opts)))
     return out
