@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .errors import AttnvizError, ImageError, class_index
-from .preprocess import Preprocess, load_image, model_device, preprocess
+from .preprocess import Preprocess, load_image, model_device, normalisation, preprocess
 
 DEFAULT_BATCH = 32
 
@@ -43,8 +43,7 @@ def as_input(model, images, mode: str = "resize"):
             raise ImageError("a tensor batch must be the normalised float model input; pass "
                              "uint8 images as a list or a (B, H, W, 3) array")
         x = images.detach().to(model_device(model), torch.float32)
-        mean = tuple(getattr(info, "mean", (0.485, 0.456, 0.406)))
-        std = tuple(getattr(info, "std", (0.229, 0.224, 0.225)))
+        mean, std = normalisation(info)
         return x, [Preprocess((S, S), S, "resize", None, mean, std)
                    for _ in range(x.shape[0])], [None] * x.shape[0]
     items = list(images)

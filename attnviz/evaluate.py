@@ -44,7 +44,7 @@ from .capture import capture
 from .datasets import ShapesData, make_shapes
 from .errors import AttnvizError
 from . import faithfulness_eval as FE
-from .explain import get_explainer, model_lock
+from .explain import get_explainer, model_lock, reduce_attribution
 from .maps import SPATIAL_KINDS, to_spatial, upsample
 from .metrics import energy_pointing_game, pointing_game
 from .shard import Shard, current as current_shard, finish as finish_shard
@@ -167,7 +167,7 @@ def _image_rows(model, batches, n, seed, size, data, tolerance, progress=None, f
                     if row["masked"]:
                         row["chance"] = (_near_mask_fraction(mask, tolerance),
                                          float(mask.mean()))
-                cam = raw.float().clamp_min(0).sum(1)  # ReLU'd Grad-CAM, (B, h, w)
+                cam = reduce_attribution(raw, "gradcam")  # ReLU'd Grad-CAM, (B, h, w)
                 meta["gradcam"] = meta["gradcam"] or {"layer": exp.layer_name,
                                                       "grid": list(cam.shape[-2:])}
                 _score_into(batch_rows, "gradcam", None, upsample(cam, (size, size)), masks,

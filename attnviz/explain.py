@@ -42,7 +42,7 @@ from .batch import (DEFAULT_BATCH, as_input, chunks, is_batch, pass_target,
                     targets_for)
 from .errors import (AttnvizError, ExplainError, LayerError, TargetError,  # noqa: F401
                      UnknownOptionError)
-from .preprocess import BASELINES, Preprocess, make_baseline, preprocess
+from .preprocess import BASELINES, Preprocess, make_baseline, normalisation, preprocess
 
 METHODS = ("gradcam", "guided_gradcam", "integrated_gradients", "smoothgrad", "saliency",
            "occlusion", "gradient_shap")
@@ -203,8 +203,7 @@ def _draws_random(method: str, opts: dict) -> bool:
 def _stats(model):
     from .model_info import info_of
     info = info_of(model)
-    return (tuple(getattr(info, "mean", (0.485, 0.456, 0.406))),
-            tuple(getattr(info, "std", (0.229, 0.224, 0.225))))
+    return normalisation(info)
 
 
 class Explainer:
@@ -444,13 +443,19 @@ def get_explainer(model: nn.Module, method: str, layer=None) -> Explainer:
     return exp
 
 
-def to_map(raw: torch.Tensor, method: str, pre: Preprocess) -> np.ndarray:
-    """Captum's (1, C, h, w) output -> float32 (H, W) map at the image's resolution."""
+def reduce_attribution(raw: torch.Tensor, method: str) -> torch.Tensor:
+    """Captum's (B, C, h, w) output -> (B, h, w) float map on its own grid: Grad-CAM summed over
+    channels and ReLU'd (the CAM), pixel methods |attribution| summed over colour channels. The
+    one place this reduction is written."""
     r = raw.detach().float()
     if canonical_method(method) == "gradcam":
-        m = r.clamp_min(0).sum(1)  # (B, h, w): ReLU'd CAM
-    else:
-        m = r.abs().sum(1)
+        return r.clamp_min(0).sum(1)
+    return r.abs().sum(1)
+
+
+def to_map(raw: torch.Tensor, method: str, pre: Preprocess) -> np.ndarray:
+    """Captum's (1, C, h, w) output -> float32 (H, W) map at the image's resolution."""
+    m = reduce_attribution(raw, method)
     out = pre.to_image(m[0] if m.shape[0] == 1 else m)
     return np.clip(out, 0, None)
 

@@ -123,11 +123,10 @@ def _ranks(m: torch.Tensor) -> torch.Tensor:
 def _filled(x, rank, kind, counts, removal, seed, info) -> torch.Tensor:
     """A constant-fill curve's images (K, 3, S, S): step k has ``counts[k]`` pixels removed
     (deletion) or restored (insertion) in rank order, removed pixels taken from ``removal``."""
-    from .preprocess import make_baseline
+    from .preprocess import make_baseline, normalisation
     c = counts.view(-1, 1, 1, 1)
     removed = rank < c if kind == "deletion" else rank >= c
-    mean = getattr(info, "mean", (0.485, 0.456, 0.406))
-    std = getattr(info, "std", (0.229, 0.224, 0.225))
+    mean, std = normalisation(info)
     fill = make_baseline(x, removal, mean, std, torch.Generator().manual_seed(int(seed)))
     return torch.where(removed, fill, x)
 

@@ -22,10 +22,9 @@ from torch import nn
 
 from .errors import OptionError
 from .models.resnet import ModelInfo
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 - re-exported
 
 DEFAULT_SIZE = 224
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _INFOS: "weakref.WeakKeyDictionary[nn.Module, ModelInfo]" = weakref.WeakKeyDictionary()
 
 

@@ -25,6 +25,17 @@ from torch.nn import functional as F
 
 from .errors import ImageError
 
+# ImageNet's normalisation: the one place these numbers are written
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalisation(model_or_info) -> tuple[tuple, tuple]:
+    """(mean, std) a model (or its ``info``) normalises inputs with; ImageNet's by default."""
+    info = getattr(model_or_info, "info", model_or_info)
+    return (tuple(getattr(info, "mean", None) or IMAGENET_MEAN),
+            tuple(getattr(info, "std", None) or IMAGENET_STD))
+
 MAX_PIXELS = 40_000_000  # larger images are refused (decompression-bomb guard)
 MIN_SIDE = 8
 MODES = ("resize", "center_crop")
@@ -217,8 +228,8 @@ class Preprocess:
     input_size: int
     mode: str = "resize"
     crop_box: tuple | None = None
-    mean: tuple = (0.485, 0.456, 0.406)
-    std: tuple = (0.229, 0.224, 0.225)
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
 
     def __post_init__(self):
         if self.crop_box is None:
@@ -351,8 +362,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 BASELINES = ("black", "white", "mean", "blur", "noise")
 
 
-def make_baseline(x: torch.Tensor, kind: str, mean=(0.485, 0.456, 0.406),
-                  std=(0.229, 0.224, 0.225), generator: torch.Generator | None = None):
+def make_baseline(x: torch.Tensor, kind: str, mean=IMAGENET_MEAN,
+                  std=IMAGENET_STD, generator: torch.Generator | None = None):
     """A reference input like ``x`` (normalised): "black"/"white" pixels, "mean" (zeros after
     normalisation: the dataset's mean colour), "blur" (x blurred, sigma = S/16), "noise"
     (uniform random pixels)."""

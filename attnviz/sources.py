@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import WeightsError
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 ALLOW_ENV = "ATTNVIZ_ALLOW_DOWNLOAD"
 CACHE_ENV = "ATTNVIZ_CACHE"
@@ -43,8 +44,8 @@ class WeightSource:
     input_size: int = 224
     crop_pct: float = 0.875
     interpolation: str = "bilinear"
-    mean: tuple = (0.485, 0.456, 0.406)
-    std: tuple = (0.229, 0.224, 0.225)
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
     classes: tuple | None = None  # none of these files carries class names: indices are kept
 
     @property

@@ -7,12 +7,10 @@ returns.
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..maps import has_spatial
 from . import views as V
@@ -36,9 +34,8 @@ def _to_cpu(a) -> None:
 @gpu
 def _run_inspect(model, pil, methods, amp: bool = False):
     from ..inspect import inspect
-    from .state import AMP_DTYPE, DEVICE
-    ctx = torch.autocast(DEVICE.type, dtype=AMP_DTYPE) if amp else contextlib.nullcontext()
-    with ctx:
+    from .state import autocast
+    with autocast(amp):
         return inspect(model, pil, attributions=methods)
 
 

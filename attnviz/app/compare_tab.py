@@ -61,14 +61,9 @@ def _models_list(models) -> list[str]:
 
 @gpu
 def _analyse(model, pil, method, amp: bool = False):
-    import contextlib
-
-    import torch
-
     from ..inspect import inspect
-    from .state import AMP_DTYPE, DEVICE
-    ctx = torch.autocast(DEVICE.type, dtype=AMP_DTYPE) if amp else contextlib.nullcontext()
-    with ctx:
+    from .state import autocast
+    with autocast(amp):
         a = inspect(model, pil, attributions=[method])
     for r in a.maps:  # float32 for drawing and scoring (autocast records bfloat16)
         r.tensor = r.tensor.detach().float().cpu()

@@ -341,13 +341,14 @@ def amp_setting() -> str:
         v, "auto")
 
 
-def _autocast():
-    return torch.autocast(DEVICE.type, dtype=AMP_DTYPE)
+def autocast(amp: bool = True):
+    """The one autocast context of the app: AMP_DTYPE on DEVICE when ``amp``, else nothing."""
+    return torch.autocast(DEVICE.type, dtype=AMP_DTYPE) if amp else contextlib.nullcontext()
 
 
 def precision(loaded: Loaded):
     """The context an analysis of ``loaded`` runs in: autocast when measured exact enough."""
-    return _autocast() if loaded.amp else contextlib.nullcontext()
+    return autocast(loaded.amp)
 
 
 def amp_agreement(model, image) -> dict:
@@ -356,7 +357,7 @@ def amp_agreement(model, image) -> dict:
     from ..maps import to_spatial
     from ..metrics import rank_correlation
     ref = inspect(model, image)
-    with _autocast():
+    with autocast():
         low = inspect(model, image)
     rhos = []
     for a, b in zip(ref.maps, low.maps):

@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from .. import kinds as K
-from ..explain import METHODS, canonical_method
+from ..explain import METHODS, SINGLE_PASS, canonical_method
 from ..maps import has_spatial, to_spatial
 from ..render.overlay import (BLOCK_NAMES, KIND_NAMES, affinity_overlay, caption, colorbar,
                               fit, overlay)
@@ -24,9 +24,9 @@ DISPLAY_SIDE = 512
 METHOD_NAMES = {"gradcam": "Grad-CAM", "guided_gradcam": "Guided Grad-CAM",
                 "integrated_gradients": "Integrated Gradients", "smoothgrad": "SmoothGrad",
                 "saliency": "Saliency", "occlusion": "Occlusion", "gradient_shap": "GradientSHAP"}
-# single-pass methods share the analysis request; the others run in the "heavy" queue
-FAST_METHODS = ("gradcam", "saliency", "guided_gradcam")
-SLOW_METHODS = tuple(m for m in METHODS if m not in FAST_METHODS)
+# single-pass methods (explain.SINGLE_PASS) share the analysis request; the others run in the
+# "heavy" queue
+FAST_METHODS = SINGLE_PASS
 METHOD_CHOICES = [(METHOD_NAMES[m] + ("" if m in FAST_METHODS else " (slow)"), m)
                   for m in METHODS]
 FAST_METHOD_CHOICES = [(METHOD_NAMES[m], m) for m in FAST_METHODS]
@@ -151,9 +151,9 @@ def map_figure(rec, records, shared: bool, query, image_hw, max_size: int = 64):
 def attribution_grid(analysis, method: str) -> np.ndarray:
     """An attribution's map on its own grid (Grad-CAM: the layer's grid, ReLU'd; pixel methods:
     |attribution| summed over colour channels on the model-input grid), float32."""
-    raw = analysis.attributions[method].raw.detach().float().cpu()
-    m = raw.clamp_min(0).sum(1) if method == "gradcam" else raw.abs().sum(1)
-    return m[0].numpy().astype(np.float32)
+    from ..explain import reduce_attribution
+    m = reduce_attribution(analysis.attributions[method].raw, method)
+    return m[0].cpu().numpy().astype(np.float32)
 
 
 def attribution_norm(method: str) -> str:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..blocks import ChannelAttention, PositionAttention
+from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass
@@ -17,8 +18,8 @@ class ModelInfo:
     name: str
     family: str  # "lite" or "imagenet"
     input_size: int
-    mean: tuple = (0.485, 0.456, 0.406)
-    std: tuple = (0.229, 0.224, 0.225)
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
     resize: int | None = None  # short side before a centre crop (ImageNet: 256)
     classes: list | None = None
     trained: bool = False  # False: random weights
