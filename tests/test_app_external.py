@@ -72,10 +72,13 @@ def test_inspect_returns_every_kind_of_the_users_model(served):
     assert summary["model"] == "mine"
     assert {m["kind"] for m in summary["maps"]} == KINDS
     layers = {(m["layer"], m["kind"]) for m in summary["maps"]}
-    assert ("layer2.attn.SpatialGate", "spatial") in layers and ("cam", "channel_affinity") in layers
+    assert ("layer2.attn.SpatialGate", "spatial") in layers
+    assert ("cam", "channel_affinity") in layers
     assert ("layer3.conv2", "kernel") in layers and ("nonlocal_block", "affinity") in layers
     assert all(c["label"] in LABELS for c in top5["confidences"])
     assert "your model" in badge and "net.safetensors" in badge
+    assert any("ImageNet mean/std" in n for n in summary["notes"])  # what was assumed
+    assert not any("class indices" in n for n in summary["notes"])  # --labels was given
     # the weights served are the file's: the app's prediction is this model's prediction
     import attnviz
     attnviz.describe(model, input_size=96, classes=LABELS)
