@@ -417,7 +417,7 @@ def _response_bytes(res) -> int:
 
 
 # ---------------------------------------------------------------------------- main
-def run(quick=False, device="cpu", load=True, models=None):
+def run(quick=False, device="cpu", load=True, models=None, extras=True):
     device = torch.device(device)
     reps = 5 if quick else 21
     lite = list_models("lite")
@@ -433,6 +433,8 @@ def run(quick=False, device="cpu", load=True, models=None):
         for k, v in r.items():
             result.setdefault(k, {})[name] = round(v, 3)
         print(f"  measured {name}", file=sys.stderr, flush=True)
+    if not extras:  # only the per-model table
+        return result
     result["road"] = bench_road(device, 3 if quick else 7)
     result["road_curve_ms"] = result["road"]["curve_ms"]
     from .bench_discovered import bench_discovered
@@ -510,7 +512,8 @@ def table(r) -> str:
                      f"[<={T.get('road_curve_ms', 1000):.0f}], {road['curve_cpu_ms']:.0f} ms CPU "
                      f"(imputation {road['impute_ms']:.0f} ms, forward passes "
                      f"{road['forward_ms']:.0f} ms; mean fill {road['mean_fill_curve_ms']:.0f} ms)")
-    lines.append(f"largest figure: {r.get('figure_kb_max')} KB [<={T['figure_kb_max']:.0f}]")
+    if "figure_kb_max" in r:
+        lines.append(f"largest figure: {r['figure_kb_max']} KB [<={T['figure_kb_max']:.0f}]")
     ld = r.get("load")
     if ld:
         if "error" in ld:
@@ -523,6 +526,34 @@ def table(r) -> str:
     return "\n".join(lines)
 
 
+def markdown(r) -> str:
+    """The per-model table as Markdown (the README's performance table), targets in headers."""
+    T, bs = r["targets"], r.get("batches", [1, 32])
+
+    def f(key, name, fmt, target=None):
+        return _cell(r.get(key, {}).get(name), fmt, target).replace(" !", " ✗")
+
+    head = ["model", "forward ms", f"capture / forward (≤ {T['capture_overhead']})"]
+    head += [f"Grad-CAM / Captum, batch {b} (≤ {T['gradcam_over_captum']:.2f})" for b in bs]
+    head += [f"Grad-CAM / floor, batch {b} (≤ {T['gradcam_over_floor']})" for b in bs]
+    head += [f"full inspect ms (≤ {T['inspect_ms_lite']:.0f} lite)", "IG 32 steps: unbatched / "
+             "batched", f"deletion + insertion ms (≤ {T['deletion_insertion_ms']:.0f})"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in r.get("models") or r["capture_overhead"]:
+        row = [f"`{name}`", f("forward_ms", name, "{:.1f}"),
+               f("capture_overhead", name, "{:.3f}", T["capture_overhead"])]
+        row += [f(f"gradcam_over_captum_b{b}", name, "{:.3f}", T["gradcam_over_captum"])
+                for b in bs]
+        row += [f(f"gradcam_over_floor_b{b}", name, "{:.3f}", T["gradcam_over_floor"])
+                for b in bs]
+        row += [f("inspect_ms", name, "{:.0f}",
+                  T["inspect_ms_lite"] if name.startswith("lite") else None),
+                f("ig_batched_speedup", name, "{:.1f}x"),
+                f("deletion_insertion_ms", name, "{:.0f}", T["deletion_insertion_ms"])]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m attnviz.bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer models and repetitions (CI)")
@@ -530,11 +561,17 @@ def main(argv=None):
     p.add_argument("--json", type=Path, help="write the figures as JSON here")
     p.add_argument("--no-load", action="store_true", help="skip the concurrent-client load test")
     p.add_argument("--models", nargs="*", help="only these models")
+    p.add_argument("--models-only", action="store_true",
+                   help="only the per-model table (no ROAD, discovery, memory, figure or load runs)")
+    p.add_argument("--markdown", action="store_true", help="also print the per-model table as "
+                                                           "Markdown (the README's)")
     a = p.parse_args(argv)
     if a.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
-    r = run(a.quick, a.device, not a.no_load, a.models)
+    r = run(a.quick, a.device, not a.no_load, a.models, extras=not a.models_only)
     print(table(r))
+    if a.markdown:
+        print(markdown(r))
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(r, indent=2, default=str))
