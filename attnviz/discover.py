@@ -228,16 +228,24 @@ def discover(model: nn.Module, example: torch.Tensor | None = None,
     return replace(found, sites=list(found.sites) + declared)
 
 
+def _module_key(model: nn.Module) -> tuple:
+    """Which modules the model has (capture's cached walk): a model changed after its probe,
+    by a submodule added or replaced, is probed again."""
+    from .capture import _structure
+    return tuple(map(id, _structure(model).modules))
+
+
 def _found(model, example=None, input_size=None, refresh=False) -> Discovery:
-    """The cached probe result (probing once per model and adapter registry)."""
+    """The cached probe result (probing once per model structure and adapter registry)."""
     with _GUARD:
         lock = _LOCKS.setdefault(model, threading.Lock())
     with lock:
         hit = _CACHE.get(model)
-        if refresh or hit is None or hit[0] != _GENERATION[0]:
+        key = (_GENERATION[0], _module_key(model))
+        if refresh or hit is None or hit[0] != key:
             found = Discovery() if own_model(model) and example is None else \
                 _probe_safely(model, example, input_size)
-            hit = (_GENERATION[0], found)
+            hit = (key, found)
             _CACHE[model] = hit
     return hit[1]
 

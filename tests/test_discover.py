@@ -94,6 +94,17 @@ def test_every_module_found_with_its_kind_path_and_exact_tensor(name):
     assert hook_count(model) == 0
 
 
+def test_a_changed_model_is_probed_again():
+    model = _build("se_eca")
+    first = attnviz.discover(model)
+    assert attnviz.discover(model) is first  # cached while the model is unchanged
+    model.layer4[0].se = P.SELayer(64)  # a new attention module after the probe
+    model.layer4[0].attn_name = "se"
+    with torch.no_grad(), attnviz.capture(model) as rec:
+        model(torch.randn(2, 3, 64, 64))
+    assert len(rec.maps) == len(first) + 1 and rec.maps[-1].layer == "layer4.0.se"
+
+
 def test_listing_says_how_each_was_found():
     model = _build("timm")
     found = attnviz.discover(model)
