@@ -33,6 +33,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def normalisation(model_or_info) -> tuple[tuple, tuple]:
     """(mean, std) a model (or its ``info``) normalises inputs with; ImageNet's by default."""
     info = getattr(model_or_info, "info", model_or_info)
+    if isinstance(info, torch.nn.Module):  # any module: what attnviz.describe() set, if anything
+        from .model_info import info_of
+        info = info_of(info)
     return (tuple(getattr(info, "mean", None) or IMAGENET_MEAN),
             tuple(getattr(info, "std", None) or IMAGENET_STD))
 

@@ -42,6 +42,8 @@ def test_describe_overrides_defaults_and_refuses_bad_values():
     info = attnviz.describe(model, input_size=96, classes=names, cam_layer="layer3",
                             mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     assert info_of(model) is info and info.card["defaults"] == []
+    from attnviz.preprocess import normalisation
+    assert normalisation(model) == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     a = attnviz.inspect(model, _image(1))
     assert a.preprocess.input_size == 96 and a.preprocess.mean == (0.5, 0.5, 0.5)
     assert a.top_k[0][0] in names and a.notes == []
