@@ -154,7 +154,7 @@ def _image_rows(model, batches, n, seed, size, data, tolerance, progress=None, f
             y = torch.from_numpy(d.labels).long()
             with model_lock(model):
                 with capture(model, kinds=SPATIAL_KINDS) as rec:
-                    raw, _, logits = exp.attribute_with_target(x, target=y.to(device))
+                    raw, _, logits = exp.attribute_with_logits(x, target=y.to(device))
             if logits.shape[1] != len(d.classes):
                 raise AttnvizError(f"{info.name} has {logits.shape[1]} outputs but the data has "
                                    f"{len(d.classes)} classes; evaluate a model trained on it")

@@ -54,8 +54,16 @@ LAYER_METHODS = ("gradcam", "guided_gradcam")
 # top logit (the predicted class) without a separate forward pass
 SINGLE_PASS = ("gradcam", "guided_gradcam", "saliency")
 
-# GuidedBackprop warns on every call that it hooks ReLUs (and removes the hooks afterwards)
-warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", category=UserWarning)
+
+
+@contextlib.contextmanager
+def _quiet_guided_backprop():
+    """GuidedBackprop warns on every call that it hooks ReLUs (and removes the hooks afterwards):
+    silence that one warning around our own calls only, not process-wide."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU",
+                                category=UserWarning)
+        yield
 
 
 # ExplainError lives in attnviz.errors (imported above, so attnviz.explain.ExplainError works)
@@ -262,9 +270,13 @@ class Explainer:
     def attribute(self, inputs: torch.Tensor, target=None, **opts) -> torch.Tensor:
         """Captum's attribution of ``inputs`` ((B, 3, S, S), normalised) for ``target`` (an int, a
         list of ints per sample, or None for the predicted class)."""
-        return self.attribute_with_target(inputs, target, **opts)[0]
+        return self.attribute_with_logits(inputs, target, **opts)[0]
 
     def attribute_with_target(self, inputs, target=None, **opts):
+        """The old name of :meth:`attribute_with_logits`."""
+        return self.attribute_with_logits(inputs, target, **opts)
+
+    def attribute_with_logits(self, inputs, target=None, **opts):
         """(raw attribution, target as a (B,) long tensor, logits). The logits come from the
         pass Captum made for single-pass methods (gradcam, guided_gradcam, saliency); other
         methods return None unless target was None (then one no_grad forward found it)."""
@@ -330,8 +342,9 @@ class Explainer:
                                      attribute_to_layer_input=o.pop("attribute_to_layer_input",
                                                                     False))
             elif m == "guided_gradcam":
-                out = algo.attribute(x, target=target,
-                                     interpolate_mode=o.pop("interpolate_mode", "nearest"))
+                with _quiet_guided_backprop():
+                    out = algo.attribute(x, target=target,
+                                         interpolate_mode=o.pop("interpolate_mode", "nearest"))
             elif m == "saliency":
                 out = algo.attribute(x, target=target, abs=o.pop("abs", True))
             elif m == "integrated_gradients":
@@ -487,7 +500,7 @@ def explain_tensor(model, x: torch.Tensor, pre: Preprocess, method="gradcam", ta
     whose ``target`` is an int for one image and a list of ints, one per image, for several."""
     exp = get_explainer(model, method, layer)
     used = dict(opts)
-    raw, tgt, _ = exp.attribute_with_target(x, target, **opts)
+    raw, tgt, _ = exp.attribute_with_logits(x, target, **opts)
     t = int(tgt[0]) if tgt.numel() == 1 else [int(v) for v in tgt]
     return Attribution(to_map(raw, exp.method, pre), raw, exp.method, t, exp.layer_name, used)
 
@@ -508,7 +521,7 @@ def explain_batch(model, x: torch.Tensor, pres: list, method="gradcam", target=N
             with torch.no_grad():  # mixed: the unset ones are each image's predicted class
                 pred = model(xb).argmax(1).tolist()
             tb = [p if t is None else t for t, p in zip(tb, pred)]
-        raw, tgt, _ = exp.attribute_with_target(xb, pass_target(tb), **dict(opts))
+        raw, tgt, _ = exp.attribute_with_logits(xb, pass_target(tb), **dict(opts))
         group = pres[sl]
         # one resampling for the pass when every image has the same geometry (a tensor batch)
         maps = to_map(raw, exp.method, group[0]) if len(group) > 1 and all(

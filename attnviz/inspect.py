@@ -315,7 +315,7 @@ def _analyse(model, x, pres, pils, targets, methods, top_k, capture_opts, explai
             opts = dict(explain_opts.get("gradcam", {}))
             exp = get_explainer(model, "gradcam", opts.pop("layer", None))
             with capture(model, **capture_opts) as rec:
-                raw, tgt, logits = exp.attribute_with_target(x, tgt_arg, **opts)
+                raw, tgt, logits = exp.attribute_with_logits(x, tgt_arg, **opts)
             gc = {"raw": raw, "layer": exp.layer_name,
                   "opts": dict(explain_opts.get("gradcam", {}))}
             stage = "forward_capture_gradcam"
@@ -344,7 +344,7 @@ def _analyse(model, x, pres, pils, targets, methods, top_k, capture_opts, explai
         t0 = time.perf_counter()
         opts = dict(explain_opts.get(m, {}))
         exp = get_explainer(model, m, opts.pop("layer", None))
-        raw, _, _ = exp.attribute_with_target(x, final, **opts)
+        raw, _, _ = exp.attribute_with_logits(x, final, **opts)
         for i in range(n):
             r = raw[i:i + 1] if n == 1 else raw[i:i + 1].clone()
             atts[i][m] = Attribution(to_map(r, m, pres[i]), r, m, final[i], exp.layer_name,

@@ -363,8 +363,9 @@ def neutral_map(kind: str, t: torch.Tensor, mode: str = "one") -> torch.Tensor:
     return get(kind).neutral_value(t, mode)
 
 
-def gate_ablation(model: nn.Module, image, target=None, mode: str = "one", batch_size: int = 16,
-                  taps=None, image_mode: str = "resize") -> list[dict]:
+def gate_ablation(model: nn.Module, image, target=None, neutral: str = "one",
+                  batch_size: int = 16, taps=None, image_mode: str = "resize",
+                  mode: str | None = None) -> list[dict]:
     """Neutralise each attention tap in turn (:func:`neutral_map`, through
     :func:`attnviz.capture.intervene`) and report the change of the target class's probability.
 
@@ -373,12 +374,19 @@ def gate_ablation(model: nn.Module, image, target=None, mode: str = "one", batch
     one :class:`Row` (a dict) per tap in forward order: layer, tap, block, kind, target,
     p_before, p_after, delta (p_after - p_before), and the same for the target's logit
     (logit_before, logit_after, delta_logit), which still shows an effect when a confident
-    model's probability barely moves. The model is left exactly as it was: no weights touched, no hooks left.
+    model's probability barely moves. The model is left exactly as it was: no weights touched,
+    no hooks left.
+
+    ``neutral``: what replaces a tap, "one" (gates fully open; softmax weights uniform) or "mean"
+    (each sample's mean gate); ``mode`` is its old name. ``image_mode``: the preprocessing
+    geometry ("resize" or "center_crop").
     """
     from .capture import intervene, list_taps
-    if mode not in ABLATION_MODES:
-        raise UnknownOptionError(f"unknown ablation mode {mode!r}; choose from "
-                                 f"{ABLATION_MODES}")
+    if mode is not None:
+        neutral = mode
+    if neutral not in ABLATION_MODES:
+        raise UnknownOptionError(f"unknown neutral value (ablation mode) {neutral!r}; choose "
+                                 f"from {ABLATION_MODES}")
     x, _ = _inputs(model, image, image_mode)
     all_taps = list_taps(model)
     if taps is not None:
@@ -392,7 +400,7 @@ def gate_ablation(model: nn.Module, image, target=None, mode: str = "one", batch
     bs = max(2, int(batch_size))
     for i in range(0, len(jobs), bs):
         chunk = jobs[i:i + bs]
-        replace = {job[0]: _replace_row(row, job[2], mode)
+        replace = {job[0]: _replace_row(row, job[2], neutral)
                    for row, job in enumerate(chunk) if job is not None}
         with intervene(model, replace):
             logits.append(_logits(model, x.expand(len(chunk), -1, -1, -1).contiguous(),

@@ -172,11 +172,6 @@ def run_evaluate(model_name, n, progress=gr.Progress()):
     import pandas as pd
     with user_errors("evaluating the model"):
         try:
-            import attnviz.evaluate  # noqa: F401 - written alongside the app
-        except ImportError:
-            raise bad_request("Dataset evaluation is not available in this build "
-                              "(attnviz.evaluate is missing).", "Not available") from None
-        try:
             n = int(n)
         except (TypeError, ValueError):
             raise bad_request(f"The number of images must be a whole number, not "
