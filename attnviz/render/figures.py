@@ -111,7 +111,9 @@ def spatial_heatmap(map2d, title: str | None = None, zmin=None, zmax=None, norm=
         title = title or caption(rec)
         value_label = value_label or _kinds.of(rec).value_label
         map2d = display_values(rec, batch)
-    values = as_numpy(map2d).squeeze()
+    values = as_numpy(map2d)
+    while values.ndim > 2 and values.shape[0] == 1:  # leading unit axes (a map 1 cell wide stays)
+        values = values[0]
     if values.ndim != 2:
         raise ValueError(f"spatial_heatmap needs a 2-D map, got shape {values.shape}")
     value_label = value_label or "value"
