@@ -149,7 +149,7 @@ def bench_model(name, device, reps, amp=False, batches=None):
     def full_inspect():
         from .render.overlay import overlay
         a = inspect(model, img)
-        shown = [r for r in a.maps if r.kind in ("spatial", "group", "calibration", "affinity")]
+        shown = [r for r in a.maps if kinds.is_spatial(r)]
         for r in shown:
             overlay(a.image, a.spatial_map(r))
         for att in a.attributions.values():

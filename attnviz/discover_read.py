@@ -121,7 +121,7 @@ def read_softmax(shape, dim, ref, out=None):
 def read_declared(kind: str, shape, ref, out=None):
     """A recipe reading ``shape`` as ``kind`` for a declared module output, or None."""
     if len(shape) == _kinds.get(kind).ndim:
-        if kind == "affinity":
+        if _kinds.get(kind).queried:  # one row per query: grid rules for queries and keys
             rq = grid_rule(shape[1], ref[-2:]) if ref is not None else None
             rk = grid_rule(shape[2], ref[-2:]) if ref is not None else None
             return ("affinity", rq, rk)
