@@ -271,7 +271,9 @@ def test_export_zip(client, example_paths, tmp_path):
         pngs = [n for n in names if n.startswith("overlays/") and n.endswith(".png")]
         htmls = [n for n in names if n.startswith("figures/") and n.endswith(".html")]
         assert pngs and htmls
-        assert "cdn.plot.ly" in z.read(htmls[0]).decode()
+        html = z.read(htmls[0]).decode()  # plotly.js beside the figures: they open offline
+        assert "cdn.plot.ly" not in html and 'src="plotly.min.js"' in html
+        assert len(z.read("figures/plotly.min.js")) > 1_000_000
         s = json.loads(z.read("scores.json"))
         assert s["model"] == "lite_danet" and len(s["top_k"]) == 5 and s["scores_table"]
         assert s["faithfulness"]  # a lite model scores at once

@@ -1,7 +1,7 @@
 """Export: the session's last analysis as a zip (event ``export``):
 
     overlays/*.png     every spatial map and the attribution over the image, with a colour bar
-    figures/*.html     the Plotly figure of each kind (plotly.js from the CDN)
+    figures/*.html     the Plotly figure of each kind (plotly.js beside them: they open offline)
     scores.json        the analysis summary (prediction, maps' metadata, scores, timings)
     maps.npz           raw capture tensors and attributions (float32; affinities as captured)
     image.png          the image (longest side at most 1024 px)
@@ -31,6 +31,19 @@ from . import views as V
 from .errors import bad_request, user_errors
 
 EXPORT_SIDE = 1024
+OVERLAY_MIN_SIDE = 512  # overlays of smaller images are drawn enlarged, so colour-bar labels fit
+PLOTLY_JS = "plotly.min.js"
+
+
+def _drawable(image: np.ndarray) -> np.ndarray:
+    """The image to draw overlays on: at least OVERLAY_MIN_SIDE on its longer side (a 128 px
+    example enlarged by whole pixels), so each colour bar has room for its label."""
+    import cv2
+    h, w = image.shape[:2]
+    k = int(np.ceil(OVERLAY_MIN_SIDE / max(h, w)))
+    if k <= 1:
+        return image
+    return cv2.resize(image, (w * k, h * k), interpolation=cv2.INTER_NEAREST)
 
 
 def _slug(s: str) -> str:
@@ -67,6 +80,7 @@ def build_zip(sess) -> Path:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("image.png", to_png_bytes(image))
+        image = _drawable(image)
         for i, r in enumerate(a.maps):
             if not has_spatial(r):
                 continue
@@ -80,8 +94,12 @@ def build_zip(sess) -> Path:
             img = with_colorbar(overlay(image, m, norm=(lo, hi)), lo, hi,
                                 label=f"{V.method_name(k)} ({a.target_name})")
             z.writestr(f"overlays/attribution_{k}.png", to_png_bytes(img))
-        for stem, fig in _figures(sess).items():
-            z.writestr(f"figures/{stem}.html", fig.to_html(include_plotlyjs="cdn",
+        figures = _figures(sess)
+        if figures:
+            import plotly.offline
+            z.writestr(f"figures/{PLOTLY_JS}", plotly.offline.get_plotlyjs())
+        for stem, fig in figures.items():
+            z.writestr(f"figures/{stem}.html", fig.to_html(include_plotlyjs=PLOTLY_JS,
                                                            full_html=True))
         summ = summary(sess)
         summ["scores_table"] = sess.scores.get("rows", [])

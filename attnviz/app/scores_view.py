@@ -8,6 +8,8 @@ analysis and kept on the session.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from . import views as V
 from .analysis import shown_method
 from .components import gpu
@@ -41,7 +43,7 @@ def _scores(sess: Session, faithfulness: bool) -> dict:
     analysis (its own model input; the metrics take the model's lock themselves)."""
     from .. import metrics
     from ..inspect import score_analysis
-    a = sess.analysis
+    a = _with_full_maps(sess.analysis)
     loaded = MODELS.get(sess.model_name)
     method = shown_method(sess)
     s = score_analysis(loaded.model, a, sess.mask, faithfulness, attributions=[method],
@@ -74,6 +76,17 @@ def _scores(sess: Session, faithfulness: bool) -> dict:
         rows.append(["rank correlation", f"{V.map_caption(r)} vs {mname}",
                      "n/a" if rho is None else round(rho, 3)])
     return out
+
+
+def _with_full_maps(a):
+    """The analysis with each attribution's full-size map (the session keeps only its maximum,
+    ``state._shrink_maps``), rebuilt from ``raw`` on the analysis grid: a shallow copy, the
+    session's stays small."""
+    import dataclasses
+    atts = {k: att if np.ndim(att.map) == 2 else
+            dataclasses.replace(att, map=a.preprocess.to_image(V.attribution_grid(a, k)))
+            for k, att in a.attributions.items()}
+    return dataclasses.replace(a, attributions=atts)
 
 
 compute_scores = gpu(_scores)

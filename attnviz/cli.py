@@ -1,0 +1,198 @@
+"""The ``attnviz`` command (installed with the package; also ``python -m attnviz.cli``):
+
+    attnviz serve [--host 127.0.0.1] [--port 7860]       the web app
+    attnviz inspect IMAGE_OR_FOLDER --model lite_cbam --out results/
+                                                          overlays, figures, scores and maps of
+                                                          every image, with a progress bar
+    attnviz train --model lite_cbam ...                   = python -m attnviz.train
+    attnviz evaluate --model lite_cbam ...                = python -m attnviz.evaluate
+    attnviz bench ...                                     = python -m attnviz.bench
+
+``inspect`` writes, for each image, a folder ``OUT/<image name>/`` with ``overlays/*.png`` (every
+map with a spatial layout and each attribution over the image, with a colour bar),
+``figures/*.html`` (the Plotly figure of each kind; plotly.js is ``OUT/plotly.min.js``, so they
+open without a network), ``scores.json`` (prediction, maps' metadata, scores, timings) and
+``maps.npz`` (the raw capture tensors and attributions). Images that cannot be read are reported
+and skipped; the exit status is 1 if any was.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+PLOTLY_JS = "plotly.min.js"
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_")[:80] or "map"
+
+
+def _write_analysis(a, folder: Path, plotly_src: str) -> None:
+    """One image's overlays, figures, scores and raw maps under ``folder``."""
+    import numpy as np
+
+    from . import kinds as K
+    from .maps import has_spatial
+    from .render import figures as F
+    from .render.overlay import caption, overlay, overlay_record, save_png
+    (folder / "overlays").mkdir(parents=True, exist_ok=True)
+    (folder / "figures").mkdir(exist_ok=True)
+    for i, r in enumerate(a.maps):
+        if has_spatial(r):
+            save_png(folder / "overlays" / f"{i:02d}_{_slug(r.tap)}_{r.kind}.png",
+                     overlay_record(a.image, r, colorbar=True, label=caption(r)))
+    for method, att in a.attributions.items():
+        save_png(folder / "overlays" / f"attribution_{method}.png",
+                 overlay(a.image, att.map, colorbar=True, norm="percentile" if method != "gradcam"
+                         else "minmax", label=f"{method} ({a.target_name})"))
+    h, w = a.image.shape[:2]
+    query = dict(qx=(w - 1) / 2, qy=(h - 1) / 2, image_hw=(h, w))
+    for kind, figs in F.figures_for(a.maps, **query).items():
+        for j, fig in enumerate(figs):
+            name = f"{kind}_all_layers" if K.get(kind).grouped else f"{kind}_{j:02d}"
+            (folder / "figures" / f"{name}.html").write_text(
+                fig.to_html(include_plotlyjs=plotly_src, full_html=True))
+    (folder / "scores.json").write_text(json.dumps(a.to_dict(), indent=2))
+    arrays = {f"{i:02d}__{r.tap}__{r.kind}": r.tensor.detach().float().cpu().numpy()
+              for i, r in enumerate(a.maps)}
+    for method, att in a.attributions.items():
+        arrays[f"attribution__{method}__raw"] = att.raw.detach().float().cpu().numpy()
+        arrays[f"attribution__{method}__map"] = np.asarray(att.map, dtype=np.float32)
+    arrays["probs"] = np.asarray(a.probs, dtype=np.float32)
+    np.savez_compressed(folder / "maps.npz", **arrays)
+
+
+def cmd_inspect(args) -> int:
+    """Analyse every image in batched passes (:func:`attnviz.batch.inspect_paths`; shared out
+    over processes under torchrun) and write each one's files as it is done."""
+    import plotly.offline
+    from tqdm import tqdm
+
+    import attnviz
+    from .batch import image_paths as folder_images
+    from .batch import inspect_paths
+    target = Path(args.target)
+    if not target.exists():
+        raise SystemExit(f"attnviz inspect: {target} does not exist")
+    paths = folder_images(target) if target.is_dir() else [target]
+    if not paths:
+        print(f"attnviz inspect: no images in {target}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PLOTLY_JS).write_text(plotly.offline.get_plotlyjs())  # figures open offline
+    model = attnviz.create_model(args.model, pretrained=not args.random)
+    if not model.info.trained:
+        print(f"attnviz inspect: {args.model} has random weights (no checkpoint found): its "
+              "maps and labels mean nothing", file=sys.stderr)
+    folders = _folders(paths)
+    bar = tqdm(total=len(paths), unit="image", desc=args.model, disable=args.quiet)
+
+    def write(path, analysis):
+        _write_analysis(analysis, out / folders[str(path)], f"../../{PLOTLY_JS}")
+        bar.update(1)
+
+    rows = inspect_paths(model, paths, batch_size=args.batch_size, on_result=write,
+                         attributions=[m.strip() for m in args.attribution.split(",")
+                                       if m.strip()],
+                         scores=False if args.no_scores else {"steps": args.steps})
+    failed = [r for r in rows if "error" in r]
+    bar.update(len(failed))
+    bar.close()
+    done = [{"image": r["path"], "folder": folders[r["path"]], "prediction": r["target_name"],
+             "probability": round(float(r["top_k"][0][1]), 4)} for r in rows if "error" not in r]
+    (out / "index.json").write_text(json.dumps(
+        {"model": args.model, "images": done,
+         "failed": [{"image": r["path"], "error": r["error"]} for r in failed]}, indent=2))
+    for r in failed:
+        print(f"attnviz inspect: skipped {r['path']}: {r['error']}", file=sys.stderr)
+    print(f"{len(done)} image(s) analysed with {args.model} -> {out}/"
+          + (f"; {len(failed)} skipped" if failed else ""))
+    return 1 if failed else 0
+
+
+def _folders(paths) -> dict:
+    """{path: output folder name}: the file's stem, made unique (a.png and a.jpg)."""
+    out, used = {}, set()
+    for p in paths:
+        stem = _slug(Path(p).stem)
+        while stem in used:
+            stem += "_"
+        used.add(stem)
+        out[str(p)] = stem
+    return out
+
+
+def cmd_serve(args) -> int:
+    import os
+    if args.host:
+        os.environ["GRADIO_SERVER_NAME"] = args.host
+    if args.port:
+        os.environ["GRADIO_SERVER_PORT"] = str(args.port)
+    os.environ.setdefault("GRADIO_SERVER_NAME", "127.0.0.1")
+    os.environ.setdefault("GRADIO_SERVER_PORT", "7860")
+    from .app import build_demo, launch_kwargs
+    print(f"attnviz: starting the app on http://{os.environ['GRADIO_SERVER_NAME']}:"
+          f"{os.environ['GRADIO_SERVER_PORT']} (Ctrl+C stops it)", flush=True)
+    build_demo().launch(**launch_kwargs())
+    return 0
+
+
+DELEGATED = {"train": "train", "evaluate": "evaluate", "bench": "bench"}
+
+
+def _delegate(module: str, argv) -> int:
+    import importlib
+    importlib.import_module(f"attnviz.{module}").main(list(argv))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="attnviz", description="Look inside CNNs with attention "
+                                "modules: the web app, batch analysis, training, evaluation.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    s = sub.add_parser("serve", help="start the web app")
+    s.add_argument("--host", help="address to listen on (default $GRADIO_SERVER_NAME or "
+                                  "127.0.0.1; 0.0.0.0: every interface)")
+    s.add_argument("--port", type=int, help="default $GRADIO_SERVER_PORT or 7860")
+    s.set_defaults(run=cmd_serve)
+    s = sub.add_parser("inspect", help="analyse an image or every image of a folder",
+                       description="Write overlays, figures, scores and maps for each image "
+                                   "(see `attnviz inspect --help`).")
+    s.add_argument("target", metavar="IMAGE_OR_FOLDER")
+    s.add_argument("--model", required=True, help="a model name, e.g. lite_cbam or resnet50 "
+                                                  "(python -c 'import attnviz; "
+                                                  "print(attnviz.list_models())')")
+    s.add_argument("--out", required=True, help="output folder (created)")
+    s.add_argument("--attribution", default="gradcam",
+                   help="attribution method(s), comma-separated (default gradcam)")
+    s.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    s.add_argument("--steps", type=int, default=16, help="deletion / insertion curve steps")
+    s.add_argument("--no-scores", action="store_true", help="skip the scores (faster)")
+    s.add_argument("--random", action="store_true", help="random weights instead of the "
+                                                         "pretrained ones")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(run=cmd_inspect)
+    for name, module, what in (("train", "train", "train a lite model"),
+                               ("evaluate", "evaluate", "accuracy and localisation on fresh "
+                                                        "synthetic images"),
+                               ("bench", "bench", "time the analyses")):
+        s = sub.add_parser(name, help=f"{what} (python -m attnviz.{module}; its options "
+                                      "follow)", add_help=False)
+        s.add_argument("options", nargs="*", help=f"see python -m attnviz.{module} --help")
+    return p
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:  # every option goes to that module's own parser
+        return _delegate(DELEGATED[argv[0]], argv[1:])
+    args = parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
