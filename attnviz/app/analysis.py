@@ -115,5 +115,5 @@ def add_attribution(sess: Session) -> bool:
     sess.analysis.attributions[sess.method] = att
     sess.analysis.timings[sess.method] = round((time.perf_counter() - t0) * 1000, 1)
     sess.scores = {}
-    SESSIONS.resize(sess)  # counted in the sessions' memory (its full-size map is dropped)
+    SESSIONS.resize(sess)  # counted in the sessions' memory
     return True

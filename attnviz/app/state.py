@@ -418,8 +418,7 @@ class Session:
     affinity explorer, re-scaling and the score table need.
 
     Each new Session is registered in :data:`SESSIONS`, which bounds what all sessions hold
-    together: the attributions' full-resolution maps are reduced to their maximum at once (the
-    app draws from the raw tensors on the analysis grid), and when the total passes
+    together (each counted with its image, maps and attributions): when the total passes
     ATTNVIZ_SESSION_MEMORY_MB the least recently used sessions lose their analysis; reading
     ``analysis`` then raises an AttnvizError saying to analyse again. A session's analysis is
     also freed when its browser leaves and when its ``gr.State`` expires."""
@@ -480,15 +479,6 @@ DROPPED_LRU = ("This analysis was dropped to free server memory (the server keep
 DROPPED_LEFT = "This analysis was freed when its page was closed. Press Analyse to run it again."
 
 
-def _shrink_maps(a) -> None:
-    """Replace each attribution's map (float32 at the image's full size) by its maximum alone:
-    the app draws from ``raw`` on the analysis grid; the summary reports the maximum."""
-    for att in getattr(a, "attributions", {}).values():
-        m = att.map
-        if isinstance(m, np.ndarray) and m.size > 1:
-            att.map = np.asarray([m.max()], dtype=m.dtype)
-
-
 def request_session() -> str | None:
     """The current Gradio request's session id, or None outside a request."""
     try:
@@ -503,8 +493,8 @@ class SessionStore:
     """Every session's current analysis, least recently used first, within ``max_mb`` in all.
 
     One entry per browser / API session (a new analysis replaces the session's previous one);
-    adding one drops full-resolution attribution maps and evicts the least recently used others
-    until the total fits (the newest is kept even alone over the limit)."""
+    adding one evicts the least recently used others until the total fits (the newest is kept
+    even alone over the limit)."""
 
     def __init__(self, max_mb: float):
         self.max_bytes = int(max_mb * 2**20)
@@ -517,7 +507,6 @@ class SessionStore:
         return getattr(sess, "_owner", None) or id(sess)
 
     def add(self, sess: Session) -> None:
-        _shrink_maps(object.__getattribute__(sess, "analysis"))
         object.__setattr__(sess, "_owner", request_session())
         size = sess.nbytes()
         with self._lock:
@@ -541,7 +530,6 @@ class SessionStore:
 
     def resize(self, sess) -> None:
         """Re-count a session whose analysis grew (a slow attribution added)."""
-        _shrink_maps(object.__getattribute__(sess, "analysis"))
         with self._lock:
             key = self._key(sess)
             if key in self._entries and self._entries[key][0] is sess:
