@@ -111,7 +111,7 @@ def autocast(device, enabled):
 
 
 # ---------------------------------------------------------------------------- measurements
-def bench_model(name, device, reps, amp=False, batches=None):
+def bench_model(name, device, reps, amp=False, batches=None, scoring=True):
     from .explain import Explainer
     from .inspect import inspect
     from .metrics import deletion_auc, insertion_auc
@@ -160,7 +160,7 @@ def bench_model(name, device, reps, amp=False, batches=None):
     out["inspect_ms"] = t_inspect * 1e3
     out["inspect_over_forward"] = t_inspect / t_plain
 
-    if model.info.family == "lite":
+    if model.info.family == "lite" and scoring:
         ig = Explainer(model, "integrated_gradients")
         t_unb, t_bat = paired(lambda: ig.attribute(x, target, n_steps=32, internal_batch_size=1),
                               lambda: ig.attribute(x, target, n_steps=32, internal_batch_size=32),
@@ -418,10 +418,11 @@ def _response_bytes(res) -> int:
 
 
 # ---------------------------------------------------------------------------- main
-def run(quick=False, device="cpu", load=True, models=None, extras=True, clock="wall"):
+def run(quick=False, device="cpu", load=True, models=None, extras=True, clock="wall",
+        reps=None, scoring=True):
     device = torch.device(device)
     _CLOCK[0] = CLOCKS[clock]
-    reps = 5 if quick else 21
+    reps = reps or (5 if quick else 21)
     lite = list_models("lite")
     names = models or ((["lite_cbam", "lite_nonlocal"] if quick else lite) + list(BIG))
     batches = (1, 4) if quick else BATCHES
@@ -433,7 +434,7 @@ def run(quick=False, device="cpu", load=True, models=None, extras=True, clock="w
               "forward_ms": {}, "ig_batched_speedup": {}, "deletion_insertion_ms": {}}
     for name in names:
         r = bench_model(name, device, reps if name.startswith("lite") else max(3, reps // 3),
-                        amp=device.type == "cuda", batches=batches)
+                        amp=device.type == "cuda", batches=batches, scoring=scoring)
         for k, v in r.items():
             result.setdefault(k, {})[name] = round(v, 3)
         print(f"  measured {name}", file=sys.stderr, flush=True)
@@ -568,6 +569,10 @@ def main(argv=None):
     p.add_argument("--models", nargs="*", help="only these models")
     p.add_argument("--models-only", action="store_true",
                    help="only the per-model table (no ROAD, discovery, memory, figure or load runs)")
+    p.add_argument("--reps", type=int, help="repetitions per lite-model figure (default 21, "
+                                              "--quick 5; the 224 px models a third)")
+    p.add_argument("--no-scoring", action="store_true",
+                   help="skip the IG batching and deletion/insertion columns")
     p.add_argument("--clock", choices=list(CLOCKS), default="wall",
                    help="the model table's clock: wall time, or this process's CPU time (for a "
                         "CPU shared with other jobs)")
@@ -578,7 +583,8 @@ def main(argv=None):
         p.error("--device cuda: no CUDA device is available")
     if a.clock == "cpu" and a.device == "cuda":
         p.error("--clock cpu measures CPU time; on CUDA use wall time")
-    r = run(a.quick, a.device, not a.no_load, a.models, extras=not a.models_only, clock=a.clock)
+    r = run(a.quick, a.device, not a.no_load, a.models, extras=not a.models_only, clock=a.clock,
+            reps=a.reps, scoring=not a.no_scoring)
     print(table(r))
     if a.markdown:
         print(markdown(r))
