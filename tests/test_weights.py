@@ -65,7 +65,8 @@ def test_timm_safetensors_layouts_load_strictly(tmp_path):
         attnviz.load_weights(model, path)
         assert_loaded(model, sd)
         assert model.info.trained is True and model.info.weights_source == str(path)
-        assert model.info.classes is None  # timm files carry no class names: indices are kept
+        # timm files carry no class names: the zoo's ImageNet-1k names are kept, not replaced
+        assert tuple(model.info.classes) == attnviz.imagenet_classes()
 
 
 def test_cbam_authors_dataparallel_checkpoint_loads(tmp_path):
