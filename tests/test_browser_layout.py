@@ -208,3 +208,36 @@ def test_stale_marked_and_one_error_for_a_bad_upload(browser, app_url, pictures)
         pg.screenshot(path=str(ARTIFACTS / "bad_upload.png"), full_page=True)
     finally:
         pg.close()
+
+
+def test_training_shows_one_progress_bar_and_stops(browser, app_url, runs_dir):
+    """Train: disabled while it runs, one progress bar, Stop ends it and nothing is saved."""
+    pg = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        pg.goto(app_url, timeout=TIMEOUT)
+        pg.wait_for_selector("#av-analyse", timeout=TIMEOUT)
+        open_tab(pg, "#av-tabs", "Experiment")
+        pg.get_by_text("Train a lite model").first.click()
+        pg.locator("#av-train").scroll_into_view_if_needed()
+        name = "stopped_in_the_browser"
+        pg.get_by_label("Name of the new model").fill(name)
+        epochs = pg.get_by_label("Epochs").first  # the slider's number box
+        epochs.fill("20")
+        epochs.press("Enter")
+        pg.click("#av-train")
+        pg.wait_for_selector("#av-train-stop", state="visible", timeout=TIMEOUT)
+        assert pg.locator("#av-train").is_disabled()
+        pg.wait_for_function(
+            "() => [...document.querySelectorAll('#av-tabs .progress-level')].filter("
+            "e => e.offsetParent !== null).length > 0", timeout=TIMEOUT)
+        bars = pg.evaluate("() => [...document.querySelectorAll('#av-tabs .progress-level')]"
+                           ".filter(e => e.offsetParent !== null).length")
+        assert bars == 1, bars
+        pg.click("#av-train-stop")
+        pg.wait_for_selector("#av-train-stop", state="hidden", timeout=TIMEOUT)
+        assert pg.locator("#av-train").is_enabled()
+        assert "Stopped" in pg.locator("#av-tabs").inner_text()
+        pg.wait_for_timeout(3000)  # the job stops at its next step
+        assert not list(runs_dir.rglob(f"{name}*.safetensors"))
+    finally:
+        pg.close()

@@ -17,6 +17,7 @@ import gradio as gr
 import numpy as np
 
 from . import jobs, limits
+from .. import kinds as K
 from . import views as V
 from .components import gpu
 from .errors import bad_request, user_errors
@@ -24,6 +25,8 @@ from .state import MODELS, default_model, model_choices
 
 SANITY_METHODS = [("Grad-CAM", "gradcam"), ("Saliency", "saliency"),
                   ("attention maps (all spatial, averaged)", "attention")]
+# blocks whose output enters the residual stream through a weight initialised at 0
+ZERO_INIT_BLOCKS = ("nonlocal", "danet_pam", "danet_cam", "self_attn")
 ABLATION_HEADERS = ["layer", "block", "kind", "p before", "p after", "change", "logit change"]
 SANITY_HEADERS = ["step", "randomised", "Spearman", "Pearson", "SSIM", "changed"]
 
@@ -80,8 +83,13 @@ def run_ablation(image, model_name):
                           columns=ABLATION_HEADERS)
         badge = "" if loaded.trained else " ⚠ random weights: these effects are not learned."
         if max(abs(r["delta"]) for r in rows) < 1e-4:
-            badge += (" No single module changes the prediction by more than 1e-4 (untrained "
-                      "DANet and non-local blocks start with their residual weight at 0).")
+            badge += " No single module changes the prediction by more than 1e-4"
+            zero_init = sorted({K.block_display_name(r["block"]) for r in rows
+                                if r["block"] in ZERO_INIT_BLOCKS})
+            if zero_init and not loaded.trained:  # only about the blocks this model has
+                badge += (f" (untrained {' and '.join(zero_init)} blocks start with their "
+                          "residual weight at 0)")
+            badge += "."
         md = (f"**{len(rows)} attention taps** neutralised one at a time (gates set to 1, "
               f"affinities uniform); predicted class **{cname}**.{badge}")
         return fig, df, md
@@ -357,7 +365,11 @@ def build(ui: SimpleNamespace) -> None:
             ui.tr_epochs = gr.Slider(1, 20, value=2, step=1, label="Epochs")
             ui.tr_images = gr.Slider(64, 8000, value=1024, step=64, label="Images per epoch "
                                      "(synthetic data)")
-            ui.tr_run = gr.Button("Train", variant="primary")
+            with gr.Column(scale=0, min_width=140):
+                ui.tr_run = gr.Button("Train", variant="primary", elem_id="av-train")
+                # stops the training at its next step (the job's request is cancelled)
+                ui.tr_stop = gr.Button("Stop", variant="stop", visible=False,
+                                       elem_id="av-train-stop")
         ui.tr_limits = gr.Markdown(limits_markdown(), elem_id="av-limits")
         ui.tr_note = gr.Markdown()
         with gr.Row():
@@ -378,7 +390,20 @@ def build(ui: SimpleNamespace) -> None:
 
 def wire(ui: SimpleNamespace) -> None:
     """Events that reach into other tabs (built after this one)."""
-    ui.tr_run.click(run_train, [ui.tr_arch, ui.tr_data, ui.tr_zip, ui.tr_epochs, ui.tr_images,
-                                ui.tr_name],
-                    [ui.tr_note, ui.tr_card, ui.tr_hist] + ui.model_dropdowns,
-                    api_name="train", concurrency_id="train", concurrency_limit=1)
+    def running(on: bool):
+        """Train disabled and Stop shown while a training runs."""
+        return gr.Button(interactive=not on), gr.Button(visible=on)
+
+    buttons = [ui.tr_run, ui.tr_stop]
+    ui.tr_run.click(lambda: running(True), None, buttons, queue=False, api_visibility="private",
+                    show_progress="hidden")
+    ev = ui.tr_run.click(run_train, [ui.tr_arch, ui.tr_data, ui.tr_zip, ui.tr_epochs,
+                                     ui.tr_images, ui.tr_name],
+                         [ui.tr_note, ui.tr_card, ui.tr_hist] + ui.model_dropdowns,
+                         api_name="train", concurrency_id="train", concurrency_limit=1,
+                         show_progress_on=[ui.tr_note])  # one progress bar
+    ev.then(lambda: running(False), None, buttons, queue=False, api_visibility="private",
+            show_progress="hidden")
+    ui.tr_stop.click(lambda: (*running(False), "**Stopped**: the training ends at its next "
+                              "step and saves nothing."), None, buttons + [ui.tr_note],
+                     cancels=[ev], queue=False, api_visibility="private")

@@ -334,9 +334,11 @@ def affinity_explorer(rec, qx: float, qy: float, image_hw, batch: int = 0, zmin=
         showlegend=False))
     _image_axes(fig)
     fig.update_layout(showlegend=False)
-    title = title or (f"{caption(rec)} · attention from query ({qx:.0f}, {qy:.0f}) px "
-                      f"= cell ({q % qw}, {q // qw})")
-    return _finish(fig, title, "key x (cell)", "key y (cell)")
+    # the query's cell is on the query grid, the axes on the key grid (smaller when the keys
+    # are pooled): say which grid each number is on
+    title = title or (f"{caption(rec)} · attention from query ({qx:.0f}, {qy:.0f}) px, query "
+                      f"cell ({q % qw}, {q // qw}) of {qw}x{qh}; keys on {kw}x{kh}")
+    return _finish(fig, title, f"key x (cell of {kw})", f"key y (cell of {kh})")
 
 
 def channel_order(m: np.ndarray, order: str | None = "pca", iters: int = 30) -> np.ndarray:
