@@ -102,7 +102,10 @@ CHOICES_FIT = """(id) => {
     const input = document.querySelector('#' + id + ' input');
     const st = getComputedStyle(input), ctx = document.createElement('canvas').getContext('2d');
     ctx.font = st.font;
-    const room = input.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight);
+    const icon = document.querySelector('#' + id + ' .icon-wrap').getBoundingClientRect();
+    const box = input.getBoundingClientRect();  // the arrow is drawn over the input's right end
+    const room = Math.min(box.right - parseFloat(st.paddingRight), icon.left) - box.left
+                 - parseFloat(st.paddingLeft);
     const labels = comp.props.choices.map(c => Array.isArray(c) ? c[0] : c);
     return labels.map(l => ({label: l, need: ctx.measureText(l).width, room}));
 }"""

@@ -66,6 +66,8 @@ CSS = """
 @media (max-width: 700px) {
   .av-tiles .grid-container {grid-template-columns: repeat(2, minmax(0, 1fr)) !important;}
 }
+/* a dropdown's text stops before its arrow (Gradio draws the arrow over the input) */
+.secondary-wrap > input[role=combobox] {padding-right: 24px !important;}
 /* labels wrap instead of being cut */
 #av-head-att label[data-testid=block-label], #av-head-attr label[data-testid=block-label],
 .av-fill label[data-testid=block-label] {white-space: normal; max-width: calc(100% - 64px);

@@ -295,7 +295,7 @@ def _right_column(ui: SimpleNamespace) -> None:
 def build(ui: SimpleNamespace) -> None:
     """Lay out the Inspect tab and wire its events; shared components go on ``ui``."""
     with gr.Row(equal_height=False):
-        with gr.Column(scale=1, min_width=280, elem_id="av-left"):
+        with gr.Column(scale=1, min_width=330, elem_id="av-left"):  # the longest model label fits
             _left_column(ui)
         with gr.Column(scale=3, elem_id="av-right"):
             _right_column(ui)
