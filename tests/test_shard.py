@@ -27,15 +27,17 @@ def test_two_processes_equal_one(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "attnviz.evaluate", "--model", "lite_cbam", "--images", "23", "--batch-size", "5",
-         "--device", "cpu", "--json", str(out)],
+         "--faithfulness", "4", "--steps", "4", "--sanity", "0", "--device", "cpu",
+         "--json", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads(out.read_text())
     assert two["processes"] == 2
     assert proc.stdout.count("top-1 accuracy") == 1  # only the first process reports
-    one = evaluate(attnviz.create_model("lite_cbam", pretrained=True), n=23, batch_size=5)
+    one = evaluate(attnviz.create_model("lite_cbam", pretrained=True), n=23, batch_size=5,
+                   faithfulness=4, steps=4)
     for r in (one, two):
         r.pop("seconds")
         r.pop("processes", None)
     assert two == one
-    assert one["masked_images"] == 23 and one["attention"]
+    assert one["masked_images"] == 23 and one["attention"] and one["faithfulness"]
