@@ -188,15 +188,16 @@ def test_stale_marked_and_one_error_for_a_bad_upload(browser, app_url, pictures)
                 const r = document.getElementById('av-right');
                 if (r.classList.contains('av-stale')) {
                     const box = document.getElementById('av-scores-box');
-                    window.avSeen.push(parseFloat(getComputedStyle(box).opacity));
+                    window.avSeen.push([parseFloat(getComputedStyle(box).opacity),
+                                        getComputedStyle(r, '::before').content]);
                 }
             }).observe(document.getElementById('av-right'), {attributes: true}); }""")
         pg.click("#av-analyse")
         pg.wait_for_function("() => window.avSeen.length > 0", timeout=TIMEOUT)
-        assert "Analysing" in pg.evaluate(
-            "() => getComputedStyle(document.getElementById('av-right'), '::before').content")
         wait_done(pg, ".png")
-        assert min(pg.evaluate("() => window.avSeen")) < 0.6  # greyed while stale
+        seen = pg.evaluate("() => window.avSeen")
+        assert min(o for o, _ in seen) < 0.6, seen  # greyed while stale
+        assert any("Analysing" in c for _, c in seen), seen  # under a busy sign
         # a bad upload: one message, the previous results cleared
         pg.set_input_files("#av-image input[type=file]", str(pictures["bad"]))
         pg.wait_for_selector("#av-status .av-error", timeout=TIMEOUT)
