@@ -5,6 +5,7 @@ its own runs/ folder, downloads off, and a gradio_client Client for it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -43,24 +44,28 @@ def _wait(url: str, proc: subprocess.Popen, log: Path) -> None:
                        f"{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
-    """(url, runs folder) of a running `python app.py`."""
-    tmp = tmp_path_factory.mktemp("app")
+def app_env(tmp: Path, port: int, **extra) -> dict:
+    """The environment of a test server: loopback, its own runs/ and temp folder, no downloads."""
+    return dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+                ATTNVIZ_RUNS_DIR=str(tmp / "runs"), ATTNVIZ_ALLOW_DOWNLOAD="0",
+                GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(tmp / "gradio"),
+                PYTHONUNBUFFERED="1", **extra)
+
+
+@contextlib.contextmanager
+def serve_app(tmp: Path, args=(), env=None):
+    """Run `python app.py *args` on a free loopback port with its runs/, Gradio temp folder and
+    log under ``tmp`` (downloads off); yield (url, process); stop its process group after."""
     port = free_port()
-    runs = tmp / "runs"
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               ATTNVIZ_RUNS_DIR=str(runs), ATTNVIZ_ALLOW_DOWNLOAD="0",
-               GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(tmp / "gradio"),
-               PYTHONUNBUFFERED="1")
+    full_env = app_env(tmp, port, **(env or {}))
     log = tmp / "app.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "app.py", *args], cwd=ROOT, env=full_env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     try:
         _wait(url, proc, log)
-        yield url, runs, proc
+        yield url, proc
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -69,6 +74,14 @@ def app_server(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """(url, runs folder, process) of a running `python app.py`."""
+    tmp = tmp_path_factory.mktemp("app")
+    with serve_app(tmp) as (url, proc):
+        yield url, tmp / "runs", proc
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,6 @@ weights (safetensors), labels and input size; /inspect on it returns every kind 
 that cannot be served stops the app at start-up with a message naming it."""
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 
@@ -16,18 +14,11 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from app_fixtures import EXAMPLES, ROOT, _wait, free_port  # noqa: E402
+from app_fixtures import EXAMPLES, ROOT, app_env, free_port, serve_app  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "paper_style_net.py"
 KINDS = {"channel", "spatial", "kernel", "group", "affinity", "calibration", "channel_affinity"}
 LABELS = [f"label {i}" for i in range(10)]
-
-
-def _env(tmp, port):
-    return dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-                ATTNVIZ_RUNS_DIR=str(tmp / "runs"), ATTNVIZ_ALLOW_DOWNLOAD="0",
-                GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(tmp / "gradio"),
-                PYTHONUNBUFFERED="1")
 
 
 @pytest.fixture(scope="module")
@@ -42,26 +33,10 @@ def served(tmp_path_factory):
     model = paper_style_net.create_model()
     save_file(model.state_dict(), tmp / "net.safetensors")
     (tmp / "labels.txt").write_text("\n".join(LABELS) + "\n")
-    port = free_port()
-    log = tmp / "app.log"
-    cmd = [sys.executable, "app.py", "--model", f"mine={EXAMPLE}", "--weights",
-           str(tmp / "net.safetensors"), "--labels", str(tmp / "labels.txt"),
-           "--input-size", "96"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(tmp, port), stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        _wait(url, proc, log)
+    args = ["--model", f"mine={EXAMPLE}", "--weights", str(tmp / "net.safetensors"),
+            "--labels", str(tmp / "labels.txt"), "--input-size", "96"]
+    with serve_app(tmp, args) as (url, _proc):
         yield Client(url, verbose=False), model
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
 
 
 def test_inspect_returns_every_kind_of_the_users_model(served):
@@ -111,7 +86,7 @@ def test_the_app_stops_at_start_up_naming_the_file(tmp_path):
     bad.write_text("import torch\nraise RuntimeError('broken on purpose')\n")
     r = subprocess.run([sys.executable, "app.py", "--model", str(bad)], cwd=ROOT,
                        capture_output=True, text=True, timeout=300,
-                       env=_env(tmp_path, free_port()))
+                       env=app_env(tmp_path, free_port()))
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("attnviz: ") and "broken_net.py failed to import" in last

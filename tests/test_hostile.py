@@ -5,11 +5,7 @@ environment) so the attacks stay cheap."""
 from __future__ import annotations
 
 import base64
-import os
-import signal
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -18,7 +14,7 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from app_fixtures import ROOT, _wait, free_port
+from app_fixtures import ROOT, serve_app
 
 LIMITS = {  # small limits make each attack cheap; each test states which one it reaches
     "ATTNVIZ_JOB_MAX_SECONDS": "300",
@@ -36,27 +32,9 @@ LIMITS = {  # small limits make each attack cheap; each test states which one it
 def server(tmp_path_factory):
     """(url, runs folder, process) of a `python app.py` with the small LIMITS."""
     tmp = tmp_path_factory.mktemp("hostile")
-    port = free_port()
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               ATTNVIZ_RUNS_DIR=str(tmp / "runs"), ATTNVIZ_ALLOW_DOWNLOAD="0",
-               GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(tmp / "gradio"),
-               TMPDIR=str(tmp), PYTHONUNBUFFERED="1", **LIMITS)
-    log = tmp / "app.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        _wait(url, proc, log)
+    env = dict(TMPDIR=str(tmp), **LIMITS)
+    with serve_app(tmp, env=env) as (url, proc):
         yield url, tmp / "runs", proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
 
 
 @pytest.fixture
