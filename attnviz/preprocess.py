@@ -11,6 +11,7 @@ centre S x S, as ImageNet evaluation does (``crop_box`` records the crop in imag
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import math
@@ -96,9 +97,20 @@ def image_size(image, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     else:
         stream, name = image, "the uploaded file"
     try:
-        with Image.open(stream) as img:
+        with _read_errors(name, max_pixels, "read"), Image.open(stream) as img:
             _check_size(img.size, max_pixels)
             return img.size
+    finally:
+        if isinstance(image, (str, os.PathLike)):
+            stream.close()
+
+
+@contextlib.contextmanager
+def _read_errors(name: str, max_pixels: int, step: str):
+    """PIL's failures while opening (``step`` "read") or decoding ("decoded") ``name`` as one
+    clear ImageError each; attnviz's own ImageErrors pass through."""
+    try:
+        yield
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
@@ -108,11 +120,8 @@ def image_size(image, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
         raise ImageError(f"{name} is not an image format that can be read (PNG, JPEG, GIF, "
                          "BMP, TIFF, WebP ... are)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"{name} could not be read; it may be truncated or corrupt ({e})") \
+        raise ImageError(f"{name} could not be {step}; it may be truncated or corrupt ({e})") \
             from None
-    finally:
-        if isinstance(image, (str, os.PathLike)):
-            stream.close()
 
 
 def _short(s: str, limit: int = 120) -> str:
@@ -132,24 +141,12 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
 
 
 def _open_stream(stream, name: str, max_pixels: int) -> Image.Image:
-    try:
-        with Image.open(stream) as img:
-            _check_size(img.size, max_pixels)
-            if getattr(img, "n_frames", 1) > 1:
-                img.seek(0)
-            img.load()  # decode now: truncated and corrupt files fail here, not later
-            return _to_rgb(img, copy=True)
-    except ImageError:
-        raise
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{name} is too large to open safely ({e}); the limit is "
-                         f"{max_pixels / 1e6:.0f} megapixels") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{name} is not an image format that can be read (PNG, JPEG, GIF, "
-                         "BMP, TIFF, WebP ... are)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"{name} could not be decoded; it may be truncated or corrupt ({e})") \
-            from None
+    with _read_errors(name, max_pixels, "decoded"), Image.open(stream) as img:
+        _check_size(img.size, max_pixels)
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)
+        img.load()  # decode now: truncated and corrupt files fail here, not later
+        return _to_rgb(img, copy=True)
 
 
 def _check_size(size, max_pixels: int):
