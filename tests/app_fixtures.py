@@ -20,6 +20,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "assets" / "examples"
 START_TIMEOUT = 180
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"  # browser screenshots
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def free_port() -> int:
@@ -105,3 +109,16 @@ def client(app_url):
 def example_paths() -> dict:
     """{class name: path} of the shipped synthetic examples."""
     return {p.stem: p for p in sorted(EXAMPLES.glob("*.png")) if not p.stem.endswith("_mask")}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless chromium through playwright (never `playwright install`)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh dev installs it)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield b
+        b.close()

@@ -10,24 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_browser import ARGS, ARTIFACTS, CHROMIUM, TIMEOUT, choose, open_tab  # noqa: F401
+from app_fixtures import ARTIFACTS
+from test_browser import TIMEOUT, choose, open_tab
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.browser
 
 SIZES = {"laptop": (1280, 800), "wide": (1920, 1080), "phone": (390, 844)}
 SHAPES = {"square": (300, 300), "portrait": (600, 400), "landscape": (360, 720)}  # (h, w)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (scripts/setup.sh dev installs it)")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
