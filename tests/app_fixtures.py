@@ -122,3 +122,15 @@ def browser():
         b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         yield b
         b.close()
+
+
+def call_raw(url: str, api: str, data: list, timeout: float = 120) -> tuple[str, str]:
+    """("complete" | "error", the event stream's text) of a raw /call request: what any HTTP
+    client can send, outside gradio_client's checks."""
+    import httpx
+    r = httpx.post(f"{url}gradio_api/call/{api}", json={"data": data}, timeout=timeout)
+    if r.status_code != 200:
+        return "error", r.text
+    text = httpx.get(f"{url}gradio_api/call/{api}/{r.json()['event_id']}", timeout=timeout).text
+    kind = "error" if "event: error" in text else "complete"
+    return kind, text

@@ -127,6 +127,8 @@ def build_demo(models: dict | None = None) -> gr.Blocks:
             models_tab.run_models, None, [ui.models_table, ui.models_names],
             api_name="models_on_load", api_visibility="undocumented", show_progress="hidden")
     demo.queue(default_concurrency_limit=4, max_size=64)
+    from . import guards
+    guards.install(demo)
     return demo
 
 

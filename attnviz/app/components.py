@@ -72,7 +72,9 @@ class InputImage(gr.Image):
     file, a text file named .png or a decompression bomb would fail there with a generic error;
     and an image sent as a ``data:`` URL would be decoded in full and re-encoded before any size
     check (a 20 KB PNG claiming 13000 x 13000 pixels: 15 s and +1.7 GB). Here the path goes
-    straight to :func:`attnviz.preprocess.load_image`, and a ``data:`` URL's bytes are written to
+    straight to :func:`attnviz.preprocess.load_image` once :func:`.uploads.uploaded_path` has
+    checked that it names a file uploaded to this server (or an example: never any other file on
+    the server's disk, whatever the payload's shape), and a ``data:`` URL's bytes are written to
     a file as they are, after :func:`attnviz.preprocess.image_size` has read the size from the
     header; both refuse an image over the pixel limit before decoding it."""
 
@@ -81,9 +83,15 @@ class InputImage(gr.Image):
     def preprocess(self, payload):
         if payload is None:
             return None
-        url = str(getattr(payload, "url", None) or "")
-        if getattr(payload, "path", None) and not url.startswith("data:"):
-            return str(payload.path)
+        from .uploads import payload_paths, refused, uploaded_path
+        url = getattr(payload, "url", None) if not isinstance(payload, dict) \
+            else payload.get("url")
+        url = url if isinstance(url, str) else ""
+        paths = [p for p in payload_paths(payload) if p]
+        if paths and not url.startswith("data:"):
+            if len(paths) != 1:
+                raise refused()
+            return uploaded_path(paths[0])  # only a file uploaded here (see .uploads)
         if not url.startswith("data:"):
             raise gr.Error("The image did not arrive as an uploaded file: send it as a file "
                            "(gradio_client: handle_file('photo.jpg')) or a data: URL.",

@@ -22,6 +22,7 @@ from . import views as V
 from .components import gpu
 from .errors import bad_request, user_errors
 from .state import MODELS, default_model, model_choices
+from .uploads import UploadedFile
 
 SANITY_METHODS = [("Grad-CAM", "gradcam"), ("Saliency", "saliency"),
                   ("attention maps (all spatial, averaged)", "attention")]
@@ -359,8 +360,9 @@ def build(ui: SimpleNamespace) -> None:
         with gr.Row():
             ui.tr_data = gr.Radio(["synthetic shapes", "uploaded zip of class folders"],
                                   value="synthetic shapes", label="Data")
-            ui.tr_zip = gr.File(label="Zip of class folders (cat/001.jpg, dog/002.jpg, ...)",
-                                file_types=[".zip"], type="filepath")
+            ui.tr_zip = UploadedFile(label="Zip of class folders (cat/001.jpg, dog/002.jpg, "
+                                     "...)",
+                                     file_types=[".zip"], type="filepath")
         with gr.Row():
             ui.tr_epochs = gr.Slider(1, 20, value=2, step=1, label="Epochs")
             ui.tr_images = gr.Slider(64, 8000, value=1024, step=64, label="Images per epoch "

@@ -1,0 +1,146 @@
+"""Hostile clients, round two (issue 17), against one loopback server with small limits: each
+test reproduces one attack, asserts the clear message and the bound, and ends with a correct
+analysis. A witness session analyses an example before the attacks and, in the last test, still
+has its analysis and gets the same answer: the server kept serving with its state intact."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from app_fixtures import ROOT, call_raw, serve_app
+from gradio_client import Client, handle_file
+
+pytestmark = pytest.mark.slow
+
+LIMITS = {
+    "ATTNVIZ_JOB_MAX_SECONDS": "300",
+    "ATTNVIZ_SLOT_WAIT_SECONDS": "2",
+    "ATTNVIZ_SESSION_MEMORY_MB": "64",
+    "GRADIO_HEARTBEAT_INTERVAL": "1",
+    "ATTNVIZ_EXPORT_KEEP_SECONDS": "0",
+}
+STAR = ROOT / "assets" / "examples" / "star.png"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """(url, server temp folder, process)."""
+    tmp = tmp_path_factory.mktemp("hostile2")
+    with serve_app(tmp, env=dict(TMPDIR=str(tmp), **LIMITS)) as (url, proc):
+        yield url, tmp, proc
+
+
+@pytest.fixture(scope="module")
+def witness(server):
+    """A session that analysed the star before any attack: (client, its answer)."""
+    c = Client(server[0], verbose=False)
+    return c, _top1(c)
+
+
+@pytest.fixture
+def client(server, witness):
+    return Client(server[0], verbose=False)
+
+
+def _top1(client, image=STAR, model="lite_cbam"):
+    out = client.predict(handle_file(str(image)), model, "gradcam", "per map",
+                         api_name="/inspect")
+    return out[0]["label"], round(out[0]["confidences"][0]["confidence"], 4)
+
+
+def _error_text(text: str) -> str:
+    """The message of a raw /call error event."""
+    for line in text.splitlines():
+        if line.startswith("data:"):
+            try:
+                return str(json.loads(line[5:]))
+            except ValueError:
+                return line[5:]
+    return text
+
+
+# ------------------------------------------------------------------------------ 1. paths
+def test_only_uploaded_files_can_be_named(server, client, tmp_path):
+    """A path the client did not upload is refused on every file input of every event, whatever
+    the payload's shape, with one message whatever lies at that path (a private image, nothing,
+    a folder, a text file, a symlink planted in the upload cache pointing out of it); an upload
+    and the shipped examples still work."""
+    url, tmp, _ = server
+    private = tmp_path / "private.png"
+    shutil.copy(STAR, private)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    cache = tmp / "gradio"
+    cache.mkdir(exist_ok=True)
+    planted = cache / "planted"
+    planted.mkdir(exist_ok=True)
+    (planted / "link.png").unlink(missing_ok=True)
+    (planted / "link.png").symlink_to(private)
+    targets = [str(private), str(tmp_path / "missing.png"), str(tmp_path), str(text),
+               str(planted / "link.png"), f"{cache}/../../{private.relative_to('/')}",
+               str(cache), "/etc/hostname"]
+    meta = {"_type": "gradio.FileData"}
+    shapes = [lambda p: {"path": p}, lambda p: {"path": p, "meta": meta},
+              lambda p: {"path": p, "url": None, "orig_name": "a.png"},
+              lambda p: p, lambda p: [{"path": p}], lambda p: {"path": p, "url": "x"}]
+    messages = set()
+    for target in targets:
+        for shape in shapes:
+            for api, rest in (("inspect", ["lite_cbam", "gradcam", "per map"]),
+                              ("ablate", ["lite_cbam"])):
+                kind, out = call_raw(url, api, [shape(target)] + rest)
+                assert kind == "error", (api, target, out[:300])
+                messages.add(_error_text(out))
+    kind, out = call_raw(url, "compare", [{"path": str(private)}, ["lite_cbam"], "strongest",
+                                          "gradcam", "per map"])
+    assert kind == "error"
+    messages.add(_error_text(out))
+    for shape in shapes[:4]:
+        kind, out = call_raw(url, "train", ["lite_se", "uploaded zip of class folders",
+                                            shape(str(private)), 1, 64, "stolen"])
+        assert kind == "error"
+        messages.add(_error_text(out))
+    # one message for all: the client learns nothing about what lies at the path
+    assert len(messages) == 1, "\n".join(sorted(messages))
+    msg = messages.pop()
+    assert "not uploaded to this server" in msg, msg
+    for leak in ("folder", "no such", "exist", "not an image", str(tmp_path), "private"):
+        assert leak not in msg.lower(), msg
+    # an upload works; an example's own path works
+    assert _top1(client)[0] == "star"
+    kind, out = call_raw(url, "inspect", [{"path": str(STAR)}, "lite_cbam", "gradcam",
+                                          "per map"])
+    assert kind == "complete", out[:300]
+
+
+def test_every_file_input_is_guarded():
+    """Every input component of every event that takes a file checks its path (a new file input
+    that forgets to would reopen the hole)."""
+    import gradio as gr
+
+    from attnviz.app import build_demo
+    from attnviz.app.components import InputImage
+    from attnviz.app.uploads import UploadedFile
+    demo = build_demo()
+    file_types = (gr.Image, gr.File, gr.Gallery, gr.UploadButton, gr.Video, gr.Audio,
+                  gr.Model3D, gr.ImageEditor, gr.MultimodalTextbox)
+    seen = 0
+    for fn in demo.fns.values():
+        for comp in fn.inputs:
+            if isinstance(comp, file_types):
+                seen += 1
+                assert isinstance(comp, (InputImage, UploadedFile)), (fn.api_name, comp)
+    assert seen >= 4
+
+
+def test_last_the_server_still_serves_with_its_state(server, witness):
+    """After every attack above: the witness session still has its analysis (its export holds
+    it) and a fresh analysis gives the same answer as before them."""
+    c, before = witness
+    path = c.predict(api_name="/export")[0]
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        assert "image.png" in z.namelist() and "scores.json" in z.namelist()
+    assert _top1(c) == before
+    assert _top1(Client(server[0], verbose=False)) == before
