@@ -121,7 +121,7 @@ def run_compare(image, models, kind, method, scale):
             else:
                 im, rng = V.draw(display, m, kind_norm.get(rec.kind, "minmax"))
                 att_img = gr.Image(value=im, visible=True,
-                                   label=f"{V.map_caption(rec)} · {V.fmt_range(*rng)}")
+                                   label=f"{V.map_caption(rec, a.maps)} · {V.fmt_range(*rng)}")
             im, rng = V.draw(display, attr, attr_norm)
             attr_img = gr.Image(value=im, visible=True,
                                 label=f"{V.method_name(method)} · {V.fmt_range(*rng)} (own "
@@ -135,7 +135,7 @@ def run_compare(image, models, kind, method, scale):
                     pa = "hit" if metrics.pointing_game(pre.to_image(m), mask) else "miss"
                 pb = "hit" if metrics.pointing_game(pre.to_image(attr), mask) else "miss"
             table.append([ld.name, ld.badge, f"{a.target_name} ({a.top_k[0][1]:.0%})",
-                          "—" if rec is None else V.map_caption(rec),
+                          "—" if rec is None else V.map_caption(rec, a.maps),
                           "n/a" if rho is None else round(rho, 3), pa, pb])
         for _ in range(MAX_MODELS - len(rows)):
             out += [gr.Markdown(value="", visible=False), gr.Image(value=None, visible=False),

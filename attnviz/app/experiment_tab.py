@@ -18,6 +18,7 @@ import numpy as np
 
 from . import jobs, limits
 from .. import kinds as K
+from ..analysis.labels import group_labels
 from . import views as V
 from .components import gpu
 from .errors import bad_request, user_errors
@@ -65,7 +66,7 @@ def run_ablation(image, model_name):
         classes = loaded.model.info.classes
         t = rows[0]["target"]
         cname = classes[t] if classes and t < len(classes) else f"class {t}"
-        names = [f"{V.short_layer(_Rec(r))} · {_block(r)}" for r in rows]
+        names = ablation_names(rows)
         saturated = max(abs(r["delta"]) for r in rows) < 1e-3
         if saturated:  # a confident model: the probability barely moves, the logit does
             fig = bars_figure(names, [r["delta_logit"] for r in rows],
@@ -96,9 +97,10 @@ def run_ablation(image, model_name):
         return fig, df, md
 
 
-class _Rec:
-    def __init__(self, row):
-        self.layer = row["layer"]
+def ablation_names(rows) -> list[str]:
+    """One bar name per ablated tap: the module's distinguishing path (any naming) and what."""
+    labels = group_labels([(r["tap"], r["layer"], (r["block"], r["kind"])) for r in rows])
+    return [f"{labels[r['tap']]} · {_block(r)}" for r in rows]
 
 
 def _block(row) -> str:

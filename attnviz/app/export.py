@@ -85,7 +85,7 @@ def build_zip(sess) -> Path:
             if not has_spatial(r):
                 continue
             m = V.grid_map(r)
-            img = overlay(image, m, norm="minmax", colorbar=True, label=V.map_caption(r))
+            img = overlay(image, m, norm="minmax", colorbar=True, label=V.map_caption(r, a.maps))
             z.writestr(f"overlays/{i:02d}_{_slug(r.tap)}_{r.kind}.png", to_png_bytes(img))
         for k in a.attributions:
             m = V.attribution_grid(a, k)

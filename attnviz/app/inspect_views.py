@@ -136,17 +136,17 @@ def headline(sess: Session, scale: str) -> dict:
                  f"{V.method_name(method)}."]
     else:
         img, rng = V.draw(sess.display, V.grid_map(rec), norms[rec.tap])
-        att = gr.Image(value=img, label=f"Attention · {V.short_layer(rec)} {V.block_name(rec)}")
+        att = gr.Image(value=img, label=f"Attention · {V.module_label(rec, a.maps)} {V.block_name(rec)}")
         rho = agreement(sess, rec, method)
         rho_s = "n/a (a constant map)" if rho is None else f"{rho:+.2f}"
-        lines = [f"**Attention:** {V.map_caption(rec)}, range {V.fmt_range(*rng)} — the most "
+        lines = [f"**Attention:** {V.map_caption(rec, a.maps)}, range {V.fmt_range(*rng)} — the most "
                  "concentrated map of the deepest stage", attr_line,
                  f"**Agreement** (Spearman ρ between the two): **{rho_s}** "
                  "<span class='av-muted'>1 = same pixel ranking, 0 = unrelated</span>"]
     for r in a.maps:
         if has_spatial(r):
             img, rng = V.draw(sess.display, V.grid_map(r), norms[r.tap])
-            gallery.append((tile(img, rng), f"{V.map_caption(r)} · {V.fmt_range(*rng)}"))
+            gallery.append((tile(img, rng), f"{V.map_caption(r, a.maps)} · {V.fmt_range(*rng)}"))
     gallery.append((tile(attr_img, arng), f"{V.method_name(method)} · {V.fmt_range(*arng)}"))
     attr = gr.Image(value=attr_img, label=f"{V.method_name(method)} → {a.target_name}"
                                           + (" (computing…)" if pending else ""))
@@ -199,7 +199,7 @@ def affinity_gallery(sess: Session, scale: str) -> list:
     for r in recs:
         img, rng = V.draw_affinity(sess.display, r, qx, qy, shared or "minmax")
         ox, oy = qx / sess.scale, qy / sess.scale
-        out.append((tile(img, rng), f"{V.map_caption(r)} · attention from query "
+        out.append((tile(img, rng), f"{V.map_caption(r, sess.analysis.maps)} · attention from query "
                                     f"({ox:.0f}, {oy:.0f}) · {V.fmt_range(*rng)}"))
     return out
 
@@ -208,7 +208,7 @@ def _overlays(sess: Session, recs, norms) -> list:
     out = []
     for r in recs:
         img, rng = V.draw(sess.display, V.grid_map(r), norms[r.tap])
-        out.append((tile(img, rng), f"{V.map_caption(r)} · {V.fmt_range(*rng)}"))
+        out.append((tile(img, rng), f"{V.map_caption(r, sess.analysis.maps)} · {V.fmt_range(*rng)}"))
     return out
 
 

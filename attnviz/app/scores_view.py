@@ -54,11 +54,11 @@ def _scores(sess: Session, faithfulness: bool) -> dict:
     head = V.headline_record(a.maps)
     mname = V.method_name(method)
     if "pointing" in s:
-        named = [(V.map_caption(r), r.label) for r in spatial] + [(mname, method)]
+        named = [(V.map_caption(r, a.maps), r.label) for r in spatial] + [(mname, method)]
         for n, key in named:
             rows.append(["pointing game", n, "hit" if s["pointing"][key] else "miss"])
         for n, key in (named[-1:] if head is None else
-                       [(V.map_caption(head), head.label), named[-1]]):
+                       [(V.map_caption(head, a.maps), head.label), named[-1]]):
             rows.append(["energy in object", n, round(float(s["energy"][key]), 3)])
     if faithfulness:
         f = s["faithfulness"][method]
@@ -73,7 +73,7 @@ def _scores(sess: Session, faithfulness: bool) -> dict:
             rows.append([k, mname, NOT_COMPUTED])
     for r in spatial:
         rho = V.finite(s["rank_correlation"][r.label])
-        rows.append(["rank correlation", f"{V.map_caption(r)} vs {mname}",
+        rows.append(["rank correlation", f"{V.map_caption(r, a.maps)} vs {mname}",
                      "n/a" if rho is None else round(rho, 3)])
     return out
 

@@ -7,12 +7,14 @@ no full-resolution map is ever built for drawing.
 """
 from __future__ import annotations
 
+import functools
 import math
-import re
 
 import numpy as np
 
 from .. import kinds as K
+from ..analysis.headline import concentration, grid_map, headline_record  # noqa: F401
+from ..analysis.labels import record_labels
 from ..explain import METHODS, SINGLE_PASS, canonical_method
 from ..maps import has_spatial, to_spatial
 from ..render.overlay import (BLOCK_NAMES, KIND_NAMES, affinity_overlay, caption, colorbar,
@@ -68,53 +70,32 @@ def check_method(method) -> str:
 
 
 # ------------------------------------------------------------------------------ records
-def short_layer(rec) -> str:
-    """"layer3.0.cbam.SpatialGate" -> "layer3.0"; "head.sa" -> "head"."""
-    parts = rec.layer.split(".")
-    if parts[0].startswith("layer") and len(parts) >= 2:
-        return ".".join(parts[:2])
-    return parts[0]
+@functools.lru_cache(maxsize=256)
+def _labels(key: tuple) -> dict:
+    return record_labels([_Row(*k) for k in key])
 
 
-def map_caption(rec) -> str:
-    """"layer3.0 · CBAM spatial · 16x16"."""
+class _Row:
+    def __init__(self, tap, layer, block, kind):
+        self.tap, self.layer, self.block, self.kind = tap, layer, block, kind
+
+
+def module_label(rec, records) -> str:
+    """The module's distinguishing path among ``records`` (attnviz.analysis.labels):
+    "layer3.0" (torchvision), "stages.2.blocks.1" (timm), "features.7" (flat)."""
+    key = tuple((r.tap, r.layer, r.block, r.kind) for r in records)
+    return _labels(key).get(rec.tap) or record_labels([rec])[rec.tap]
+
+
+def map_caption(rec, records) -> str:
+    """"layer3.0 · CBAM spatial · 16x16": the module's label among ``records``, what, size."""
     full = caption(rec)
-    return short_layer(rec) + full[len(rec.layer):] if full.startswith(rec.layer) else full
+    label = module_label(rec, records)
+    return label + full[len(rec.layer):] if full.startswith(rec.layer) else full
 
 
 def block_name(rec) -> str:
     return K.label(rec)
-
-
-def stage(rec) -> int:
-    """Depth of a record's stage: layerN -> N, a head after the body -> 5, the stem -> 0."""
-    m = re.match(r"layer(\d+)", rec.layer)
-    if m:
-        return int(m.group(1))
-    return 5 if rec.layer.startswith("head") else 0
-
-
-def grid_map(rec) -> np.ndarray:
-    """The record's spatial reduction on its own grid, float32 (h, w)."""
-    return to_spatial(rec)[0].detach().float().cpu().numpy()
-
-
-def concentration(m: np.ndarray) -> float:
-    """How peaked a map is: std / mean after shifting its minimum to 0 (0 for a flat map)."""
-    m = np.asarray(m, dtype=np.float64)
-    m = m - m.min()
-    mean = m.mean()
-    return float(m.std() / mean) if mean > 1e-12 else 0.0
-
-
-def headline_record(records):
-    """The strongest (most concentrated) spatial map of the deepest stage, or None."""
-    recs = [r for r in records if has_spatial(r)]
-    if not recs:
-        return None
-    deepest = max(stage(r) for r in recs)
-    recs = [r for r in recs if stage(r) == deepest]
-    return max(recs, key=lambda r: concentration(grid_map(r)))
 
 
 def kind_record(records, kind: str):
