@@ -28,6 +28,7 @@ FLAT = [f"features.{i}.se" for i in (3, 7, 11, 15)]
     (["backbone.body.layer1.0.se", "backbone.body.layer2.0.se"],
      {"backbone.body.layer1.0.se": "layer1.0"}),
     (["head.sa"], {"head.sa": "head"}),
+    (["layer3.1"], {"layer3.1": "layer3.1"}),  # a block inserted into a stage: its index kept
 ])
 def test_labels_are_short_and_distinct_for_any_naming(paths, expect):
     labels = module_labels(paths)

@@ -50,7 +50,7 @@ def _common_tail(parts: list[tuple[str, ...]]) -> int:
     """How many trailing parts can be dropped from every path, keeping each non-empty and the
     paths distinct."""
     if len(parts) == 1:
-        return 1 if len(parts[0]) > 1 else 0
+        return 1 if len(parts[0]) > 1 and not _is_index(parts[0][-1]) else 0
     n = 0
     shortest = min(len(p) for p in parts)
     while (n + 1 < shortest and len({p[-(n + 1)] for p in parts}) == 1
