@@ -16,6 +16,7 @@ import functools
 import io
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,14 @@ def normalisation(model_or_info) -> tuple[tuple, tuple]:
 
 MAX_PIXELS = 40_000_000  # larger images are refused (decompression-bomb guard)
 MIN_SIDE = 8
+# the formats an image file may be in: each is identified from its header, and none decodes
+# pixels while it is opened (ICO, ICNS, ... do: refused before Pillow reads past the header)
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+FORMAT_NAMES = "PNG, JPEG, GIF, BMP, TIFF or WebP"
+# a JPEG's decoding work grows with its scans (a progressive file may repeat thousands of them
+# over the whole image): counted from the markers before decoding
+MAX_JPEG_SCANS = 100
+MAX_SCAN_MEGAPIXELS = 1000  # scans x megapixels
 MODES = ("resize", "center_crop")
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -97,8 +106,7 @@ def image_size(image, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     else:
         stream, name = image, "the uploaded file"
     try:
-        with _read_errors(name, max_pixels, "read"), Image.open(stream) as img:
-            _check_size(img.size, max_pixels)
+        with _read_errors(name, max_pixels, "read"), _open_checked(stream, max_pixels) as img:
             return img.size
     finally:
         if isinstance(image, (str, os.PathLike)):
@@ -117,8 +125,8 @@ def _read_errors(name: str, max_pixels: int, step: str):
         raise ImageError(f"{name} is too large to open safely ({e}); the limit is "
                          f"{max_pixels / 1e6:.0f} megapixels") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name} is not an image format that can be read (PNG, JPEG, GIF, "
-                         "BMP, TIFF, WebP ... are)") from None
+        raise ImageError(f"{name} is not an image format that can be read (it must be a "
+                         f"{FORMAT_NAMES} file)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{name} could not be {step}; it may be truncated or corrupt ({e})") \
             from None
@@ -141,12 +149,83 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
 
 
 def _open_stream(stream, name: str, max_pixels: int) -> Image.Image:
-    with _read_errors(name, max_pixels, "decoded"), Image.open(stream) as img:
-        _check_size(img.size, max_pixels)
-        if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)
-        img.load()  # decode now: truncated and corrupt files fail here, not later
+    with _read_errors(name, max_pixels, "decoded"), _open_checked(stream, max_pixels) as img:
+        img.load()  # decode now (the first frame): truncated and corrupt files fail here
         return _to_rgb(img, copy=True)
+
+
+@contextlib.contextmanager
+def _open_checked(stream, max_pixels: int):
+    """The image in ``stream`` opened (nothing decoded) once every check that can be made
+    before decoding has passed: one of :data:`FORMATS` by its header, its size, and for a JPEG
+    its decoding work (:func:`check_jpeg_work`). The one place attnviz opens image files."""
+    with Image.open(stream, formats=FORMATS) as img:
+        _check_size(img.size, max_pixels)
+        if img.format in ("JPEG", "MPO"):
+            check_jpeg_work(_whole(stream), img.size)
+        yield img
+
+
+def _whole(stream) -> bytes:
+    """All bytes of a seekable binary stream (its position kept)."""
+    if isinstance(stream, io.BytesIO):
+        return stream.getbuffer().tobytes()
+    pos = stream.tell()
+    try:
+        stream.seek(0)
+        return stream.read()
+    finally:
+        stream.seek(pos)
+
+
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # a marker (not stuffing, RSTn, fill)
+
+
+def jpeg_scans(data: bytes, stop_after: int | None = None) -> int:
+    """How many scans (SOS markers) a JPEG file holds, read from its markers without decoding:
+    the segments are skipped by their lengths, each scan's entropy-coded data up to the next
+    marker. Stops counting past ``stop_after``."""
+    scans, pos, n = 0, 2, len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF or data[pos + 1] == 0xFF:  # padding or fill bytes
+            m = _JPEG_MARKER.search(data, pos + 1)
+            if m is None:
+                break
+            pos = m.start()
+            continue
+        marker = data[pos + 1]
+        if marker == 0xD9:  # end of image
+            break
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
+            pos += 2
+            continue
+        end = pos + 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xDA:
+            scans += 1
+            if stop_after is not None and scans > stop_after:
+                break
+            m = _JPEG_MARKER.search(data, end)
+            if m is None:
+                break
+            pos = m.start()
+        else:
+            pos = end
+    return scans
+
+
+def check_jpeg_work(data: bytes, size) -> None:
+    """Refuse a JPEG whose decoding would be out of proportion to its size: more than
+    :data:`MAX_JPEG_SCANS` scans, or scans x megapixels over :data:`MAX_SCAN_MEGAPIXELS` (a
+    progressive file repeating its scans makes the decoder go over the whole image each time:
+    12,000 scans of a 40-megapixel image are about a minute of CPU). Raises ImageError."""
+    mp = max(size[0] * size[1] / 1e6, 1e-6)
+    allowed = int(min(MAX_JPEG_SCANS, MAX_SCAN_MEGAPIXELS / mp))
+    scans = jpeg_scans(data, stop_after=allowed)
+    if scans > allowed:
+        raise ImageError(f"the JPEG holds more than {allowed} scans for {mp:.1f} megapixels; "
+                         f"at most {MAX_JPEG_SCANS} scans and {MAX_SCAN_MEGAPIXELS} scans x "
+                         "megapixels are decoded (an ordinary progressive JPEG has about 10). "
+                         "Save it again as an ordinary JPEG or PNG")
 
 
 def _check_size(size, max_pixels: int):

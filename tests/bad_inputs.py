@@ -110,3 +110,30 @@ def oversized_zip(path: Path, mb: int = 260) -> Path:
         z.writestr("data/b/1.png", png)
         z.writestr("data/a/big.png", b"\x00" * (mb * 2**20))
     return path
+
+
+def progressive_jpeg_bomb(width: int = 2000, height: int = 2000, repeats: int = 200) -> bytes:
+    """A valid progressive JPEG of a flat grey width x height image whose scans are repeated
+    ``repeats`` times (10 scans each): a few kilobytes that make the decoder pass over the whole
+    image ~10 x repeats times."""
+    b = io.BytesIO()
+    Image.new("RGB", (width, height), (128, 128, 128)).save(b, "JPEG", progressive=True,
+                                                            quality=50)
+    data = b.getvalue()
+    first_sos = data.index(b"\xff\xda")
+    end = data.rindex(b"\xff\xd9")
+    return data[:first_sos] + data[first_sos:end] * repeats + data[end:]
+
+
+def ico_bomb(width: int = 13000, height: int = 13000) -> bytes:
+    """An .ico whose one entry is a PNG of width x height black pixels (~20 KB): Pillow decodes
+    an ICO's image while opening it."""
+    def chunk(kind, data):
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+    raw = zlib.compress((b"\x00" * (1 + (width + 7) // 8)) * height, 9)
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw)
+           + chunk(b"IEND", b""))
+    entry = struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 22)
+    return struct.pack("<HHH", 0, 1, 1) + entry + png

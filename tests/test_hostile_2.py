@@ -5,10 +5,14 @@ has its analysis and gets the same answer: the server kept serving with its stat
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from functools import partial
+from pathlib import Path
 
 import pytest
 from app_fixtures import ROOT, call_raw, serve_app
+from bad_inputs import ico_bomb, progressive_jpeg_bomb
 from gradio_client import Client, handle_file
 
 pytestmark = pytest.mark.slow
@@ -112,6 +116,71 @@ def test_only_uploaded_files_can_be_named(server, client, tmp_path):
     kind, out = call_raw(url, "inspect", [{"path": str(STAR)}, "lite_cbam", "gradcam",
                                           "per map"])
     assert kind == "complete", out[:300]
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds the server process has used (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("VmHWM")
+
+
+def _reset_peak(pid: int) -> float:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    return _peak_mb(pid)
+
+
+# ------------------------------------------------------------------------------ 2, 3. decoding
+def test_decode_bombs_are_refused_before_decoding(server, client, tmp_path):
+    """A progressive JPEG repeating its scans (1000 scans over 4 megapixels) and an .ico holding
+    a 169-megapixel PNG (Pillow decodes ICO while opening) are refused as uploads, data: URLs
+    and training-zip members: a clear message, well under a second of the server's CPU and
+    +150 MB at most each."""
+    import base64
+    import zipfile
+    url, _, proc = server
+    bombs = {"bomb.jpg": (progressive_jpeg_bomb(2000, 2000, 100), "image/jpeg", "scans"),
+             "bomb.ico": (ico_bomb(13000, 13000), "image/x-icon", "PNG, JPEG, GIF")}
+    for name, (data, mime, words) in bombs.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        data_url = {"url": f"data:{mime};base64," + base64.b64encode(data).decode(), "path": None,
+                    "meta": {"_type": "gradio.FileData"}}
+        zpath = tmp_path / f"{name}.zip"
+        with zipfile.ZipFile(zpath, "w") as z:
+            z.writestr("d/a/bomb.jpg", data)  # an .ico named .jpg: the header decides
+            for i in range(3):
+                z.writestr(f"d/a/{i}.png", STAR.read_bytes())
+                z.writestr(f"d/b/{i}.png", STAR.read_bytes())
+        for what, attack in (
+                ("upload", partial(client.predict, handle_file(str(path)), "lite_cbam", "gradcam",
+                                   "per map", api_name="/inspect")),
+                ("data: URL", partial(_call_or_raise, url, "inspect",
+                                      [data_url, "lite_cbam", "gradcam", "per map"])),
+                ("zip member", partial(client.predict, "lite_se", "uploaded zip of class folders",
+                                       handle_file(str(zpath)), 1, 64, "bombed",
+                                       api_name="/train"))):
+            rss0 = _reset_peak(proc.pid)
+            cpu0 = _cpu_s(proc.pid)
+            with pytest.raises(Exception) as e:
+                attack()
+            cpu, peak = _cpu_s(proc.pid) - cpu0, _peak_mb(proc.pid) - rss0
+            assert words in str(e.value), (name, what, str(e.value)[:300])
+            assert cpu < 1.5 and peak < 150, (name, what, f"{cpu:.2f} s CPU", f"+{peak:.0f} MB")
+    assert _top1(client)[0] == "star"
+
+
+def _call_or_raise(url, api, data):
+    kind, text = call_raw(url, api, data)
+    if kind == "error":
+        raise RuntimeError(_error_text(text))
+    return text
 
 
 def test_every_file_input_is_guarded():

@@ -55,10 +55,11 @@ def ensure_examples(directory: Path = EXAMPLES_DIR) -> list[Path]:
 @lru_cache(maxsize=1)
 def example_index() -> dict:
     """{pixel key: (class name, mask bool array)} of the shipped examples."""
+    from ..preprocess import load_image
     index = {}
     for path in ensure_examples():
-        img = np.asarray(Image.open(path).convert("RGB"))
-        mask = np.asarray(Image.open(path.with_name(path.stem + "_mask.png")).convert("L")) > 127
+        img = np.asarray(load_image(path))
+        mask = np.asarray(load_image(path.with_name(path.stem + "_mask.png"))).max(-1) > 127
         index[pixel_key(img)] = (path.stem, mask)
     return index
 
