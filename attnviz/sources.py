@@ -1,10 +1,13 @@
-"""Where ImageNet weights come from: a table of known public sources, and a small downloader that
-caches files under ``$ATTNVIZ_CACHE`` (default ``~/.cache/attnviz``) and checks their sha256.
+"""Where ImageNet weights come from: a table of known public sources. Hugging Face-hosted ones
+are fetched with ``huggingface_hub`` (:mod:`attnviz.models.hub`: its cache, offline mode,
+revision pinning, resumable downloads); the others with a small downloader that caches files
+under ``$ATTNVIZ_CACHE`` (default ``~/.cache/attnviz``). Both check the sha256 where known.
 
-``create_model(name, pretrained=True)`` downloads only when ``ATTNVIZ_ALLOW_DOWNLOAD=1`` (the
-Dockerfile sets it); offline it raises :class:`~attnviz.errors.DownloadDisabledError` saying how
-to supply the file. An explicit URL given to ``attnviz.load_weights(model, url)`` is downloaded
-whatever the switch says: the caller asked for it.
+``create_model(name, pretrained=True)`` downloads only when allowed: ``ATTNVIZ_ALLOW_DOWNLOAD=1``
+(the Dockerfile sets it), or on a Hugging Face Space (``SPACE_ID`` set) unless
+``ATTNVIZ_ALLOW_DOWNLOAD=0``; otherwise it raises :class:`~attnviz.errors.DownloadDisabledError`
+saying how to supply the file. An explicit URL given to ``attnviz.load_weights(model, url)`` is
+downloaded whatever the switch says: the caller asked for it.
 """
 from __future__ import annotations
 
@@ -47,6 +50,9 @@ class WeightSource:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     classes: tuple | None = None  # none of these files carries class names: indices are kept
+    hf_repo: str | None = None  # on the Hugging Face Hub: fetched with huggingface_hub
+    hf_file: str | None = None
+    revision: str = "main"  # a branch, tag or commit hash (ATTNVIZ_HF_REVISION overrides)
 
     @property
     def resize(self) -> int:
@@ -62,7 +68,7 @@ def _timm(model, tag, interpolation="bicubic", license="apache-2.0"):
     return WeightSource(
         model=model, url=f"https://huggingface.co/timm/{tag}/resolve/main/model.safetensors",
         filename=f"{tag}.safetensors", origin="timm (Hugging Face Hub)", tag=tag, license=license,
-        interpolation=interpolation)
+        interpolation=interpolation, hf_repo=f"timm/{tag}", hf_file="model.safetensors")
 
 
 def _scnet(model, file, digest_prefix):
@@ -99,7 +105,41 @@ def get_source(name: str) -> WeightSource | None:
 
 
 def downloads_allowed() -> bool:
-    return os.environ.get(ALLOW_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    """``ATTNVIZ_ALLOW_DOWNLOAD`` when set; else on a Hugging Face Space (``SPACE_ID``) yes:
+    a Space has the network and no other way to get the known public weights."""
+    value = os.environ.get(ALLOW_ENV, "").strip().lower()
+    if value:
+        return value in {"1", "true", "yes", "on"}
+    return bool(os.environ.get("SPACE_ID", "").strip())
+
+
+def revision(src: WeightSource) -> str:
+    return os.environ.get("ATTNVIZ_HF_REVISION", "").strip() or src.revision
+
+
+def source_url(src: WeightSource) -> str:
+    """Where the source's file is fetched from (the Hub address honours HF_ENDPOINT)."""
+    if src.hf_repo:
+        from .models import hub
+        return hub.hub_url(src.hf_repo, src.hf_file, revision(src))
+    return src.url
+
+
+def cached_source(src: WeightSource) -> Path | None:
+    """The source's file already on this machine (Hub cache or attnviz's cache), or None."""
+    if src.hf_repo:
+        from .models import hub
+        return hub.cached(src.hf_repo, src.hf_file, revision(src))
+    path = cache_dir() / src.filename
+    return path if path.is_file() else None
+
+
+def fetch_source(src: WeightSource) -> Path:
+    """The source's file, downloaded when not cached (the caller checks downloads_allowed)."""
+    if src.hf_repo:
+        from .models import hub
+        return hub.fetch(src.hf_repo, src.hf_file, revision(src), src.sha256)
+    return download(src.url, src.sha256, src.filename)
 
 
 def cache_dir() -> Path:

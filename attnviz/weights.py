@@ -262,17 +262,14 @@ def local_weights(name: str) -> Path | None:
         if path.is_file():
             return path
     src = sources.get_source(name)
-    if src is not None:
-        cached = sources.cache_dir() / src.filename
-        if cached.is_file():
-            return cached
-    return None
+    return None if src is None else sources.cached_source(src)
 
 
 def load_pretrained(model: nn.Module, name: str) -> nn.Module:
     """Load the trained weights of model ``name``: a file in the models folder (the shipped lite
     checkpoints, or one you put there), else the cached or downloaded public source (ImageNet
-    models; downloads need ``ATTNVIZ_ALLOW_DOWNLOAD=1``)."""
+    models; downloads need ``ATTNVIZ_ALLOW_DOWNLOAD=1`` or a Space; Hub-hosted ones go through
+    huggingface_hub, see ``attnviz.sources``)."""
     src = sources.get_source(name)
     path = local_weights(name)
     if path is None:
@@ -280,8 +277,8 @@ def load_pretrained(model: nn.Module, name: str) -> nn.Module:
             raise WeightsError(_no_weights_message(model, name))
         if not sources.downloads_allowed():
             raise DownloadDisabledError(_download_disabled_message(name, src))
-        path = sources.download(src.url, src.sha256, src.filename)
-    from_source = src is not None and path == sources.cache_dir() / src.filename
+        path = sources.fetch_source(src)
+    from_source = src is not None and path.parent != MODELS_DIR
     load_weights(model, path, sha256=src.sha256 if from_source else None)
     if from_source:
         _apply_source(model, src)
@@ -293,10 +290,11 @@ def _apply_source(model, src: sources.WeightSource) -> None:
     info = getattr(model, "info", None)
     if info is None:
         return
-    info.weights_source = f"{src.label} ({src.url})"
+    url = sources.source_url(src)
+    info.weights_source = f"{src.label} ({url})"
     info.input_size, info.resize = src.input_size, src.resize
     info.mean, info.std = tuple(src.mean), tuple(src.std)
-    info.card.update(source=src.url, origin=src.origin, tag=src.tag, license=src.license,
+    info.card.update(source=url, origin=src.origin, tag=src.tag, license=src.license,
                      interpolation=src.interpolation, crop_pct=src.crop_pct)
     if src.classes and not info.classes:
         info.classes = list(src.classes)
@@ -338,7 +336,8 @@ def _no_weights_message(model, name: str) -> str:
 
 def _download_disabled_message(name: str, src: sources.WeightSource) -> str:
     target = MODELS_DIR / f"{name}{Path(src.filename).suffix}"
-    return (f"Pretrained weights for {name!r} ({src.label}) would be downloaded from {src.url}, "
+    return (f"Pretrained weights for {name!r} ({src.label}) would be downloaded from "
+            f"{sources.source_url(src)}, "
             f"but downloads are off. Either: put that file at {target}; or load a file you have "
             f"with attnviz.load_weights(model, path); or allow downloads with "
             f"{sources.ALLOW_ENV}=1 (files are cached in {sources.cache_dir()}).")

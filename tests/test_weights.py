@@ -24,6 +24,9 @@ def isolated(tmp_path, monkeypatch):
     """No test touches the user's cache or models folder, and downloads start switched off."""
     monkeypatch.setenv(sources.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(sources.ALLOW_ENV, raising=False)
+    for var in ("SPACE_ID", "HF_HUB_OFFLINE", "HF_ENDPOINT", "ATTNVIZ_HF_REVISION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(weights, "MODELS_DIR", tmp_path / "models")
     (tmp_path / "models").mkdir()
 

@@ -70,11 +70,12 @@ def card_markdown(name) -> tuple[str, dict]:
             lines.append(f"**Weights file:** `{e.path.name}`")
         src = sources.get_source(e.arch) if e.family == "imagenet" else None
         if src is not None:
-            lines.append(f"**Weights source:** {src.label} — {src.url} (license "
+            lines.append(f"**Weights source:** {src.label} — {sources.source_url(src)} (license "
                          f"{src.license})")
             if e.badge != "ImageNet weights":
                 lines.append(f"Downloads are off: set `{sources.ALLOW_ENV}=1` (the Docker image "
-                             "does) or put the file in models/.")
+                             "does; on a Space they are on unless set to 0) or put the file in "
+                             "models/.")
         elif e.family == "imagenet":
             why = sources.NO_DIRECT_SOURCE.get(e.arch, "No public weights are known for it.")
             lines.append(f"**Weights source:** none — {why} It runs with random weights.")

@@ -6,7 +6,7 @@ thread-safe LRU cache holding each loaded model once, resident on its device (CU
 
 Weights: a lite model loads its shipped checkpoint (``models/<name>.safetensors``); until one
 exists it runs with random weights and says so. ImageNet architectures load public weights when
-they are on disk or downloads are allowed (``ATTNVIZ_ALLOW_DOWNLOAD=1``), else random weights.
+they are on disk or downloads are allowed (``ATTNVIZ_ALLOW_DOWNLOAD=1``, or on a Space), else random weights.
 Models trained in the app live in ``runs/`` (``$ATTNVIZ_RUNS_DIR``) and are loaded from there.
 A cached model whose checkpoint appears or changes on disk is reloaded on its next use.
 
