@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from functools import partial
 from pathlib import Path
 
@@ -181,6 +182,97 @@ def _call_or_raise(url, api, data):
     if kind == "error":
         raise RuntimeError(_error_text(text))
     return text
+
+
+# ------------------------------------------------------------------------------ 5. size, echo
+def test_request_bodies_are_capped_and_echoes_cut(server, client):
+    """A 100 MB JSON body is answered 413 with the limit, whether it declares its length or is
+    sent in chunks, and the server's memory barely moves; a 10 MB choice value comes back cut to
+    a short message and leaves the log small."""
+    import httpx
+    url, tmp, proc = server
+    body = b'{"data": ["' + b"A" * (100 * 2**20) + b'"]}'
+    rss0 = _reset_peak(proc.pid)
+    r = httpx.post(f"{url}gradio_api/call/inspect", content=body,
+                   headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code == 413 and "32 MB" in r.text, (r.status_code, r.text[:300])
+
+    def chunks():
+        for i in range(0, len(body), 2**20):
+            yield body[i:i + 2**20]
+    try:
+        r = httpx.post(f"{url}gradio_api/call/inspect", content=chunks(),
+                       headers={"content-type": "application/json"}, timeout=60)
+        assert r.status_code == 413 and "32 MB" in r.text, (r.status_code, r.text[:300])
+    except httpx.HTTPError:
+        pass  # the server answered 413 and closed the connection while the client still sent
+    assert _peak_mb(proc.pid) - rss0 < 100, f"+{_peak_mb(proc.pid) - rss0:.0f} MB"
+    log = tmp / "app.log"
+    log0 = log.stat().st_size
+    for data in ([{"path": str(STAR)}, "lite_cbam", "gradcam", "x" * 10_000_000],
+                 [{"path": str(STAR)}, "lite_cbam", "gradcam", "y " * 5_000_000]):
+        kind, text = call_raw(url, "inspect", data)
+        msg = _error_text(text)
+        assert kind == "error" and len(text) < 2500, len(text)
+        assert "not one of the choices" in msg and "characters" in msg, msg[:300]
+    for value in ("z" * 3_000_000, ["w" * 3_000_000]):  # a dropdown, a multiselect
+        data = [{"path": str(STAR)}, value, "strongest", "gradcam", "per map"]
+        kind, text = call_raw(url, "compare", data)
+        assert kind == "error" and len(text) < 2500, (len(text), text[:300])
+    assert log.stat().st_size - log0 < 50_000, log.stat().st_size - log0
+    assert _top1(client)[0] == "star"
+
+
+# ------------------------------------------------------------------------------ 4. queue
+def _health(client) -> dict:
+    return client.predict(api_name="/health")
+
+
+def _wait_for(pred, timeout: float, what: str, step: float = 0.25):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"{what} within {timeout:.0f} s")
+
+
+def test_heavy_jobs_cannot_fill_the_queue(server, client):
+    """70 evaluations from one session (more than the whole queue held before) get one running
+    and one waiting, the rest refused; twelve more sessions fill the long-job room (8) and the
+    next is told so; meanwhile an analysis from another user still runs at once."""
+    from gradio_client.exceptions import AppError  # noqa: F401 - the client's error types
+    url = server[0]
+    flood = Client(url, verbose=False)
+    jobs = [flood.submit("lite_cbam", 2000, api_name="/evaluate") for _ in range(70)]
+    others = [Client(url, verbose=False) for _ in range(12)]
+    jobs += [c.submit("lite_cbam", 2000, api_name="/evaluate") for c in others]
+    try:
+        time.sleep(3)
+        t = time.time()
+        assert _top1(client)[0] == "star"  # the analyses' room is untouched
+        assert time.time() - t < 60
+        refused = []
+        for j in jobs:
+            try:
+                j.result(timeout=0.01)
+            except Exception as e:  # noqa: BLE001 - refused (queue full) or still running
+                if "Queue is full" in str(e) or "503" in str(e):
+                    refused.append(j)
+        admitted = len(jobs) - len(refused)
+        # one running + one waiting from the flood, at most 8 waiting in all
+        assert 2 <= admitted <= 1 + 8, admitted
+        assert sum(j not in refused for j in jobs[:70]) <= 2
+        # what a client is told (any HTTP client: the answer's text)
+        kind, text = call_raw(url, "evaluate", ["lite_cbam", 2000])
+        assert kind == "error" and "long jobs" in text and "Analyses are not affected" in text, \
+            text[:300]
+    finally:
+        for j in jobs:
+            j.cancel()
+    _wait_for(lambda: _health(client)["job"] is None, 60, "the cancelled evaluations stopped")
+    assert _top1(client)[0] == "star"
 
 
 def test_every_file_input_is_guarded():

@@ -4,11 +4,13 @@
     demo = build_demo()
     demo.launch(**launch_kwargs())
 
-Queues: analyses run in the "inspect" group (several at once); slow attributions, evaluation and
-the sanity check share the "heavy" group (one at a time) and training has its own, so they never
-hold up an analysis; scores and ablation have small groups of their own. Training, evaluation
-and the sanity check also take the one heavy-job slot (:mod:`.jobs`), held until the work has
-really stopped; every limit is in :mod:`.limits` (listed in the README's Reliability section).
+Queues: analyses run in the "inspect" group (several at once); slow attributions have the
+"attribution" group, evaluation and the sanity check the "jobs" group (one at a time) and training
+its own, so they never hold up an analysis; scores and ablation have small groups of their own.
+Training, evaluation and the sanity check also take the one heavy-job slot (:mod:`.jobs`), held
+until the work has really stopped. Long jobs wait in a room of their own, one per session
+(:mod:`.admission`); requests are size-capped and error messages cut (:mod:`.guards`); every
+limit is in :mod:`.limits` (listed in the README's Reliability section).
 """
 from __future__ import annotations
 
@@ -126,9 +128,10 @@ def build_demo(models: dict | None = None) -> gr.Blocks:
                   api_visibility="undocumented", show_progress="hidden").then(
             models_tab.run_models, None, [ui.models_table, ui.models_names],
             api_name="models_on_load", api_visibility="undocumented", show_progress="hidden")
-    demo.queue(default_concurrency_limit=4, max_size=64)
-    from . import guards
+    demo.queue(default_concurrency_limit=4)
+    from . import admission, guards
     guards.install(demo)
+    admission.install(demo)  # the queue's limits, long jobs apart from analyses
     return demo
 
 
@@ -171,13 +174,16 @@ def refresh_choices():
 
 def launch_kwargs() -> dict:
     """Arguments for ``demo.launch``: host and port from GRADIO_SERVER_NAME / _PORT (default
-    127.0.0.1:7860), theme and CSS (Gradio 6 takes them in launch)."""
+    127.0.0.1:7860), theme and CSS (Gradio 6 takes them in launch), the file and request size
+    limits."""
+    from . import guards, limits
     return dict(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
         css=CSS,
-        max_file_size="50mb",
+        max_file_size=f"{limits.FILE_MAX_MB}mb",
+        app_kwargs={"middleware": guards.middleware()},  # request bodies over the limit: 413
         show_error=True,  # Gradio's own refusals (wrong number of inputs, ...) say why too
         state_session_capacity=2000,
         footer_links=["api", "gradio"],

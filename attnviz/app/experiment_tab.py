@@ -386,10 +386,10 @@ def build(ui: SimpleNamespace) -> None:
                      api_name="ablate", concurrency_id="ablate", concurrency_limit=2)
     ui.san_run.click(run_sanity, [ui.image, ui.model, ui.san_method],
                      [ui.san_strip, ui.san_plot, ui.san_table, ui.san_note], api_name="sanity",
-                     concurrency_id="heavy", concurrency_limit=1)
+                     concurrency_id="jobs", concurrency_limit=1)
     ui.eval_run.click(run_evaluate, [ui.eval_model, ui.eval_n],
                       [ui.eval_note, ui.eval_table, ui.eval_json], api_name="evaluate",
-                      concurrency_id="heavy", concurrency_limit=1)
+                      concurrency_id="jobs", concurrency_limit=1)
 
 
 def wire(ui: SimpleNamespace) -> None:

@@ -23,7 +23,8 @@ import gradio as gr
 
 from . import limits
 
-_LONG_RUN = re.compile(rf"\S{{{limits.ECHO_MAX_CHARS + 1},}}")
+# longer than an echo() of a value with its "... (N characters)" note: cut again
+_LONG_RUN = re.compile(rf"\S{{{limits.ECHO_MAX_CHARS + 41},}}")
 _FILE_MODELS = ("FileData", "ImageData", "ListFiles", "FileMessage")
 
 
@@ -109,3 +110,82 @@ def install(demo: gr.Blocks) -> None:
     for block in demo.blocks.values():
         if isinstance(block, (gr.Radio, gr.Dropdown, gr.CheckboxGroup)):
             _guard_choices(block)
+
+
+# ------------------------------------------------------------------------------ request size
+class BodyLimit:
+    """ASGI middleware: a request whose body is over ``max_bytes`` (``upload_max_bytes`` for
+    Gradio's upload route) is answered 413 with a message saying the limit, before the body is
+    read when it declares its length, as soon as the limit is passed when it does not."""
+
+    def __init__(self, app, max_bytes: int, upload_max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+        self.upload_max_bytes = upload_max_bytes
+
+    def _limit(self, path: str) -> int:
+        return self.upload_max_bytes if path.rstrip("/").endswith("/upload") \
+            else self.max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self._limit(scope.get("path", ""))
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                too_large = int(declared) > limit
+            except ValueError:
+                too_large = True
+            if too_large:
+                return await _too_large(send, limit)
+        received = 0
+        started = False
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            if message.get("type") == "http.request":
+                received += len(message.get("body") or b"")
+                if received > limit:
+                    from starlette.exceptions import HTTPException
+                    raise HTTPException(413, detail=too_large_message(limit))
+            return message
+
+        async def watched_send(message):
+            nonlocal started
+            if message.get("type") == "http.response.start":
+                started = True
+            await send(message)
+
+        from starlette.exceptions import HTTPException
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except HTTPException as e:
+            if e.status_code != 413 or started:
+                raise
+            await _too_large(send, limit)
+
+
+def too_large_message(limit: int) -> str:
+    return (f"The request is larger than {limit / 2**20:.0f} MB, the limit of this server; "
+            "send a smaller image (or upload it as a file).")
+
+
+async def _too_large(send, limit: int) -> None:
+    import json
+    body = json.dumps({"error": too_large_message(limit),
+                       "detail": too_large_message(limit)}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def middleware() -> list:
+    """The request-size limit, for ``launch(app_kwargs={"middleware": middleware()})``."""
+    from starlette.middleware import Middleware
+    return [Middleware(BodyLimit, max_bytes=limits.REQUEST_MAX_BYTES,
+                       upload_max_bytes=limits.UPLOAD_REQUEST_MAX_BYTES)]
+

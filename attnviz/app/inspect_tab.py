@@ -328,7 +328,7 @@ def _wire(ui: SimpleNamespace) -> None:
         if unmark:
             ev = ev.then(None, js=UNMARK_STALE)
         ev = ev.then(attr_out.handler(run_attribute), [ui.state, ui.scale], attr_out.components,
-                     api_name=f"attribute{suffix}", api_visibility=vis, concurrency_id="heavy",
+                     api_name=f"attribute{suffix}", api_visibility=vis, concurrency_id="attribution",
                      concurrency_limit=1, show_progress="minimal",
                      show_progress_on=[ui.head_attr])
         ev.then(score_out.handler(run_scores), [ui.state], score_out.components,

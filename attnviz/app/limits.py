@@ -18,7 +18,13 @@ def _num(name: str, default: float) -> float:
 
 
 # images (the analysis limit itself is attnviz.preprocess.MAX_PIXELS, checked on the header)
-DATA_URL_MAX_BYTES = int(_num("ATTNVIZ_DATA_URL_MAX_MB", 50) * 2**20)
+DATA_URL_MAX_BYTES = int(_num("ATTNVIZ_DATA_URL_MAX_MB", 20) * 2**20)
+
+# requests: a body over this is answered 413 before it is read (a data: URL image is base64,
+# 4/3 of its bytes); an upload (a file sent to /upload) may be as large as a file may be
+FILE_MAX_MB = int(_num("ATTNVIZ_FILE_MAX_MB", 50))
+REQUEST_MAX_BYTES = int(_num("ATTNVIZ_REQUEST_MAX_MB", 32) * 2**20)
+UPLOAD_REQUEST_MAX_BYTES = (FILE_MAX_MB + 1) * 2**20
 
 # training sets: a zip of class folders
 UPLOAD_MAX_MB = int(_num("ATTNVIZ_UPLOAD_MAX_MB", 200))
@@ -30,6 +36,12 @@ TRAIN_TOTAL_MAX_PIXELS = int(_num("ATTNVIZ_TRAIN_TOTAL_MAX_MP", 1000) * 1e6)
 JOB_MAX_SECONDS = _num("ATTNVIZ_JOB_MAX_SECONDS", 1200)
 TRAIN_MAX_IMAGES = int(_num("ATTNVIZ_TRAIN_MAX_IMAGES", 100_000))  # epochs x images per epoch
 SLOT_WAIT_SECONDS = _num("ATTNVIZ_SLOT_WAIT_SECONDS", 15)  # a stopping job is waited for
+
+# the queue: long jobs (training, evaluation, sanity check, deletion/insertion, export) wait in
+# their own room, so they cannot fill the analyses' (see attnviz.app.admission)
+HEAVY_PER_SESSION = int(_num("ATTNVIZ_HEAVY_PER_SESSION", 1))  # waiting, per session
+HEAVY_QUEUE_MAX = int(_num("ATTNVIZ_HEAVY_QUEUE_MAX", 8))  # waiting, all sessions
+QUEUE_MAX = int(_num("ATTNVIZ_QUEUE_MAX", 64))  # analyses and other requests waiting
 
 # sessions: each browser / API session's last analysis
 SESSION_MEMORY_MB = _num("ATTNVIZ_SESSION_MEMORY_MB", 1024)
@@ -61,14 +73,17 @@ def echo(value, limit: int = ECHO_MAX_CHARS) -> str:
 def describe() -> list[str]:
     """The limits, one Markdown line each (shown in the UI and listed in the README)."""
     return [
-        f"Images: at most {_mp(_max_pixels())} (checked on the file's header before decoding; "
-        f"a data: URL at most {DATA_URL_MAX_BYTES / 2**20:.0f} MB).",
+        f"Images: PNG, JPEG, GIF, BMP, TIFF or WebP, at most {_mp(_max_pixels())} (checked on "
+        f"the file's header before decoding; a JPEG at most {_max_scans()} scans; a data: URL at "
+        f"most {DATA_URL_MAX_BYTES / 2**20:.0f} MB, a request {REQUEST_MAX_BYTES / 2**20:.0f} MB, "
+        f"a file {FILE_MAX_MB} MB).",
         f"Training zip: at most {UPLOAD_MAX_FILES} files, {UPLOAD_MAX_MB} MB unpacked, "
         f"{_mp(TRAIN_IMAGE_MAX_PIXELS)} per image and {_mp(TRAIN_TOTAL_MAX_PIXELS)} in all "
         "(images are resized to 128 px anyway).",
         f"Jobs (training, evaluation, sanity check): one at a time, at most "
         f"{JOB_MAX_SECONDS / 60:.0f} min each; training at most {TRAIN_MAX_IMAGES:,} images "
         "(epochs x images per epoch). A cancelled or stopped job writes nothing.",
+        f"Long jobs waiting: {HEAVY_PER_SESSION} per session, {HEAVY_QUEUE_MAX} in all.",
         f"Models trained here: at most {USER_MODELS_MAX} ({USER_MODELS_MAX_MB:.0f} MB), "
         + ("shared with every user." if SHARE_TRAINED else "visible only to the session "
            "that trained them."),
@@ -78,6 +93,11 @@ def describe() -> list[str]:
 def _max_pixels() -> int:
     from ..preprocess import MAX_PIXELS
     return MAX_PIXELS
+
+
+def _max_scans() -> int:
+    from ..preprocess import MAX_JPEG_SCANS
+    return MAX_JPEG_SCANS
 
 
 def _mp(pixels: float) -> str:

@@ -27,7 +27,7 @@ METHOD_NAMES = {"gradcam": "Grad-CAM", "guided_gradcam": "Guided Grad-CAM",
                 "integrated_gradients": "Integrated Gradients", "smoothgrad": "SmoothGrad",
                 "saliency": "Saliency", "occlusion": "Occlusion", "gradient_shap": "GradientSHAP"}
 # single-pass methods (explain.SINGLE_PASS) share the analysis request; the others run in the
-# "heavy" queue
+# "attribution" queue
 FAST_METHODS = SINGLE_PASS
 METHOD_CHOICES = [(METHOD_NAMES[m] + ("" if m in FAST_METHODS else " (slow)"), m)
                   for m in METHODS]
