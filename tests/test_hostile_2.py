@@ -275,6 +275,47 @@ def test_heavy_jobs_cannot_fill_the_queue(server, client):
     assert _top1(client)[0] == "star"
 
 
+# ------------------------------------------------------------------------------ 6. edge inputs
+def test_edge_inputs_get_a_clear_answer(server, client, tmp_path):
+    """A query at x = 10**400 is outside the image; 8 x 100,000 and 8 x 4,999,999 images (legal:
+    under 40 megapixels) are analysed, their overlays drawn with colour bars wider than them, in
+    no more memory than any 40-megapixel image; a method that is not a name is refused, not
+    taken for Grad-CAM."""
+    import numpy as np
+    from PIL import Image
+    url, _, proc = server
+    c = Client(url, verbose=False)
+    c.predict(handle_file(str(STAR)), "lite_nonlocal", "gradcam", "per map", api_name="/inspect")
+    for x, y in ((10**400, 10), (10, -10**400), (1e308, 10)):
+        with pytest.raises(Exception) as e:
+            c.predict(x, y, "per map", api_name="/affinity")
+        assert "outside the image" in str(e.value) and "Unexpected" not in str(e.value), \
+            str(e.value)
+    assert len(c.predict(64, 64, "per map", api_name="/affinity")[0]) >= 1
+    peaks = {}
+    for w, h in ((8, 100_000), (100_000, 8), (8, 4_999_999), (6300, 6300)):
+        yy, xx = np.mgrid[0:h, 0:w]
+        path = tmp_path / f"edge_{w}x{h}.png"
+        Image.fromarray(np.stack([xx % 256, yy % 256, (7 * xx + yy) % 256], -1)
+                        .astype(np.uint8)).save(path)
+        del xx, yy
+        rss0 = _reset_peak(proc.pid)
+        out = c.predict(handle_file(str(path)), "lite_cbam", "gradcam", "per map",
+                        api_name="/inspect")
+        peaks[(w, h)] = _peak_mb(proc.pid) - rss0
+        assert len(out[0]["confidences"]) == 5 and out[0]["label"], (w, h)
+        tiles = [g["image"] if isinstance(g["image"], str) else g["image"]["path"]
+                 for g in out[5]]
+        assert tiles and all(Path(t).is_file() for t in tiles), (w, h)
+    # a thin image costs no more than a square one of about the same pixels
+    assert peaks[(8, 4_999_999)] < 1.3 * peaks[(6300, 6300)] + 100, peaks
+    for method in (5, 1.5, ["gradcam"]):
+        kind, text = call_raw(url, "inspect", [{"path": str(STAR)}, "lite_cbam", method,
+                                               "per map"])
+        assert kind == "error" and "must be a name" in text, (method, text[-300:])
+    assert _top1(client)[0] == "star"
+
+
 def test_every_file_input_is_guarded():
     """Every input component of every event that takes a file checks its path (a new file input
     that forgets to would reopen the hole)."""

@@ -151,15 +151,18 @@ def run_affinity(sess, x, y, scale) -> dict:
         if sess is None:
             raise bad_request("Run an analysis first (Analyse, or /inspect), then choose a query "
                               "point.", "No analysis yet")
+        h, w = sess.analysis.image.shape[:2]
         try:
             x, y = float(x), float(y)
+        except OverflowError:  # an integer beyond any float (10**400)
+            raise bad_request(f"The query point lies outside the image ({w} x {h} pixels): "
+                              "a coordinate is too large.", "Query outside the image") from None
         except (TypeError, ValueError):
             raise bad_request(f"The query point must be two numbers (x, y) in image pixels, not "
-                              f"{x!r}, {y!r}.") from None
-        h, w = sess.analysis.image.shape[:2]
+                              f"{limits.echo(x)}, {limits.echo(y)}.") from None
         if not (0 <= x < w and 0 <= y < h) or not np.isfinite([x, y]).all():
-            raise bad_request(f"The query ({x:g}, {y:g}) lies outside the image ({w} x {h} "
-                              "pixels).")
+            raise bad_request(f"The query ({x:.6g}, {y:.6g}) lies outside the image ({w} x {h} "
+                              "pixels).", "Query outside the image")
         recs = V.queried_records(sess.analysis.maps)
         sess.query = (x, y)
         if not recs:  # an error, not a warning: API clients are told why too

@@ -109,7 +109,8 @@ def tile_bar(width: int, lo: float, hi: float) -> np.ndarray:
 
 def tile(overlay: np.ndarray, rng) -> np.ndarray:
     """A gallery tile: the overlay (unchanged, on top) with its colour bar beneath."""
-    return np.vstack([overlay, tile_bar(overlay.shape[1], *rng)])
+    from ..render.overlay import stack_under
+    return stack_under(overlay, tile_bar(overlay.shape[1], *rng))
 
 
 # ------------------------------------------------------------------------------ headline

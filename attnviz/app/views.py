@@ -56,15 +56,20 @@ def method_name(method: str) -> str:
 def check_method(method) -> str:
     """A canonical attribution method name, or an ExplainError listing the choices."""
     from ..explain import ExplainError
-    if not isinstance(method, str) or not method.strip():
+    from .limits import echo
+    if method is None or (isinstance(method, str) and not method.strip()):
         return "gradcam"
+    if not isinstance(method, str):
+        raise ExplainError(f"the attribution method must be a name, one of "
+                           f"{', '.join(METHODS)}; not {echo(method)} "
+                           f"({type(method).__name__})")
     m = method.strip().lower().replace(" ", "_").replace("-", "_")
     for key, name in METHOD_NAMES.items():  # accept the display names too
         if m == name.lower().replace(" ", "_").replace("-", "_"):
             m = key
     m = canonical_method(m)
     if m not in METHODS:
-        raise ExplainError(f"unknown attribution method {method!r}; choose from "
+        raise ExplainError(f"unknown attribution method {echo(method)}; choose from "
                            f"{', '.join(METHODS)}")
     return m
 

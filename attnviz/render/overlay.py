@@ -126,9 +126,24 @@ def colorbar(vmin: float, vmax: float, colormap: str = DEFAULT_COLORMAP, label: 
 
 def with_colorbar(image, vmin: float, vmax: float, colormap: str = DEFAULT_COLORMAP,
                   label: str = "") -> np.ndarray:
-    """``image`` with a colour bar of its width stacked beneath it."""
+    """``image`` with a colour bar of its width stacked beneath it (an image narrower than the
+    narrowest bar, 32 px, is centred on white above it)."""
     img = as_rgb(image)
-    return np.vstack([img, colorbar(vmin, vmax, colormap, label, width=img.shape[1])])
+    return stack_under(img, colorbar(vmin, vmax, colormap, label, width=img.shape[1]))
+
+
+def stack_under(image: np.ndarray, bar: np.ndarray) -> np.ndarray:
+    """``bar`` beneath ``image``, the narrower of the two centred on white to the other's
+    width (a very thin image is narrower than any colour bar)."""
+    width = max(image.shape[1], bar.shape[1])
+
+    def centred(a):
+        extra = width - a.shape[1]
+        if not extra:
+            return a
+        return np.pad(a, ((0, 0), (extra // 2, extra - extra // 2), (0, 0)),
+                      constant_values=255)
+    return np.vstack([centred(image), centred(bar)])
 
 
 def draw_marker(image, xy, size: int | None = None) -> np.ndarray:
