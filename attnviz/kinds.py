@@ -11,6 +11,14 @@ A **kind** is the sort of tensor an attention tap sees (a channel gate, a spatia
     value_range, value_label   the range and label of its colour bars
     figure_builder()       the Plotly builder that draws it (a dotted reference resolved on use,
                            so this module imports nothing of attnviz.render)
+    axes, labels           which axis holds heads, queries, keys, channels ({"head": 1, ...}),
+                           and their names: readers (max_queries, rows(), heads(), figures) take
+                           them from here instead of assuming positions
+
+Kinds: channel (B, C), spatial (B, H, W), kernel (B, M, C), group (B, G, H, W), affinity
+(B, Nq, Nk), channel_affinity (B, C, C), calibration (B, C, H, W), multihead (B, heads x
+windows, Nq, Nk; ``meta``: heads, windows, head_order, query/key grids) and directional
+(B, C, H, 1) or (B, C, 1, W) (coordinate attention's gates).
 
 A **block** is an attention module. Its :class:`BlockSpec` gives its display name, its class,
 how it plugs into the residual body (``slot``: "gate" rescales a residual block's output,
@@ -65,6 +73,32 @@ def _affinity_received(t, meta, how):
     return t.mean(1).reshape(t.shape[0], kh, kw)
 
 
+def _heads_received(t, meta, how):
+    """Multi-head attention each key position receives: over the (kept) queries, the mean (or
+    with ``how="max"`` the max) over heads (and windows), on the key grid."""
+    kh, kw = meta["key_hw"]
+    per_head = t.mean(2)
+    m = per_head.amax(1) if how == "max" else per_head.mean(1)
+    return m.reshape(t.shape[0], kh, kw)
+
+
+def _directional(t, meta, how):
+    """A directional gate (B, C, H, 1) or (B, C, 1, W) over its channels: a (B, H, 1) column or
+    a (B, 1, W) row, stretched over the image by the overlay."""
+    return t.amax(1) if how == "max" else t.mean(1)
+
+
+def head_view(t: torch.Tensor, meta: dict) -> torch.Tensor:
+    """A multi-head tensor (B, heads x windows, Nq, Nk) as (B, heads, windows, Nq, Nk), whatever
+    order the module kept heads and windows in (``meta["head_order"]``)."""
+    heads = int(meta.get("heads", t.shape[1]))
+    windows = t.shape[1] // max(heads, 1)
+    b, _, nq, nk = t.shape
+    if meta.get("head_order", "heads_first") == "windows_first":
+        return t.reshape(b, windows, heads, nq, nk).transpose(1, 2)
+    return t.reshape(b, heads, windows, nq, nk)
+
+
 # ------------------------------------------------------------------------------ neutral values
 def _neutral_gate(t, mode):
     """Gates: all 1, or with ``mode="mean"`` each sample's mean gate."""
@@ -89,6 +123,16 @@ def _grid_hw(shape, meta):
 def _grid_keys(shape, meta):
     grid = "x".join(map(str, meta.get("key_hw", ())))
     return f"keys {grid}" if grid else ""
+
+
+def _grid_heads(shape, meta):
+    heads = meta.get("heads", shape[1])
+    grid = "x".join(map(str, meta.get("key_hw", ())))
+    return f"{heads} heads, keys {grid}" if grid else f"{heads} heads"
+
+
+def _grid_direction(shape, meta):
+    return f"along H ({shape[2]})" if shape[3] == 1 else f"along W ({shape[3]})"
 
 
 @dataclass(frozen=True)
@@ -119,6 +163,36 @@ class KindSpec:
     shows_tensor: bool = False
     tab: str = ""
     caption_grid: Callable = field(default=lambda shape, meta: f"{shape[-1]} channels")
+    axes: Mapping = field(default_factory=dict)
+    labels: Mapping = field(default_factory=dict)
+
+    def axis(self, name: str) -> int | None:
+        """The index of axis ``name`` ("batch", "head", "query", "key", "channel") or None."""
+        return self.axes.get(name)
+
+    def rows(self, tensor: torch.Tensor, meta: dict | None = None,
+             head: int | None = None) -> torch.Tensor:
+        """A queried kind's (B, Nq, Nk) rows: one head's (``head``; the mean over its windows
+        for windowed attention) or the mean over heads; the tensor itself for an affinity."""
+        meta = meta or {}
+        if self.axis("head") is None:
+            return tensor
+        view = head_view(tensor, meta)
+        if head is None:
+            return view.float().mean((1, 2))
+        n = view.shape[1]
+        if not 0 <= int(head) < n:
+            raise UnknownKindError(f"head {head} does not exist: this map has {n} head(s), "
+                                   f"0 to {n - 1}")
+        return view[:, int(head)].float().mean(1)
+
+    def heads(self, meta: dict | None, tensor: torch.Tensor | None = None) -> int:
+        """How many heads a record of this kind has (1 for kinds without a head axis)."""
+        if self.axis("head") is None:
+            return 1
+        meta = meta or {}
+        return int(meta.get("heads", tensor.shape[self.axis("head")] if tensor is not None
+                            else 1))
 
     @property
     def spatial(self) -> bool:
@@ -141,6 +215,13 @@ class KindSpec:
             if kh * kw != tensor.shape[-1]:
                 raise CaptureError(f"a {self.name} tensor has {tensor.shape[-1]} keys but its key "
                                    f"grid is {kh}x{kw}")
+        if self.axis("head") is not None and tensor.shape[self.axis("head")] % int(
+                meta.get("heads", 1) or 1):
+            raise CaptureError(f"a {self.name} tensor has {tensor.shape[self.axis('head')]} "
+                               f"heads x windows, not a multiple of {meta.get('heads')} heads")
+        if self.name == "directional" and 1 not in tuple(tensor.shape[2:]):
+            raise CaptureError(f"a directional gate is (B, C, H, 1) or (B, C, 1, W); got shape "
+                               f"{tuple(tensor.shape)}")
 
     def to_spatial(self, tensor: torch.Tensor, meta: dict | None = None,
                    reduce: str = "mean") -> torch.Tensor | None:
@@ -198,7 +279,8 @@ for _spec in (
     KindSpec("affinity", "affinity", "(B, Nq, Nk)", 3, "Affinity", neutral=_uniform_over(-1),
              reduce=_affinity_received, value_label="mean attention received",
              figure=_F + "affinity_figure", queried=True, pairwise=True,
-             caption_grid=_grid_keys),
+             caption_grid=_grid_keys, axes={"batch": 0, "query": 1, "key": 2},
+             labels={"query": "query position", "key": "key position"}),
     KindSpec("channel_affinity", "channel affinity", "(B, C, C)", 3, "Channel affinity",
              neutral=_uniform_over(-1), value_label="affinity",
              figure=_F + "channel_affinity_heatmap", pairwise=True, shows_tensor=True,
@@ -206,6 +288,17 @@ for _spec in (
     KindSpec("calibration", "calibration", "(B, C, H, W)", 4, "Calibration",
              reduce=_mean_over_dim1, value_label="mean calibration gate",
              figure=_F + "spatial_heatmap", caption_grid=_grid_hw),
+    KindSpec("multihead", "multi-head attention", "(B, heads, Nq, Nk)", 4, "Multi-head",
+             neutral=_uniform_over(-1), reduce=_heads_received,
+             value_label="mean attention received", figure=_F + "affinity_figure",
+             queried=True, pairwise=True, caption_grid=_grid_heads, tab="affinity",
+             axes={"batch": 0, "head": 1, "query": 2, "key": 3},
+             labels={"head": "head", "query": "query position", "key": "key position"}),
+    KindSpec("directional", "directional gate", "(B, C, H, 1) or (B, C, 1, W)", 4,
+             "Directional", reduce=_directional, value_label="mean directional gate",
+             figure=_F + "spatial_heatmap", caption_grid=_grid_direction, tab="spatial",
+             axes={"batch": 0, "channel": 1},
+             labels={"channel": "channel"}),
 ):
     register(_spec)
 

@@ -15,6 +15,8 @@ from attnviz.metrics import neutral_map
 LITE_OF = {"channel": "lite_se", "spatial": "lite_cbam", "kernel": "lite_sk", "group": "lite_sge",
            "affinity": "lite_nonlocal", "channel_affinity": "lite_danet",
            "calibration": "lite_scnet"}
+# kinds only discovery records (no attnviz block has them): tests/test_discover_zoo.py
+FOUND_ONLY = {"multihead", "directional"}
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,9 @@ def records():
 
 
 def test_every_kind_and_block_is_specified():
-    assert set(kinds.KINDS) == set(LITE_OF)
-    assert set(kinds.SPATIAL_KINDS) == {"spatial", "group", "affinity", "calibration"}
+    assert set(kinds.KINDS) == set(LITE_OF) | FOUND_ONLY
+    assert set(kinds.SPATIAL_KINDS) == {"spatial", "group", "affinity", "calibration",
+                                        "multihead", "directional"}
     assert set(blocks.BLOCKS) == {"se", "cbam", "sk", "sge", "nonlocal", "danet_pam",
                                   "danet_cam", "self_attn", "scconv"}
     for b in kinds.all_blocks():

@@ -9,6 +9,11 @@ its weights, the weights recomputed from the call's own q, k, mask and scale as 
 kernel defines them). A module whose tensor attnviz must refuse says why in ``self.refuse``
 (words the skipped entry's reason must contain).
 
+Paths: a gate's tensor belongs to the innermost module that receives the feature map (as for
+CBAM's ChannelGate / SpatialGate); a softmax over keys to the module that computes it (timm's
+``attn``, ultralytics' ``Attention``); a wrapper's activation (mmcv's ConvModule) to the
+attention module around it.
+
 Forms (sources read, every line written here):
 - timm ``layers/bottleneck_attn.py`` (BoTNet: (B*heads, HW, HW) softmax, rel-pos logits on a
   fixed feature size), ``layers/halo_attn.py`` ((B*heads, blocks, bs^2, win^2)),
@@ -39,7 +44,13 @@ def _see(module, kind, tensor):
 
 
 def sdpa_weights(q, k, attn_mask=None, is_causal=False, scale=None):
-    """The weights F.scaled_dot_product_attention applies (its documented definition)."""
+    """The weights F.scaled_dot_product_attention applies (its documented definition),
+    computed out of sight of any torch function mode (the oracle is not part of the model)."""
+    with torch._C.DisableTorchFunction():
+        return _sdpa_weights(q, k, attn_mask, is_causal, scale)
+
+
+def _sdpa_weights(q, k, attn_mask, is_causal, scale):
     s = 1 / math.sqrt(q.size(-1)) if scale is None else scale
     attn = q @ k.transpose(-2, -1) * s
     if is_causal:
@@ -694,7 +705,7 @@ class AttentionGate(nn.Module):
         x_compress = self.compress(x)
         x_out = self.conv(x_compress)
         scale = torch.sigmoid_(x_out)
-        self.truth = (self.kind, self.view(scale))
+        _see(self, self.kind, self.view(scale))
         return x * scale
 
 
@@ -715,10 +726,8 @@ class TripletAttention(nn.Module):
         x_perm2 = x.permute(0, 3, 2, 1).contiguous()
         x_out2 = self.hc(x_perm2)
         x_out21 = x_out2.permute(0, 3, 2, 1).contiguous()
-        self.seen = [self.cw.truth, self.hc.truth]
         if not self.no_spatial:
             x_out = self.hw(x)
-            self.seen.append(self.hw.truth)
             return 1 / 3 * (x_out + x_out11 + x_out21)
         return 1 / 2 * (x_out11 + x_out21)
 
@@ -741,7 +750,7 @@ class SplitAttention(nn.Module):
         hat_a = self.mlp2(self.gelu(self.mlp1(a)))
         hat_a = hat_a.reshape(b, self.k, c)
         bar_a = self.softmax(hat_a)
-        self.seen_here = bar_a
+        _see(self, "kernel", bar_a)
         attention = bar_a.unsqueeze(-2)
         out = attention * x_all
         return torch.sum(out, 1).reshape(b, h, w, c)
@@ -781,7 +790,6 @@ class S2Attention(nn.Module):
         x3 = x[:, :, :, c * 2:]
         x_all = torch.stack([x1, x2, x3], 1)
         a = self.split_attention(x_all)
-        _see(self, "kernel", self.split_attention.seen_here)
         x = self.mlp2(a)
         return x.permute(0, 3, 1, 2)
 
