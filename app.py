@@ -13,9 +13,10 @@ try:  # before the UI is built: a model that cannot be served stops here, saying
 except ExternalModelError as e:
     sys.exit(f"attnviz: {e}")
 
-from attnviz.app import build_demo, launch_kwargs  # noqa: E402
+from attnviz.app import build_demo, launch_kwargs, stop_on_sigterm  # noqa: E402
 
 demo = build_demo()
 
 if __name__ == "__main__":
+    stop_on_sigterm()  # SIGTERM cleans up as an exit does (export folders)
     demo.launch(**launch_kwargs())

@@ -217,10 +217,12 @@ def _one_image(seed: int, i: int, size: int, n_classes: int):
     return img, label, mask, colour, box
 
 
-def make_shapes(n: int, seed: int = 0, size: int = 128, indices=None) -> ShapesData:
+def make_shapes(n: int, seed: int = 0, size: int = 128, indices=None,
+                check=None) -> ShapesData:
     """``n`` synthetic images (or only those at ``indices`` of the ``n``-image set) from ``seed``.
 
-    Deterministic: image ``i`` depends only on ``(seed, i, size)``."""
+    Deterministic: image ``i`` depends only on ``(seed, i, size)``. ``check``, if given, is
+    called every 32 images; an exception from it stops the drawing (a cancelled training)."""
     if size < 32:
         raise ValueError("size must be at least 32 px")
     idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -232,6 +234,8 @@ def make_shapes(n: int, seed: int = 0, size: int = 128, indices=None) -> ShapesD
     boxes = np.empty((m, 4), np.int64)
     k = len(SHAPE_CLASSES)
     for j, i in enumerate(idx):
+        if check is not None and j % 32 == 0:
+            check()
         images[j], labels[j], masks[j], colors[j], boxes[j] = _one_image(seed, int(i), size, k)
     return ShapesData(images, labels, masks, list(SHAPE_CLASSES), colors, boxes,
                       {"source": "make_shapes", "seed": int(seed), "n": int(n), "size": int(size)})

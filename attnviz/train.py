@@ -12,6 +12,7 @@ averages the gradients (gloo on CPU, nccl on CUDA), and only rank 0 writes.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -54,21 +55,50 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return x * (1 + 0.1 * (torch.rand(x.shape[0], 1, 1, 1, generator=g) - 0.5))
 
 
+class _Stop(Exception):
+    """The prefetch was cancelled."""
+
+
 class _Prefetch:
-    """Draw the next epoch's images in a background thread while this one trains."""
+    """Draw the next epoch's images in a background thread while this one trains.
+
+    ``fn(*args, check=...)`` must call ``check`` now and then: after :meth:`cancel` it raises,
+    so the thread stops within a few images. :meth:`get` waits for the result, calling ``poll``
+    every 0.1 s meanwhile (an exception from it, a cancelled request, stops the wait; the caller
+    cancels the thread)."""
 
     def __init__(self, fn):
-        self.fn, self.result, self.thread = fn, None, None
+        self.fn, self.result, self.error, self.thread = fn, None, None, None
+        self.stop = threading.Event()
+
+    def _check(self):
+        if self.stop.is_set():
+            raise _Stop
 
     def start(self, *args):
         def run():
-            self.result = self.fn(*args)
-        self.thread = threading.Thread(target=run, daemon=True)
+            try:
+                self.result = self.fn(*args, check=self._check)
+            except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+                self.error = e
+        self.result, self.error = None, None
+        self.thread = threading.Thread(target=run, daemon=True, name="attnviz-prefetch")
         self.thread.start()
 
-    def get(self):
-        self.thread.join()
+    def get(self, poll=None):
+        while self.thread.is_alive():
+            self.thread.join(0.1)
+            if poll is not None:
+                poll()
+        if self.error is not None:
+            raise self.error
         return self.result
+
+    def cancel(self, wait: float = 2.0):
+        """Stop the thread at its next check (waits up to ``wait`` seconds for it)."""
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(wait)
 
 
 def _dist():
@@ -107,7 +137,10 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
 
     data: None for fresh synthetic shapes every epoch, or a ShapesData (e.g. from
         ``datasets.load_image_folder``) from which 15% is held out for validation.
-    progress: called with a dict (epoch, epochs, step, steps, loss, lr, val_acc when known).
+    progress: called with a dict (epoch, epochs, step, steps, loss, lr, val_acc when known);
+        while images are drawn (before a step can run) every 0.1 s with ``{"stage": "data",
+        "epoch", "epochs"}``. An exception from it stops the training at once (and the thread
+        drawing the next epoch's images).
     init: warm start from a checkpoint: every tensor whose name and shape match is copied (for
         instance the shared body of ``lite_resnet`` into an attention variant).
     Returns the model card (a dict).
@@ -137,14 +170,20 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
     # data: fresh synthetic images per epoch, or a fixed user set with a held-out split
-    if data is None:
-        val = make_shapes(val_n, seed=VAL_SEED_BASE + seed, size=size)
+    def poll(epoch=0):
+        """While images are drawn: a progress report, through which a cancelled request stops
+        the training (its exception leaves train())."""
+        if progress is not None and rank == 0:
+            progress({"stage": "data", "epoch": epoch + 1, "epochs": epochs})
 
-        def epoch_data(epoch):
+    if data is None:
+        val = make_shapes(val_n, seed=VAL_SEED_BASE + seed, size=size, check=poll)
+
+        def epoch_data(epoch, check=None):
             n = images_per_epoch // world
             idx = np.arange(rank * n, (rank + 1) * n)
             return make_shapes(images_per_epoch, seed=epoch_seed(seed, epoch), size=size,
-                               indices=idx)
+                               indices=idx, check=check)
     else:
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(data.labels))
@@ -161,7 +200,7 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
         fixed = ShapesData(data.images[tr], data.labels[tr], None, classes)
         images_per_epoch = len(tr) * world
 
-        def epoch_data(epoch):
+        def epoch_data(epoch, check=None):
             return fixed
 
     steps_per_epoch = max(1, (images_per_epoch // world) // batch_size)
@@ -178,43 +217,47 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
         from tqdm.auto import tqdm
         bar = tqdm(total=total, desc=f"train {save_name or model_name}", unit="step")
     step = 0
-    for epoch in range(epochs):
-        d = pre.get()
-        if epoch + 1 < epochs:
-            pre.start(epoch + 1)
-        perm = torch.randperm(len(d.labels), generator=gen)
-        losses = []
-        for b in range(steps_per_epoch):
-            idx = perm[b * batch_size:(b + 1) * batch_size].numpy()
-            x = _augment(to_tensor(d.images[idx], info.mean, info.std), gen).to(device)
-            y = torch.from_numpy(d.labels[idx]).long().to(device)
-            loss = F.cross_entropy(net(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            losses.append(float(loss.detach()))
-            if show:
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", epoch=epoch + 1)
+    try:
+        for epoch in range(epochs):
+            d = pre.get(functools.partial(poll, epoch))
+            if epoch + 1 < epochs:
+                pre.start(epoch + 1)
+            perm = torch.randperm(len(d.labels), generator=gen)
+            losses = []
+            for b in range(steps_per_epoch):
+                idx = perm[b * batch_size:(b + 1) * batch_size].numpy()
+                x = _augment(to_tensor(d.images[idx], info.mean, info.std), gen).to(device)
+                y = torch.from_numpy(d.labels[idx]).long().to(device)
+                loss = F.cross_entropy(net(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                losses.append(float(loss.detach()))
+                if show:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses[-1]:.3f}", epoch=epoch + 1)
+                if progress is not None and rank == 0:
+                    progress({"epoch": epoch + 1, "epochs": epochs, "step": step, "steps": total,
+                              "loss": losses[-1], "lr": sched.get_last_lr()[0]})
+            mean_loss = float(np.mean(losses))
+            if world > 1:
+                import torch.distributed as dist
+                t = torch.tensor([mean_loss], device=device)
+                dist.all_reduce(t)
+                mean_loss = float(t) / world
+            val_acc = accuracy(model, val) if rank == 0 else None
+            history.append({"epoch": epoch + 1, "loss": round(mean_loss, 4),
+                            "val_acc": None if val_acc is None else round(val_acc, 4)})
             if progress is not None and rank == 0:
                 progress({"epoch": epoch + 1, "epochs": epochs, "step": step, "steps": total,
-                          "loss": losses[-1], "lr": sched.get_last_lr()[0]})
-        mean_loss = float(np.mean(losses))
-        if world > 1:
-            import torch.distributed as dist
-            t = torch.tensor([mean_loss], device=device)
-            dist.all_reduce(t)
-            mean_loss = float(t) / world
-        val_acc = accuracy(model, val) if rank == 0 else None
-        history.append({"epoch": epoch + 1, "loss": round(mean_loss, 4),
-                        "val_acc": None if val_acc is None else round(val_acc, 4)})
-        if progress is not None and rank == 0:
-            progress({"epoch": epoch + 1, "epochs": epochs, "step": step, "steps": total,
-                      "loss": mean_loss, "val_acc": val_acc})
-        if show:
-            bar.write(f"epoch {epoch + 1}/{epochs}: loss {mean_loss:.4f}, val acc {val_acc:.4f}")
+                          "loss": mean_loss, "val_acc": val_acc})
+            if show:
+                bar.write(f"epoch {epoch + 1}/{epochs}: loss {mean_loss:.4f}, "
+                          f"val acc {val_acc:.4f}")
+    finally:
+        pre.cancel()  # a stopped training leaves no thread drawing images
     if show:
         bar.close()
     elapsed = time.time() - t0

@@ -21,9 +21,10 @@ pytestmark = pytest.mark.slow
 LIMITS = {
     "ATTNVIZ_JOB_MAX_SECONDS": "300",
     "ATTNVIZ_SLOT_WAIT_SECONDS": "2",
-    "ATTNVIZ_SESSION_MEMORY_MB": "64",
+    "ATTNVIZ_SESSION_MEMORY_MB": "1024",
     "GRADIO_HEARTBEAT_INTERVAL": "1",
     "ATTNVIZ_EXPORT_KEEP_SECONDS": "0",
+    "ATTNVIZ_API_SESSION_IDLE_SECONDS": "15",
 }
 STAR = ROOT / "assets" / "examples" / "star.png"
 
@@ -38,8 +39,9 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def witness(server):
-    """A session that analysed the star before any attack: (client, its answer)."""
+    """A page's session that analysed the star before any attack: (client, its answer)."""
     c = Client(server[0], verbose=False)
+    c.predict(api_name="/model_choices")  # what a page's load event runs
     return c, _top1(c)
 
 
@@ -316,6 +318,91 @@ def test_edge_inputs_get_a_clear_answer(server, client, tmp_path):
     assert _top1(client)[0] == "star"
 
 
+# ------------------------------------------------------------------------------ 7. leaks
+def test_cancelled_training_stops_within_2_s(server, client):
+    """A training cancelled while its first epoch's images are drawn (8,000 of them) frees the
+    job slot within 2 s, its image thread stops (the server idles again) and it leaves no staging
+    folder; meanwhile /health names the job to its owner only."""
+    url, tmp, proc = server
+    owner = Client(url, verbose=False)
+    job = owner.submit("lite_se", "synthetic shapes", None, 1, 8000, "cancel_fast",
+                       api_name="/train")
+    mine = _wait_for(lambda: _health(owner)["job"], 60, "the training did not start")
+    assert "cancel_fast" in mine["what"], mine
+    theirs = _health(client)["job"]
+    assert theirs and "cancel_fast" not in json.dumps(theirs) and "training" in theirs["what"]
+    time.sleep(0.5)
+    t = time.time()
+    job.cancel()
+    _wait_for(lambda: _health(client)["job"] is None, 10, "the cancelled training still runs",
+              step=0.05)
+    assert time.time() - t < 2.0, f"{time.time() - t:.1f} s"
+    cpu0 = _cpu_s(proc.pid)
+    time.sleep(2)
+    assert _cpu_s(proc.pid) - cpu0 < 0.8, "something still draws images"
+    assert not list((tmp / "runs").glob(".training-*"))
+    assert _top1(client)[0] == "star"
+
+
+def test_exports_leave_nothing_in_gradio_cache(server, client):
+    """Five exports of one session leave one zip in Gradio's cache (each replaces the previous;
+    Gradio no longer keeps a copy of each) and no folder in the temp folder."""
+    url, tmp, _ = server
+    c = Client(url, verbose=False)
+    _top1(c)
+    for _ in range(5):
+        assert Path(c.predict(api_name="/export")[0]).is_file()
+    zips = [p for p in (tmp / "gradio").rglob("attnviz_*.zip")]
+    assert len(zips) <= 1, zips
+    assert not list(tmp.glob("attnviz_export_*"))
+
+
+def test_leftovers_are_removed_at_start_and_on_sigterm(tmp_path):
+    """A start removes the export and staging folders of servers that are gone (not those of a
+    live process); SIGTERM removes the server's own export folders."""
+    import signal
+    dead = 2**22 + 12345  # above any pid this machine hands out
+    gradio_cache = tmp_path / "gradio"
+    orphans = [gradio_cache / f"attnviz_export_{dead}_ab", tmp_path / f"attnviz_export_{dead}_cd",
+               tmp_path / "runs" / f".training-{dead}_ef"]
+    alive = gradio_cache / f"attnviz_export_{os.getpid()}_gh"
+    for d in orphans + [alive]:
+        d.mkdir(parents=True)
+        (d / "x.zip").write_bytes(b"x")
+    with serve_app(tmp_path, env={"TMPDIR": str(tmp_path)}) as (url, proc):
+        assert not any(d.exists() for d in orphans) and alive.is_dir()
+        c = Client(url, verbose=False)
+        _top1(c)
+        made = Path(c.predict(api_name="/export")[0])
+        mine = list(gradio_cache.glob(f"attnviz_export_{proc.pid}_*"))
+        assert mine and made.is_file()
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    assert not list(gradio_cache.glob(f"attnviz_export_{proc.pid}_*"))
+    assert alive.is_dir()
+
+
+def test_api_sessions_are_freed_when_idle(server, client):
+    """Analyses made through raw /call requests (a new session each, no page) are freed once
+    idle for the API sessions' time (15 s here); a page's session keeps its analysis."""
+    url = server[0]
+    page = Client(url, verbose=False)
+    page.predict(api_name="/model_choices")  # what a page's load event runs
+    _top1(page)
+    for _ in range(4):
+        kind, text = call_raw(url, "inspect", [{"path": str(STAR)}, "lite_cbam", "gradcam",
+                                               "per map"])
+        assert kind == "complete", text[-300:]
+    held = _health(client)["sessions"]
+    assert held["sessions"] >= 5, held
+    time.sleep(float(LIMITS["ATTNVIZ_API_SESSION_IDLE_SECONDS"]) + 1)
+    page.predict(api_name="/model_choices")  # a page reloaded: in use
+    after = _health(client)["sessions"]
+    assert after["idle_freed"] >= held["idle_freed"] + 4, (held, after)
+    assert page.predict(api_name="/export")[0]  # the page's analysis is whole
+    assert _top1(client)[0] == "star"
+
+
 def test_every_file_input_is_guarded():
     """Every input component of every event that takes a file checks its path (a new file input
     that forgets to would reopen the hole)."""
@@ -340,6 +427,10 @@ def test_last_the_server_still_serves_with_its_state(server, witness):
     """After every attack above: the witness session still has its analysis (its export holds
     it) and a fresh analysis gives the same answer as before them."""
     c, before = witness
+    health = _health(c)
+    assert health["job"] is None and health["sessions"]["mb"] <= health["sessions"]["max_mb"]
+    for name, m in health["models"].items():
+        assert m["hooks_leaked"] == 0 and not m["training"], (name, m)
     path = c.predict(api_name="/export")[0]
     import zipfile
     with zipfile.ZipFile(path) as z:

@@ -76,7 +76,7 @@ def test_tiny_run_writes_checkpoint_and_card(tiny, monkeypatch):
         meta = f.metadata()
     assert json.loads(meta["classes"]) == SHAPE_CLASSES and meta["architecture"] == "lite_resnet"
     # progress: every step, then a per-epoch summary with the validation accuracy
-    steps = [e for e in events if "val_acc" not in e]
+    steps = [e for e in events if "val_acc" not in e and e.get("stage") != "data"]
     assert [e["step"] for e in steps] == list(range(1, 9)) and steps[-1]["steps"] == 8
     assert [round(e["val_acc"], 4) for e in events if "val_acc" in e] == \
         [h["val_acc"] for h in on_disk["history"]]
@@ -237,3 +237,28 @@ def test_ddp_two_processes_lowers_loss(tiny, tmp_path):
     assert losses[-1] < losses[0] - 0.2, losses
     assert card["classes"] == sorted(SHAPE_CLASSES) and card["training"]["val_n"] == 11
     _check_like_single_process(out, tiny[0] / "lite_resnet.safetensors", sorted(SHAPE_CLASSES))
+
+
+def test_a_stop_while_images_are_drawn_ends_training_at_once(tmp_path):
+    """An exception from progress while the first epoch's 20,000 images are drawn leaves train()
+    within about a second (it used to wait for the whole epoch's images), and the thread drawing
+    them stops too."""
+    import threading
+    import time
+
+    class Stop(Exception):
+        pass
+    stages = []
+
+    def progress(d):
+        stages.append(d.get("stage"))
+        if stages.count("data") >= 3:
+            raise Stop
+    t = time.perf_counter()
+    with pytest.raises(Stop):
+        train("lite_se", tmp_path, epochs=2, images_per_epoch=20000, batch_size=64, val_n=64,
+              progress=progress)
+    assert time.perf_counter() - t < 5 and None not in stages  # no step ran
+    time.sleep(0.3)
+    assert not [th for th in threading.enumerate() if th.name == "attnviz-prefetch"]
+    assert not list(tmp_path.iterdir())

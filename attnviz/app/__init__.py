@@ -19,7 +19,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from .state import free_request_session, model_choices
+from .leftovers import stop_on_sigterm  # noqa: F401 - app.py calls it
+from .state import free_request_session, mark_page, model_choices
 
 CSS = """
 #av-header h1 {margin-bottom: 0.1em;}
@@ -98,6 +99,9 @@ def build_demo(models: dict | None = None) -> gr.Blocks:
     from . import cache_fix, compare_tab, experiment_tab, export, inspect_tab, models_tab
 
     cache_fix.install()
+    from . import user_models
+    export.remove_orphans()  # what a server that is gone left behind
+    user_models.remove_orphans()
 
     ui = SimpleNamespace()
     with gr.Blocks(title="attnviz · attention inside CNNs") as demo:
@@ -135,11 +139,11 @@ def build_demo(models: dict | None = None) -> gr.Blocks:
     return demo
 
 
-def health() -> dict:
+def health(request: gr.Request) -> dict:
     """Operations: models resident in the cache (device, autocast and the measurement that
     decided it, hooks: ``hooks_in_flight`` held by requests running on the model now,
-    ``hooks_leaked`` left when none runs, which must stay 0), the heavy job running, and the
-    sessions' memory."""
+    ``hooks_leaked`` left when none runs, which must stay 0), the heavy job running (named only
+    to the session that started it), and the sessions' memory."""
     from ..capture import hook_count
     from . import jobs
     from .components import IN_FLIGHT
@@ -160,12 +164,15 @@ def health() -> dict:
                             "device": str(next(m.parameters()).device),
                             "autocast": loaded.amp, "autocast_check": loaded.amp_check}
     from .state import SESSIONS
-    return {"models": out, "loads": MODELS.loads, "job": jobs.current(), "jobs": jobs.stats(),
-            "sessions": SESSIONS.stats()}
+    session = getattr(request, "session_hash", None)
+    return {"models": out, "loads": MODELS.loads, "job": jobs.current(session),
+            "jobs": jobs.stats(), "sessions": SESSIONS.stats()}
 
 
-def refresh_choices():
-    """Fresh choices for every model dropdown (values kept)."""
+def refresh_choices(request: gr.Request):
+    """Fresh choices for every model dropdown (values kept); the session is a page's (its load
+    event runs this), so its analysis is not dropped after the API sessions' idle time."""
+    mark_page(request)
     full = model_choices()
     lite = model_choices("lite")
     return (gr.Dropdown(choices=full), gr.Dropdown(choices=full), gr.Dropdown(choices=lite),

@@ -139,7 +139,8 @@ def run_sanity(image, model_name, method, progress=gr.Progress()):
         if method != "attention":
             method = V.check_method(method)
         progress(0.1, desc=f"randomising {loaded.name} layer by layer")
-        with jobs.heavy_job(f"the sanity check of {loaded.name}") as job:
+        with jobs.heavy_job(f"the sanity check of {loaded.name}",
+                            kind="a sanity check") as job:
             frames = _sanity(loaded.model, pil, method, job.check)
         display = V.display_image(np.asarray(pil))
         keep = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), 8)).round().astype(int))
@@ -194,7 +195,8 @@ def run_evaluate(model_name, n, progress=gr.Progress()):
             raise bad_request(f"{loaded.name} is an ImageNet model; the synthetic evaluation "
                               "needs a model trained on the shapes (a lite model).")
         progress(0, desc=f"evaluating {loaded.name} on {n} images")
-        with jobs.heavy_job(f"an evaluation of {loaded.name} on {n} images") as job:
+        with jobs.heavy_job(f"an evaluation of {loaded.name} on {n} images",
+                            kind="an evaluation") as job:
             def cb(d):
                 job.check()  # a cancelled request stops at the next batch
                 done, total = d.get("done", 0), d.get("total", n) or n
@@ -274,7 +276,7 @@ def run_train(arch, data_kind, zip_file, epochs, images, name, progress=gr.Progr
             raise bad_request(f"{epochs} epochs x {images} images is {epochs * images:,} images; "
                               f"a training here may see at most {limits.TRAIN_MAX_IMAGES:,}. "
                               "Use fewer epochs or images per epoch.", "Too large")
-        with jobs.heavy_job(f"training {name} ({arch})") as job:
+        with jobs.heavy_job(f"training {name} ({arch})", kind="a training") as job:
             data = None
             if upload:
                 progress(0, desc="reading the zip")

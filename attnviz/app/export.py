@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import atexit
 import io
 import json
 import re
@@ -27,8 +26,10 @@ from .. import kinds as K
 from ..maps import has_spatial
 from ..render import figures as F
 from ..render.overlay import fit, overlay, to_png_bytes, with_colorbar
+from . import leftovers
 from . import views as V
 from .errors import bad_request, user_errors
+from .leftovers import owned_prefix
 
 EXPORT_SIDE = 1024
 OVERLAY_MIN_SIDE = 512  # overlays of smaller images are drawn enlarged, so colour-bar labels fit
@@ -120,35 +121,56 @@ def build_zip(sess) -> Path:
         z.writestr("maps.npz", npz.getvalue())
         z.writestr("README.txt", __doc__.split("\n\n", 1)[1])
     from .limits import EXPORT_KEEP_SECONDS
-    sweep(EXPORT_KEEP_SECONDS)
-    out = Path(tempfile.mkdtemp(prefix="attnviz_export_"))
+    from .state import request_session
+    owner = request_session() or f"object-{id(sess)}"
+    sweep(EXPORT_KEEP_SECONDS, owner)  # expired ones, and this session's previous one
+    out = Path(tempfile.mkdtemp(prefix=owned_prefix(PREFIX), dir=export_folder()))
     with _MADE_LOCK:
-        _MADE.append((time.time(), out))
+        _MADE.append((time.time(), out, owner))
     path = out / f"attnviz_{_slug(sess.model_name)}_{_slug(Path(sess.image_name).stem)}.zip"
     path.write_bytes(buf.getvalue())
     return path
 
 
-# Each zip is written to a fresh temporary folder and returned; Gradio serves a copy from its own
-# cache, so the folder is removed at the next export once it is EXPORT_KEEP_SECONDS old (and
-# every one left when the server stops).
-_MADE: list[tuple[float, Path]] = []
+# Each zip is written to a fresh folder inside Gradio's cache, which serves it as it is (no
+# copy). A session's previous export is removed at its next one, any export once it is
+# EXPORT_KEEP_SECONDS old (at the next export), every one of this process at exit or SIGTERM,
+# and those of a server that is gone at the next start.
+PREFIX = "attnviz_export_"
+_MADE: list[tuple[float, Path, str]] = []
 _MADE_LOCK = threading.Lock()
 
 
-def sweep(keep_seconds: float = 0) -> int:
-    """Remove this process's export folders older than ``keep_seconds``; how many went."""
+def export_folder() -> Path:
+    """Where export zips are written: Gradio's cache for this server."""
+    from .uploads import upload_folder
+    folder = upload_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def sweep(keep_seconds: float = 0, superseded_by: str | None = None) -> int:
+    """Remove this process's export folders older than ``keep_seconds`` and those of the
+    session ``superseded_by``; how many went."""
     now = time.time()
     with _MADE_LOCK:
-        old = [(t, d) for t, d in _MADE if now - t >= keep_seconds]
+        old = [item for item in _MADE if now - item[0] >= keep_seconds or
+               (superseded_by is not None and item[2] == superseded_by)]
         for item in old:
             _MADE.remove(item)
-    for _, d in old:
+    for _, d, _ in old:
         shutil.rmtree(d, ignore_errors=True)
     return len(old)
 
 
-atexit.register(sweep, 0)
+def remove_orphans() -> int:
+    """At start: export folders left by servers that are gone (here and in the temp folder,
+    where earlier versions wrote them)."""
+    return (leftovers.remove_orphans(export_folder(), PREFIX)
+            + leftovers.remove_orphans(tempfile.gettempdir(), PREFIX))
+
+
+leftovers.on_exit(sweep)
 
 
 def run_export(sess):

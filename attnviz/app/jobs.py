@@ -40,8 +40,10 @@ def _clock(t: float) -> str:
 class Job:
     """A running heavy job: what it is, when it started and must end, the request behind it."""
 
-    what: str
+    what: str  # shown to the session that started it (it may name a model)
     max_seconds: float = limits.JOB_MAX_SECONDS
+    kind: str = "a job"  # what every other session is told is running
+    session: str | None = None  # the session that started it
     started: float = field(default_factory=time.time)
     blocks: object = None  # the Gradio app and event id of the request that started it
     event_id: str | None = None
@@ -75,11 +77,19 @@ class Job:
         if self.stopped is not None:
             raise JobStopped(self.stopped)
 
-    def info(self) -> dict:
-        return {"what": self.what, "started": _clock(self.started),
-                "running_s": round(time.time() - self.started, 1),
-                "ends_by": _clock(self.deadline), "request_alive": self.alive(),
-                "stopping": self.stopped}
+    def mine(self, session: str | None) -> bool:
+        """Whether ``session`` started this job."""
+        return self.session is None or session == self.session
+
+    def info(self, session: str | None = None) -> dict:
+        """For /health: its name, state and times for the session that started it; what kind
+        of job and until when for any other."""
+        out = {"what": self.what if self.mine(session) else f"{self.kind} (another session's)",
+               "started": _clock(self.started), "running_s": round(time.time() - self.started, 1),
+               "ends_by": _clock(self.deadline)}
+        if self.mine(session):
+            out.update(request_alive=self.alive(), stopping=self.stopped)
+        return out
 
 
 _SLOT = threading.Lock()
@@ -87,27 +97,33 @@ _CURRENT: list[Job] = []  # the job holding the slot (0 or 1)
 _STATS = {"finished": 0, "stopped": 0, "failed": 0}
 
 
-def _request_context() -> tuple[object, str | None]:
+def _request_context() -> tuple[object, str | None, str | None]:
+    """(app, event id, session) of the Gradio request running in this thread."""
     try:
         from gradio.context import LocalContext
-        return LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+
+        from .state import request_session
+        return LocalContext.blocks.get(None), LocalContext.event_id.get(None), request_session()
     except Exception:  # noqa: BLE001 - outside Gradio
-        return None, None
+        return None, None, None
 
 
 @contextlib.contextmanager
-def heavy_job(what: str, max_seconds: float | None = None, wait: float | None = None):
+def heavy_job(what: str, max_seconds: float | None = None, wait: float | None = None,
+              kind: str = "a job"):
     """Hold the heavy-job slot while the block runs; yields the :class:`Job`. Waits up to
     ``wait`` seconds (SLOT_WAIT_SECONDS: time for a stopping job to reach its next step), then
-    raises :class:`Busy` saying what runs and until when at the latest."""
-    blocks, event_id = _request_context()
-    job = Job(what, limits.JOB_MAX_SECONDS if max_seconds is None else max_seconds,
-              blocks=blocks, event_id=event_id)
+    raises :class:`Busy` saying what runs and until when at the latest (``what`` to the session
+    that started it, ``kind``, e.g. "a training", to any other)."""
+    blocks, event_id, session = _request_context()
+    job = Job(what, limits.JOB_MAX_SECONDS if max_seconds is None else max_seconds, kind=kind,
+              session=session, blocks=blocks, event_id=event_id)
     if not _SLOT.acquire(timeout=limits.SLOT_WAIT_SECONDS if wait is None else wait):
         cur = _CURRENT[0] if _CURRENT else None
         if cur is None:
             raise Busy("The server is busy with another job; try again in a minute.")
-        raise Busy(f"The server is busy with one job at a time: {cur.what} started at "
+        shown = cur.what if cur.mine(session) else f"{cur.kind} for another session"
+        raise Busy(f"The server is busy with one job at a time: {shown} started at "
                    f"{_clock(cur.started)} and ends by {_clock(cur.deadline)} at the latest. "
                    "Try again then.")
     job.started = time.time()
@@ -126,10 +142,10 @@ def heavy_job(what: str, max_seconds: float | None = None, wait: float | None = 
         _SLOT.release()
 
 
-def current() -> dict | None:
-    """The running heavy job (for /health), or None."""
+def current(session: str | None = None) -> dict | None:
+    """The running heavy job as ``session`` may see it (for /health), or None."""
     cur = _CURRENT[0] if _CURRENT else None
-    return None if cur is None else cur.info()
+    return None if cur is None else cur.info(session)
 
 
 def stats() -> dict:

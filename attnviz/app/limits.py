@@ -46,6 +46,9 @@ QUEUE_MAX = int(_num("ATTNVIZ_QUEUE_MAX", 64))  # analyses and other requests wa
 # sessions: each browser / API session's last analysis
 SESSION_MEMORY_MB = _num("ATTNVIZ_SESSION_MEMORY_MB", 1024)
 SESSION_TTL_SECONDS = _num("ATTNVIZ_SESSION_TTL_SECONDS", 3 * 3600)
+# a session without a page (API calls: gradio_client, raw /call requests) loses its analysis once
+# idle this long (a page's lasts until the page closes or its state expires)
+API_SESSION_IDLE_SECONDS = _num("ATTNVIZ_API_SESSION_IDLE_SECONDS", 600)
 
 # models trained in the app
 USER_MODELS_MAX = int(_num("ATTNVIZ_USER_MODELS_MAX", 20))
@@ -53,8 +56,9 @@ USER_MODELS_MAX_MB = _num("ATTNVIZ_USER_MODELS_MAX_MB", 500)
 SHARE_TRAINED = os.environ.get("ATTNVIZ_SHARE_TRAINED", "0").strip().lower() in (
     "1", "true", "yes", "on")
 
-# an export's zip folder is removed at a later export once this old (Gradio serves a copy)
-EXPORT_KEEP_SECONDS = _num("ATTNVIZ_EXPORT_KEEP_SECONDS", 60)
+# an export's zip can be downloaded this long (removed at a later export once older, or at
+# the session's next export)
+EXPORT_KEEP_SECONDS = _num("ATTNVIZ_EXPORT_KEEP_SECONDS", 600)
 
 # text echoed back in messages
 ECHO_MAX_CHARS = 120

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -441,6 +442,10 @@ class Session:
     def __getattribute__(self, name):
         if name == "analysis":
             SESSIONS.touch(self)
+        elif name == "display":  # released with the analysis: say why, as the analysis does
+            a = object.__getattribute__(self, "analysis")
+            if isinstance(a, _Dropped):
+                return a.display
         return object.__getattribute__(self, name)
 
     @property
@@ -477,6 +482,32 @@ DROPPED_LRU = ("This analysis was dropped to free server memory (the server keep
                "{mb:.0f} MB of analyses for all sessions together and drops the least recently "
                "used first). Press Analyse to run it again.")
 DROPPED_LEFT = "This analysis was freed when its page was closed. Press Analyse to run it again."
+DROPPED_IDLE = ("This analysis was freed after {s:.0f} s unused (a session without a page keeps "
+                "its analysis that long). Run the analysis again.")
+
+
+def _drop(sess, why: str) -> None:
+    """Replace a session's analysis and display image by what says why they went."""
+    object.__setattr__(sess, "analysis", _Dropped(why))
+    object.__setattr__(sess, "display", np.zeros((1, 1, 3), np.uint8))
+
+
+# sessions that opened the page (their load event ran): the others are API sessions
+PAGES: OrderedDict[str, None] = OrderedDict()
+PAGES_MAX = 10_000
+_PAGES_LOCK = threading.Lock()
+
+
+def mark_page(request=None) -> None:
+    """Record the current request's session as a page's (called by the page's load event)."""
+    sid = getattr(request, "session_hash", None) or request_session()
+    if not sid:
+        return
+    with _PAGES_LOCK:
+        PAGES[sid] = None
+        PAGES.move_to_end(sid)
+        while len(PAGES) > PAGES_MAX:
+            PAGES.popitem(last=False)
 
 
 def request_session() -> str | None:
@@ -496,12 +527,25 @@ class SessionStore:
     adding one evicts the least recently used others until the total fits (the newest is kept
     even alone over the limit)."""
 
-    def __init__(self, max_mb: float):
+    def __init__(self, max_mb: float, api_idle_seconds: float = float("inf")):
         self.max_bytes = int(max_mb * 2**20)
+        self.api_idle_seconds = api_idle_seconds
         self._lock = threading.Lock()
         self._entries: OrderedDict[object, tuple[Session, int]] = OrderedDict()
+        self._used: dict[object, float] = {}
         self.evicted = 0
         self.freed = 0
+        self.idle = 0
+
+    def _sweep_idle(self) -> None:
+        """(Under the lock.) Drop the analyses of sessions without a page idle too long."""
+        now = time.time()
+        for key in [k for k, t in self._used.items()
+                    if now - t > self.api_idle_seconds and k not in PAGES]:
+            sess, _ = self._entries.pop(key)
+            del self._used[key]
+            self.idle += 1
+            _drop(sess, DROPPED_IDLE.format(s=self.api_idle_seconds))
 
     def _key(self, sess) -> object:
         return getattr(sess, "_owner", None) or id(sess)
@@ -513,13 +557,15 @@ class SessionStore:
             key = self._key(sess)
             self._entries.pop(key, None)  # the session's previous analysis: gr.State drops it
             self._entries[key] = (sess, size)
+            self._used[key] = time.time()
+            self._sweep_idle()
             total = sum(n for _, n in self._entries.values())
             while total > self.max_bytes and len(self._entries) > 1:
-                _, (old, n) = self._entries.popitem(last=False)
+                old_key, (old, n) = self._entries.popitem(last=False)
+                self._used.pop(old_key, None)
                 total -= n
                 self.evicted += 1
-                object.__setattr__(old, "analysis", _Dropped(DROPPED_LRU.format(
-                    mb=self.max_bytes / 2**20)))
+                _drop(old, DROPPED_LRU.format(mb=self.max_bytes / 2**20))
 
     def touch(self, sess) -> None:
         key = self._key(sess)
@@ -527,6 +573,7 @@ class SessionStore:
             hit = self._entries.get(key)
             if hit is not None and hit[0] is sess:
                 self._entries.move_to_end(key)
+                self._used[key] = time.time()
 
     def resize(self, sess) -> None:
         """Re-count a session whose analysis grew (a slow attribution added)."""
@@ -546,16 +593,18 @@ class SessionStore:
             else:
                 key = owner
             hit = self._entries.pop(key, None)
+            self._used.pop(key, None)
             if hit is not None:
                 self.freed += 1
-                object.__setattr__(hit[0], "analysis", _Dropped(DROPPED_LEFT))
+                _drop(hit[0], DROPPED_LEFT)
 
     def stats(self) -> dict:
         with self._lock:
+            self._sweep_idle()
             total = sum(n for _, n in self._entries.values())
             return {"sessions": len(self._entries), "mb": round(total / 2**20, 1),
                     "max_mb": round(self.max_bytes / 2**20, 1), "evicted": self.evicted,
-                    "freed": self.freed}
+                    "freed": self.freed, "idle_freed": self.idle}
 
 
 def _session_memory_mb() -> float:
@@ -563,7 +612,12 @@ def _session_memory_mb() -> float:
     return SESSION_MEMORY_MB
 
 
-SESSIONS = SessionStore(_session_memory_mb())
+def _api_idle_seconds() -> float:
+    from .limits import API_SESSION_IDLE_SECONDS
+    return API_SESSION_IDLE_SECONDS
+
+
+SESSIONS = SessionStore(_session_memory_mb(), _api_idle_seconds())
 
 
 def free_session(sess) -> None:

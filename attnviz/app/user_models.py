@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..errors import AttnvizError
 from . import limits
+from .leftovers import owned_prefix
 
 CLASS_NAME_RE = re.compile(r"^[\w][\w .,()+'-]{0,63}$")
 
@@ -133,11 +134,20 @@ def staging():
     have been moved out by then)."""
     d = runs_dir()
     d.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".training-", dir=d))
+    tmp = Path(tempfile.mkdtemp(prefix=owned_prefix(STAGING_PREFIX), dir=d))
     try:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+STAGING_PREFIX = ".training-"
+
+
+def remove_orphans() -> int:
+    """At start: staging folders of trainings whose server is gone (crashed, killed)."""
+    from .leftovers import remove_orphans
+    return remove_orphans(runs_dir(), STAGING_PREFIX)
 
 
 def publish(tmp: Path, name: str) -> Path:
