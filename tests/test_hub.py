@@ -218,6 +218,7 @@ def test_a_wrong_sha256_is_refused_and_removed(fake_hub, tmp_path):
     assert hub.cached("org/bad", "model.safetensors") is None
 
 
+@pytest.mark.slow  # huggingface_hub retries with a back-off (~20 s) before giving up
 def test_unreachable_hub_is_a_clear_error(fake_hub, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(WeightsError, match="Could not reach the Hugging Face Hub"):
