@@ -71,6 +71,27 @@ class ShapesData:
                           pick(self.colors), pick(self.boxes), meta)
 
 
+def with_classes(data: ShapesData, classes) -> ShapesData:
+    """``data`` relabelled to a model's classes: each class folder is matched by name (case and
+    surrounding spaces ignored) to the model's label of that name, so a model with labels
+    ["cat", "dog", "fox"] is evaluated on folders dog/ and cat/ in its own index order. Raises
+    DatasetError naming the folders that match no label."""
+    classes = [str(c) for c in classes or []]
+    if not classes:
+        raise DatasetError("the model has no class names to match the folders to; give it its "
+                           "labels (app.py --labels FILE, or describe(model, classes=...)).")
+    index = {c.strip().lower(): i for i, c in enumerate(classes)}
+    unknown = [c for c in data.classes if str(c).strip().lower() not in index]
+    if unknown:
+        shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
+        raise DatasetError(f"the folders {', '.join(map(str, unknown[:8]))} match none of the "
+                           f"model's {len(classes)} labels ({shown}); name each class folder "
+                           "after one of them.")
+    remap = np.array([index[str(c).strip().lower()] for c in data.classes], dtype=np.int64)
+    return ShapesData(data.images, remap[data.labels], data.masks, classes, data.colors,
+                      data.boxes, dict(data.meta))
+
+
 # ------------------------------------------------------------------------------------------------
 # synthetic shapes
 # ------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ pinning, resumed downloads, the sha256 check; downloads on by default on a Space
 import hashlib
 import http.server
 import threading
+import typing
 
 import pytest
 import torch
@@ -22,9 +23,9 @@ class FakeHub(http.server.BaseHTTPRequestHandler):
     """/{org}/{repo}/resolve/{revision}/{file}, with the headers huggingface_hub reads (commit,
     etag, size) and byte ranges; ``cut`` sends only the first half of the next GET."""
 
-    files: dict = {}  # (repo, revision) -> {filename: bytes}
-    log: list = []
-    cut = [False]
+    files: typing.ClassVar[dict] = {}  # (repo, revision) -> {filename: bytes}
+    log: typing.ClassVar[list] = []
+    cut: typing.ClassVar[list] = [False]
 
     def log_message(self, *args):
         pass
@@ -145,7 +146,7 @@ def _equal(model, sd):
 
 def test_hub_weights_download_once_into_the_hub_cache(hub_source, fake_hub, monkeypatch,
                                                       tmp_path):
-    sd, body, src = hub_source
+    sd, body, _ = hub_source
     with pytest.raises(DownloadDisabledError, match="ATTNVIZ_ALLOW_DOWNLOAD"):
         attnviz.create_model("lite_se", pretrained=True)
     assert _resolves(fake_hub) == 0
@@ -166,7 +167,7 @@ def test_hub_weights_download_once_into_the_hub_cache(hub_source, fake_hub, monk
 
 
 def test_offline_mode_uses_the_cache_or_says_so(hub_source, fake_hub, monkeypatch):
-    sd, body, src = hub_source
+    _, _, src = hub_source
     monkeypatch.setenv(sources.ALLOW_ENV, "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsError, match="HF_HUB_OFFLINE"):

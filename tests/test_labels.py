@@ -9,10 +9,14 @@ from torch import nn
 
 import attnviz
 from attnviz.analysis.headline import deepest_stage, headline_record
-from attnviz.analysis.labels import group_labels, module_labels, record_labels, stage_keys
+from attnviz.analysis.labels import (
+    group_labels,
+    module_labels,
+    record_labels,
+    stage_keys,
+)
 from attnviz.blocks.cbam import CBAM
 from attnviz.capture import capture, hook_count
-
 
 # ------------------------------------------------------------------------------ pure paths
 TIMM = [f"stages.{s}.blocks.{b}.attn" for s in range(4) for b in range(2)]
@@ -110,9 +114,8 @@ class FlatLike(nn.Module):
 def _records(model, size=64):
     torch.manual_seed(0)
     model.eval()
-    with capture(model) as rec:
-        with torch.no_grad():
-            model(torch.rand(1, 3, size, size))
+    with capture(model) as rec, torch.no_grad():
+        model(torch.rand(1, 3, size, size))
     assert hook_count(model) == 0
     return rec.maps
 

@@ -12,7 +12,7 @@ import numpy as np
 from ..maps import has_spatial, to_spatial
 from .labels import record_stages
 
-__all__ = ["concentration", "grid_map", "deepest_stage", "headline_record"]
+__all__ = ["concentration", "deepest_stage", "grid_map", "headline_record"]
 
 
 def grid_map(rec) -> np.ndarray:

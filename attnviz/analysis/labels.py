@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-__all__ = ["module_labels", "group_labels", "record_labels", "stage_keys", "record_stages"]
+__all__ = ["group_labels", "module_labels", "record_labels", "record_stages", "stage_keys"]
 
 
 def _is_index(part: str) -> bool:

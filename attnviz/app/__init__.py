@@ -29,6 +29,7 @@ CSS = """
            font-weight: 600; margin-right: 4px;}
 .av-random {background: #fde68a; color: #7c2d12; border: 1px solid #f59e0b;}
 .av-trained {background: #dcfce7; color: #14532d; border: 1px solid #22c55e;}
+.av-own {background: #e0f2fe; color: #0c4a6e; border: 1px solid #38bdf8; font-weight: 500;}
 .av-weak {background: #ffedd5; color: #7c2d12; border: 1px solid #fb923c;}
 .av-frame {font-size: 0.92em; color: #1e3a8a;}
 .av-frame-warn {color: #9a3412;}
@@ -69,6 +70,17 @@ CSS = """
 @media (max-width: 700px) {
   .av-tiles .grid-container {grid-template-columns: repeat(2, minmax(0, 1fr)) !important;}
 }
+/* the note of the kinds present keeps a readable width: the row wraps on a phone */
+#av-kinds-row {flex-wrap: wrap !important;}
+#av-kinds {flex: 1 1 220px !important; min-width: 220px !important;}
+/* an image's or a gallery's title sits above it, never over the map */
+#av-head-att.block, #av-head-attr.block, .av-fill.block {display: flex !important;
+    flex-direction: column;}
+#av-head-att label[data-testid=block-label], #av-head-attr label[data-testid=block-label],
+.av-fill label[data-testid=block-label], .av-tiles label[data-testid=block-label] {
+    position: static !important; margin: 4px 4px 2px 4px; flex: none; align-self: flex-start;}
+#av-head-att .image-container, #av-head-attr .image-container, .av-fill .image-container {
+    flex: 1 1 0; min-height: 0; height: auto !important;}
 /* a dropdown's text stops before its arrow (Gradio draws the arrow over the input) */
 .secondary-wrap > input[role=combobox] {padding-right: 24px !important;}
 /* labels wrap instead of being cut */
@@ -85,6 +97,8 @@ CSS = """
 .av-error {padding: 6px 10px; border-radius: 8px; background: #fee2e2; color: #7f1d1d;
     border: 1px solid #fca5a5; font-size: 0.92em;}
 .av-ok {font-size: 0.85em; color: var(--body-text-color-subdued);}
+/* a running job's progress bar is drawn over its note: the note keeps room for it */
+#av-train-note, #av-eval-note {min-height: 72px;}
 """
 
 HEADER = ("# attnviz\nWhat the attention modules inside a CNN compute (CBAM, SE, SK, SGE, "
@@ -173,10 +187,10 @@ def refresh_choices(request: gr.Request):
     """Fresh choices for every model dropdown (values kept); the session is a page's (its load
     event runs this), so its analysis is not dropped after the API sessions' idle time."""
     mark_page(request)
+    from .experiment_tab import evaluate_choices
     full = model_choices()
-    lite = model_choices("lite")
-    return (gr.Dropdown(choices=full), gr.Dropdown(choices=full), gr.Dropdown(choices=lite),
-            gr.Dropdown(choices=full))
+    return (gr.Dropdown(choices=full), gr.Dropdown(choices=full),
+            gr.Dropdown(choices=evaluate_choices()), gr.Dropdown(choices=full))
 
 
 def launch_kwargs() -> dict:

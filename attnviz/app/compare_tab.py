@@ -30,7 +30,9 @@ def _kind_choices() -> list[tuple[str, str]]:
 
 KINDS = _kind_choices()
 TABLE_HEADERS = ["model", "weights", "prediction", "attention map", "ρ with attribution",
-                 "pointing: attention", "pointing: attribution"]
+                 "pointing attention", "pointing attribution"]
+# the columns' share of the table (each wide enough for its longest word, four models fit)
+TABLE_WIDTHS = ["11%", "13%", "12%", "25%", "13%", "13%", "13%"]
 
 
 def default_pair() -> list[str]:
@@ -121,7 +123,8 @@ def run_compare(image, models, kind, method, scale):
             else:
                 im, rng = V.draw(display, m, kind_norm.get(rec.kind, "minmax"))
                 att_img = gr.Image(value=im, visible=True,
-                                   label=f"{V.map_caption(rec, a.maps)} · {V.fmt_range(*rng)}")
+                                   label=f"{V.map_caption(rec, a.maps)} · "
+                                         f"{V.range_text(m, rng, rec.kind in kind_norm)}")
             im, rng = V.draw(display, attr, attr_norm)
             attr_img = gr.Image(value=im, visible=True,
                                 label=f"{V.method_name(method)} · {V.fmt_range(*rng)} (own "
@@ -189,7 +192,8 @@ def build(ui: SimpleNamespace) -> None:
                                     elem_classes=["av-fill"])
                 cells += [head, att, attr]
             ui.cmp_table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True,
-                                        label="Scores", elem_id="av-cmp-table")
+                                        column_widths=TABLE_WIDTHS, label="Scores",
+                                        elem_id="av-cmp-table", max_height=2000)
     ui.cmp_run.click(run_compare, [ui.cmp_image, ui.cmp_models, ui.cmp_kind, ui.cmp_method,
                                    ui.cmp_scale],
                      cells + [ui.cmp_table, ui.cmp_legend], api_name="compare",

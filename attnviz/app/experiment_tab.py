@@ -22,7 +22,9 @@ from ..analysis.labels import group_labels
 from . import views as V
 from .components import gpu
 from .errors import bad_request, user_errors
-from .state import MODELS, default_model, model_choices
+from ..errors import AttnvizError
+from .state import MODELS, catalogue, default_model, find_entry, model_choices
+from .inspect_views import tile
 from .uploads import UploadedFile
 
 SANITY_METHODS = [("Grad-CAM", "gradcam"), ("Saliency", "saliency"),
@@ -92,9 +94,13 @@ def run_ablation(image, model_name):
                 badge += (f" (untrained {' and '.join(zero_init)} blocks start with their "
                           "residual weight at 0)")
             badge += "."
+        what = "Logit change" if saturated else "Probability change"
         md = (f"**{len(rows)} attention taps** neutralised one at a time (gates set to 1, "
-              f"affinities uniform); predicted class **{cname}**.{badge}")
-        return fig, df, md
+              f"affinities uniform); predicted class **{cname}**. Bars: **{what.lower()}** of "
+              f"'{cname}' (after - before)"
+              + (" — the probability is saturated, so the logit shows the effect."
+                 if saturated else ".") + badge)
+        return gr.Plot(value=fig, label=f"{what} per module (sorted)"), df, md
 
 
 def ablation_names(rows) -> list[str]:
@@ -147,9 +153,11 @@ def run_sanity(image, model_name, method, progress=gr.Progress()):
         strip = []
         for i in keep:
             unit, m, sp, pe, ss = frames[i]
-            img, _ = V.draw(display, m, "minmax")
+            img, rng = V.draw(display, m, "minmax")
             label = "original weights" if i == 0 else f"step {i}: {unit} randomised"
-            strip.append((img, f"{label} · Spearman {sp:.2f} · SSIM {ss:.2f}"))
+            # each thumbnail with its own colour bar, the caption beneath (CSS: av-tiles)
+            strip.append((tile(img, rng), f"{label} · Spearman {sp:.2f} · SSIM {ss:.2f} · "
+                                          f"range {V.fmt_range(*rng)}"))
         rows = [[i, u, round(float(sp), 3), round(float(pe), 3), round(float(ss), 3)]
                 for i, (u, _, sp, pe, ss) in enumerate(frames)]
         steps = list(range(len(frames)))
@@ -174,14 +182,56 @@ def run_sanity(image, model_name, method, progress=gr.Progress()):
 
 # ------------------------------------------------------------------------------ evaluate
 @gpu(duration=300)
-def _evaluate(model, n, seed, cb):
+def _evaluate(model, n, seed, cb, data=None):
     from ..evaluate import evaluate
-    return evaluate(model, n=n, seed=seed, progress=cb)
+    return evaluate(model, n=n, seed=seed, progress=cb, data=data)
 
 
-def run_evaluate(model_name, n, progress=gr.Progress()):
-    """Accuracy and localisation (pointing game, energy) on ``n`` synthetic images."""
+EVAL_DATA = ("synthetic shapes", "zip of class folders")
+
+
+def evaluable(entry) -> bool:
+    """Models Evaluate offers: lite, trained here, and your own (``--model``); the ImageNet
+    architectures have no labelled data here."""
+    return entry.is_lite or entry.family == "external"
+
+
+def evaluate_choices() -> list[tuple[str, str]]:
+    return [(e.label, e.name) for e in catalogue() if evaluable(e)]
+
+
+def knows_shapes(loaded) -> bool:
+    """Whether the model's classes are the six synthetic shapes (its outputs are theirs)."""
+    from ..datasets import SHAPE_CLASSES
+    classes = list(getattr(loaded.model.info, "classes", None) or [])
+    return loaded.entry.family == "lite" or classes == list(SHAPE_CLASSES)
+
+
+def eval_data_value(model_name) -> str | None:
+    """The Data choice that fits a model: one with its own labels (your model, or one trained
+    here on your images) is evaluated on a zip of its class folders."""
+    try:
+        entry = find_entry(model_name)
+    except AttnvizError:
+        return None
+    own = entry.family == "external" or (entry.family == "user" and
+                                         "your images" in entry.badge)
+    return EVAL_DATA[1] if own else EVAL_DATA[0]
+
+
+def eval_data_for(model_name):
+    """The Data radio following the model just selected."""
+    value = eval_data_value(model_name)
+    return gr.skip() if value is None else gr.Radio(value=value)
+
+
+def run_evaluate(model_name, n, data_kind=EVAL_DATA[0], zip_file=None,
+                 progress=gr.Progress()):
+    """Accuracy and localisation (pointing game, energy) on ``n`` synthetic images (lite
+    models), or on an uploaded zip of class folders named after the model's labels (a model
+    trained here or your own)."""
     import pandas as pd
+    from ..datasets import with_classes
     with user_errors("evaluating the model"):
         try:
             n = int(n)
@@ -190,20 +240,42 @@ def run_evaluate(model_name, n, progress=gr.Progress()):
                               f"{limits.echo(n)}.") from None
         if not 10 <= n <= 5000:
             raise bad_request("Evaluate on 10 to 5000 images.")
+        upload = bool(data_kind and str(data_kind).startswith("zip"))
+        entry = find_entry(model_name)
+        if not evaluable(entry):
+            raise bad_request(f"{entry.name} is an ImageNet architecture; Evaluate needs a model "
+                              "with labelled data here: a lite model (synthetic shapes), a "
+                              "model trained here or your own (--model) on a zip of class "
+                              "folders.", "Not evaluable here")
+        if upload and not zip_file:
+            raise bad_request("Upload a .zip of class folders named after the model's labels "
+                              "(cat/001.jpg, dog/002.jpg, ...), or choose synthetic shapes.",
+                              "No zip")
         loaded = MODELS.get(model_name)
-        if not loaded.is_lite:
-            raise bad_request(f"{loaded.name} is an ImageNet model; the synthetic evaluation "
-                              "needs a model trained on the shapes (a lite model).")
-        progress(0, desc=f"evaluating {loaded.name} on {n} images")
-        with jobs.heavy_job(f"an evaluation of {loaded.name} on {n} images",
+        classes = list(getattr(loaded.model.info, "classes", None) or [])
+        if not upload and not knows_shapes(loaded):
+            shown = ", ".join(map(str, classes[:8])) + (", ..." if len(classes) > 8 else "")
+            raise bad_request(f"{loaded.name} predicts its own {len(classes) or 'unnamed'} "
+                              f"classes{f' ({shown})' if classes else ''}, not the six "
+                              "synthetic shapes: evaluate it on a zip of class folders named "
+                              "after its labels.", "Needs its own data")
+        what = "the uploaded images" if upload else f"{n} synthetic images"
+        progress(0, desc=f"evaluating {loaded.name} on {what}")
+        with jobs.heavy_job(f"an evaluation of {loaded.name} on {what}",
                             kind="an evaluation") as job:
+            data = None
+            if upload:
+                data = with_classes(_read_zip(zip_file, job, progress,
+                                              size=int(loaded.model.info.input_size)), classes)
+                n = len(data)
+
             def cb(d):
                 job.check()  # a cancelled request stops at the next batch
                 done, total = d.get("done", 0), d.get("total", n) or n
                 acc = d.get("accuracy")
                 progress((int(done), int(total)), desc=f"{loaded.name}: accuracy so far "
                          f"{acc:.1%}" if acc is not None else None, unit="images")
-            r = _evaluate(loaded.model, n, 424_242, cb)
+            r = _evaluate(loaded.model, n, 424_242, cb, data)
         rows = []
         if r.get("gradcam"):
             g = r["gradcam"]
@@ -219,9 +291,13 @@ def run_evaluate(model_name, n, progress=gr.Progress()):
         df = pd.DataFrame(rows, columns=["map", "kind", "grid", "pointing game", "energy in "
                                          "object"])
         warn = "" if loaded.trained else " ⚠ random weights."
-        md = (f"**{loaded.name}**: top-1 accuracy **{r['accuracy']:.1%}** on {r['n']} fresh "
-              f"synthetic images ({r['seconds']} s on {r['device']}).{warn} Pointing game: the "
-              "map's peak within 3 px of the object; energy: the map's share on the object.")
+        on = (f"{r['n']} uploaded images in {len(set(data.labels.tolist()))} class folders"
+              if upload else f"{r['n']} fresh synthetic images")
+        loc = (" Pointing game: the map's peak within 3 px of the object; energy: the map's "
+               "share on the object." if rows else " No object masks in the data: accuracy "
+               "only (add <name>_mask.png files for the localisation figures).")
+        md = (f"**{loaded.name}**: top-1 accuracy **{r['accuracy']:.1%}** on {on} "
+              f"({r['seconds']} s on {r['device']}).{warn}{loc}")
         return md, df, r
 
 
@@ -233,8 +309,9 @@ def _train(arch, out, epochs, images, data, name, cb):
                  seed=0, data=data, val_n=256, progress=cb, save_name=name, overwrite=False)
 
 
-def _read_zip(zip_file, job, progress):
-    """The uploaded training set, within the zip and pixel limits; stops when the job must."""
+def _read_zip(zip_file, job, progress, size: int = 128):
+    """An uploaded set of class folders, within the zip and pixel limits, at ``size`` px;
+    stops when the job must."""
     from ..datasets import load_image_folder
 
     def cb(d):
@@ -242,7 +319,7 @@ def _read_zip(zip_file, job, progress):
         progress((int(d["done"]), int(d["total"])), unit="files",
                  desc={"unzip": "unpacking the zip", "check": "checking image sizes",
                        "read": "reading the images"}.get(d.get("stage"), "reading the zip"))
-    return load_image_folder(zip_file, size=128, max_files=limits.UPLOAD_MAX_FILES,
+    return load_image_folder(zip_file, size=size, max_files=limits.UPLOAD_MAX_FILES,
                              max_bytes=limits.UPLOAD_MAX_MB * 2**20,
                              max_image_pixels=limits.TRAIN_IMAGE_MAX_PIXELS,
                              max_total_pixels=limits.TRAIN_TOTAL_MAX_PIXELS, progress=cb)
@@ -286,15 +363,18 @@ def run_train(arch, data_kind, zip_file, epochs, images, name, progress=gr.Progr
                     raise bad_request(f"{epochs} epochs x {len(data)} images is more than the "
                                       f"{limits.TRAIN_MAX_IMAGES:,} images a training here may "
                                       "see; use fewer epochs or images.", "Too large")
-            progress(0, desc=f"training {name} ({arch})")
+            progress(0, desc=f"training {name} ({arch}): starting")
+            clock = {}
 
             def cb(d):
                 job.check()  # a cancelled request stops at the next step, saving nothing
                 if "step" in d and "steps" in d:
+                    step, steps = int(d["step"]), int(d["steps"])
                     extra = (f" · val acc {d['val_acc']:.1%}" if d.get("val_acc") is not None
                              else f" · loss {d.get('loss', float('nan')):.3f}")
-                    progress((int(d["step"]), int(d["steps"])), unit="steps",
-                             desc=f"epoch {d.get('epoch')}/{d.get('epochs')}{extra}")
+                    progress((step, steps), unit="steps",
+                             desc=f"epoch {d.get('epoch')}/{d.get('epochs')}{extra} · "
+                                  f"{time_left(clock, step, steps)}")
             with user_models.staging() as tmp:
                 card = _train(arch, tmp, epochs, images, data, name, cb)
                 job.check()
@@ -305,9 +385,27 @@ def run_train(arch, data_kind, zip_file, epochs, images, name, progress=gr.Progr
               f"accuracy **{(card.get('val_accuracy') or 0):.1%}**, {card.get('parameters'):,} "
               f"parameters. Saved to runs/{name}.safetensors; it now appears in {where} "
               "(labelled 'trained here').")
-        full, lite = model_choices(), model_choices("lite")
+        full = model_choices()
         return (md, card, hist, gr.Dropdown(choices=full), gr.Dropdown(choices=full),
-                gr.Dropdown(choices=lite, value=name), gr.Dropdown(choices=full, value=name))
+                gr.Dropdown(choices=evaluate_choices(), value=name),
+                gr.Dropdown(choices=full, value=name))
+
+
+def time_left(clock: dict, done: int, total: int) -> str:
+    """"about 40 s left": the time per step so far times the steps left (``clock`` keeps the
+    first step's time and count between calls)."""
+    import time
+    now = time.monotonic()
+    if "t0" not in clock:
+        clock.update(t0=now, n0=done)
+        return "estimating the time left"
+    steps = done - clock["n0"]
+    if steps <= 0:
+        return "estimating the time left"
+    left = (now - clock["t0"]) / steps * max(total - done, 0)
+    if left < 60:
+        return f"about {max(1, round(left))} s left"
+    return f"about {left / 60:.0f} min left" if left < 5400 else f"about {left / 3600:.1f} h left"
 
 
 # ------------------------------------------------------------------------------ layout
@@ -325,7 +423,7 @@ def build(ui: SimpleNamespace) -> None:
             ui.abl_run = gr.Button("Ablate each module", variant="primary", scale=0,
                                    min_width=200, elem_id="av-ablate")
             ui.abl_note = gr.Markdown()
-        ui.abl_plot = gr.Plot(label="Probability change per module (sorted)",
+        ui.abl_plot = gr.Plot(label="Change per module when it is neutralised (sorted)",
                               elem_id="av-abl-plot")
         ui.abl_table = gr.Dataframe(headers=ABLATION_HEADERS, interactive=False,
                                     label="One row per attention module", max_height=300)
@@ -336,20 +434,32 @@ def build(ui: SimpleNamespace) -> None:
             ui.san_run = gr.Button("Randomise layer by layer", variant="primary", scale=0,
                                    min_width=220)
         ui.san_note = gr.Markdown()
-        ui.san_strip = gr.Gallery(label="Map after each step (original first)", columns=8,
-                                  height=200, format="png", fit_columns=False,
-                                  object_fit="contain", elem_id="av-san-strip")
+        ui.san_strip = gr.Gallery(label="Map after each step (original first; each on its own "
+                                  "colour scale, bar beneath)", columns=4, height="auto",
+                                  format="png", fit_columns=False, object_fit="contain",
+                                  elem_id="av-san-strip", elem_classes=["av-tiles"])
         with gr.Row():
             ui.san_plot = gr.Plot(label="Similarity to the original map")
             ui.san_table = gr.Dataframe(headers=SANITY_HEADERS, interactive=False,
                                         max_height=300)
-    with gr.Accordion("Evaluate a lite model on synthetic images", open=False):
+    with gr.Accordion("Evaluate a model: accuracy and localisation", open=False):
+        first = default_model()
         with gr.Row():
-            ui.eval_model = gr.Dropdown(model_choices("lite"), value=default_model(),
-                                        label="Model", allow_custom_value=True, scale=2)
-            ui.eval_n = gr.Slider(50, 2000, value=200, step=50, label="Images", scale=2)
-            ui.eval_run = gr.Button("Evaluate", variant="primary", scale=1)
-        ui.eval_note = gr.Markdown()
+            ui.eval_model = gr.Dropdown(evaluate_choices(), value=first,
+                                        label="Model", allow_custom_value=True, scale=2,
+                                        elem_id="av-eval-model")
+            ui.eval_data = gr.Radio(list(EVAL_DATA), value=eval_data_value(first) or EVAL_DATA[0],
+                                    label="Data", scale=2, elem_id="av-eval-data")
+        with gr.Row():
+            ui.eval_zip = UploadedFile(label="Zip of class folders named after the model's "
+                                       "labels (cat/001.jpg, dog/002.jpg, ...)",
+                                       file_types=[".zip"], type="filepath", scale=2,
+                                       elem_id="av-eval-zip")
+            ui.eval_n = gr.Slider(50, 2000, value=200, step=50, label="Images (synthetic)",
+                                  scale=2)
+            ui.eval_run = gr.Button("Evaluate", variant="primary", scale=1,
+                                    elem_id="av-eval-run")
+        ui.eval_note = gr.Markdown(elem_id="av-eval-note")
         ui.eval_table = gr.Dataframe(headers=["map", "kind", "grid", "pointing game",
                                               "energy in object"], interactive=False,
                                      label="Localisation per map")
@@ -377,7 +487,9 @@ def build(ui: SimpleNamespace) -> None:
                 ui.tr_stop = gr.Button("Stop", variant="stop", visible=False,
                                        elem_id="av-train-stop")
         ui.tr_limits = gr.Markdown(limits_markdown(), elem_id="av-limits")
-        ui.tr_note = gr.Markdown()
+        # the training's progress bar (epoch, loss, time left) is drawn over this box: it keeps
+        # a height while empty
+        ui.tr_note = gr.Markdown(elem_id="av-train-note")
         with gr.Row():
             ui.tr_hist = gr.Dataframe(headers=["epoch", "loss", "val_acc"], interactive=False,
                                       label="History per epoch")
@@ -389,9 +501,12 @@ def build(ui: SimpleNamespace) -> None:
     ui.san_run.click(run_sanity, [ui.image, ui.model, ui.san_method],
                      [ui.san_strip, ui.san_plot, ui.san_table, ui.san_note], api_name="sanity",
                      concurrency_id="jobs", concurrency_limit=1)
-    ui.eval_run.click(run_evaluate, [ui.eval_model, ui.eval_n],
+    ui.eval_run.click(run_evaluate, [ui.eval_model, ui.eval_n, ui.eval_data, ui.eval_zip],
                       [ui.eval_note, ui.eval_table, ui.eval_json], api_name="evaluate",
-                      concurrency_id="jobs", concurrency_limit=1)
+                      concurrency_id="jobs", concurrency_limit=1,
+                      show_progress_on=[ui.eval_note])  # one progress bar, one error
+    ui.eval_model.change(eval_data_for, ui.eval_model, ui.eval_data, queue=False,
+                         api_visibility="private", show_progress="hidden")
 
 
 def wire(ui: SimpleNamespace) -> None:

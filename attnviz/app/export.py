@@ -25,7 +25,7 @@ import numpy as np
 from .. import kinds as K
 from ..maps import has_spatial
 from ..render import figures as F
-from ..render.overlay import fit, overlay, to_png_bytes, with_colorbar
+from ..render.overlay import affinity_overlay, fit, overlay, to_png_bytes, with_colorbar
 from . import leftovers
 from . import views as V
 from .errors import bad_request, user_errors
@@ -51,13 +51,19 @@ def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_")[:80] or "map"
 
 
+def _query(sess) -> tuple[float, float]:
+    """The session's affinity query in image pixels (default: the image centre)."""
+    h, w = sess.analysis.image.shape[:2]
+    return tuple(sess.query) if sess.query is not None else ((w - 1) / 2, (h - 1) / 2)
+
+
 def _figures(sess) -> dict:
     """{file stem: figure} for the kinds present."""
     a = sess.analysis
     out = {}
     recs = a.maps
     h, w = a.image.shape[:2]
-    q = sess.query or ((w - 1) / 2, (h - 1) / 2)
+    q = _query(sess)
     for spec in K.all_kinds():  # kinds drawn as one figure for every layer
         same = [r for r in recs if r.kind == spec.name]
         if spec.grouped and same:
@@ -82,11 +88,18 @@ def build_zip(sess) -> Path:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("image.png", to_png_bytes(image))
         image = _drawable(image)
+        sx, sy = image.shape[1] / a.image.shape[1], image.shape[0] / a.image.shape[0]
+        qx, qy = _query(sess)
         for i, r in enumerate(a.maps):
             if not has_spatial(r):
                 continue
-            m = V.grid_map(r)
-            img = overlay(image, m, norm="minmax", colorbar=True, label=V.map_caption(r, a.maps))
+            if K.of(r).queried:  # the row of the session's query, the query marked
+                img = affinity_overlay(image, r, qx * sx, qy * sy, colorbar=True,
+                                       label=f"{V.map_caption(r, a.maps)} · query "
+                                             f"({qx:.0f}, {qy:.0f})")
+            else:
+                img = overlay(image, V.grid_map(r), norm="minmax", colorbar=True,
+                              label=V.map_caption(r, a.maps))
             z.writestr(f"overlays/{i:02d}_{_slug(r.tap)}_{r.kind}.png", to_png_bytes(img))
         for k in a.attributions:
             m = V.attribution_grid(a, k)
@@ -181,9 +194,11 @@ def run_export(sess):
         path = build_zip(sess)
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
+        n_figures = sum(n.startswith("figures/") and n.endswith(".html") for n in names)
         md = (f"**{path.name}** — {len(names)} files ({path.stat().st_size / 1024:.0f} KiB): "
               f"{sum(n.startswith('overlays/') for n in names)} overlays, "
-              f"{sum(n.startswith('figures/') for n in names)} figures, scores.json, maps.npz.")
+              f"{n_figures} figure{'s' if n_figures != 1 else ''} (HTML, with "
+              f"{PLOTLY_JS} beside them), scores.json, maps.npz.")
         return str(path), md
 
 

@@ -31,6 +31,8 @@ def badge_pill(loaded) -> str:
     if not loaded.trained:
         why = " (no checkpoint yet)" if loaded.entry.family == "lite" else ""
         return f"<span class='av-badge av-random'>⚠ random weights{why}</span>"
+    if loaded.entry.family == "external":
+        return own_model_pill(loaded.entry)
     acc = accuracy(loaded)
     if acc is None:
         return f"<span class='av-badge av-trained'>✓ {loaded.badge}</span>"
@@ -39,6 +41,28 @@ def badge_pill(loaded) -> str:
                 f"{ACCURACY_WARN:.0%}'>⚠ {loaded.badge} · only {acc:.1%} val. accuracy</span>")
     return (f"<span class='av-badge av-trained'>✓ {loaded.badge} · {acc:.1%} val. "
             "accuracy</span>")
+
+
+def entry_badge_md(entry) -> str:
+    """The badge of a catalogue entry before its model is built (a model just selected): what
+    the catalogue knows about its weights. The analysis replaces it with :func:`badge_md`."""
+    if not entry.trained:
+        why = " (no checkpoint yet)" if entry.family == "lite" else ""
+        return (f"<span class='av-badge av-random'>⚠ random weights{why}</span> `{entry.name}` "
+                "is untrained: its maps show an untrained network, not learned attention.")
+    if entry.family == "external":
+        return own_model_pill(entry)
+    return f"<span class='av-badge av-trained'>✓ {entry.badge}</span>"
+
+
+def own_model_pill(entry) -> str:
+    """A model served with ``--model``: where its weights came from, not a ✓ (attnviz cannot
+    know whether the file's code loaded trained weights)."""
+    if entry.path is not None:
+        src = f"weights from <code>--weights {entry.path.name}</code>"
+    else:
+        src = "weights as the file's own code sets them (attnviz cannot tell if trained)"
+    return f"<span class='av-badge av-own'>your model · {src}</span>"
 
 
 def badge_md(loaded) -> str:

@@ -30,6 +30,7 @@ from .analysis import add_attribution, analyse, shown_method, summary  # noqa: F
 from .components import InputImage, Outputs
 from .errors import bad_request, to_gr_error, user_errors
 from .examples import ensure_examples
+from .framing import entry_badge_md
 from .inspect_views import (HEADLINE_OUTPUTS, KIND_OUTPUTS, KIND_TABS, affinity_gallery, cleared,
                             headline, inspect_values, kind_views, of_kinds, record_figure)
 from .scores_view import SCORE_HEADERS, SCORE_WIDTHS, scores_table, update_scores
@@ -42,6 +43,11 @@ UI_OUTPUTS = INSPECT_OUTPUTS + KIND_OUTPUTS + ("scores", "status")
 # the results column is greyed with an "Analysing…" sign from the click until the maps are drawn
 MARK_STALE = ("() => { const r = document.getElementById('av-right'); "
               "if (r) r.classList.add('av-stale'); }")
+# after a click on the image: the affinity overlays (their tab open), else the headline, in view
+SHOW_AFFINITY = ("() => { const g = document.getElementById('av-gal-affinity'); "
+                 "const t = g && g.offsetParent !== null ? g : "
+                 "document.getElementById('av-head-att'); "
+                 "if (t) t.scrollIntoView({block: 'nearest'}); }")
 UNMARK_STALE = ("() => { const r = document.getElementById('av-right'); "
                 "if (r) r.classList.remove('av-stale'); }")
 
@@ -90,6 +96,14 @@ def run_inspect_ui(image, model_name, method, scale) -> dict:
         return _failed(e)
 
 
+def selected_badge(model_name):
+    """The catalogue's badge for the model just selected (nothing is built)."""
+    try:
+        return entry_badge_md(find_entry(model_name))
+    except AttnvizError:
+        return gr.skip()
+
+
 def run_inspect_auto(image, model_name, method, scale) -> dict:
     """A new image, model or method re-runs the analysis when it is fast (lite models); for a
     full-size model the previous results are cleared and Analyse runs it."""
@@ -100,8 +114,10 @@ def run_inspect_auto(image, model_name, method, scale) -> dict:
     except AttnvizError as e:
         return _failed(e)
     if not entry.is_lite:
-        return {**cleared(), "status": f"<span class='av-hint'><b>{entry.name}</b> is a "
-                                       "full-size model: press <b>Analyse</b> to run it.</span>"}
+        # the badge follows the selection at once (from the catalogue: nothing is built)
+        return {**cleared(), "badge": entry_badge_md(entry),
+                "status": f"<span class='av-hint'><b>{entry.name}</b> is a "
+                          "full-size model: press <b>Analyse</b> to run it.</span>"}
     return run_inspect_ui(image, model_name, method, scale)
 
 
@@ -268,7 +284,7 @@ def _right_column(ui: SimpleNamespace) -> None:
                                 height=260, scale=1, min_width=200, elem_id="av-head-attr",
                                 buttons=["download", "fullscreen"], elem_classes=["av-result"])
     ui.agreement = gr.Markdown(elem_id="av-agreement", elem_classes=["av-result"])
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=True, elem_id="av-kinds-row"):
         ui.kind_note = gr.Markdown(elem_id="av-kinds", elem_classes=["av-result"])
         # the colour bar says its scale; the toggle beside it switches the scale
         ui.scale = gr.Radio(list(V.SCALES), value="per map", label="Colour scale",
@@ -288,9 +304,11 @@ def _right_column(ui: SimpleNamespace) -> None:
             ui.scores_full = gr.Button("Deletion / insertion", size="sm", scale=0,
                                        min_width=180, variant="secondary",
                                        elem_id="av-scores-full")
+        # the whole table on the page (a dozen rows): no scrolling inside a box that cuts
+        # the "(random ...)" references
         ui.scores = gr.Dataframe(headers=SCORE_HEADERS, interactive=False, wrap=True,
                                  column_widths=SCORE_WIDTHS, elem_id="av-scores",
-                                 max_height=360)
+                                 max_height=5000)
     with gr.Accordion("Summary (JSON)", open=False):
         ui.summary = gr.JSON(label="What /inspect returns")
 
@@ -351,6 +369,9 @@ def _wire(ui: SimpleNamespace) -> None:
     chain(ev, "_ui", "undocumented")
     triggers = [ui.image.change, ui.model.change, ui.method.change]
     gr.on(triggers, None, js=MARK_STALE)
+    # the badge follows the selected model at once, before any analysis
+    ui.model.change(selected_badge, ui.model, ui.badge, queue=False, api_name="badge",
+                    api_visibility="undocumented", show_progress="hidden")
     ev = gr.on(triggers, ui_out.handler(run_inspect_auto), inputs, ui_out.components,
                api_name="inspect_auto", api_visibility="undocumented", concurrency_id="inspect",
                trigger_mode="always_last", show_progress="minimal", show_progress_on=[ui.top5])
@@ -371,7 +392,12 @@ def _wire(ui: SimpleNamespace) -> None:
     ui.image.select(pick_query, None, [ui.qx, ui.qy], api_name="pick_query",
                     api_visibility="private", show_progress="hidden").then(
         aff_out.handler(run_affinity), [ui.state, ui.qx, ui.qy, ui.scale], aff_out.components,
-        api_name="affinity", show_progress="minimal")
+        api_name="affinity", show_progress="minimal").success(
+        # the headline and the all-maps tiles mark the new query too; the result is brought
+        # into view beside the image
+        head_out.handler(rescale), [ui.state, ui.scale], head_out.components,
+        api_name="affinity_headline", api_visibility="private", show_progress="hidden").then(
+        None, js=SHOW_AFFINITY)
     gr.on([ui.qx.submit, ui.qy.submit], aff_out.handler(run_affinity),
           [ui.state, ui.qx, ui.qy, ui.scale], aff_out.components, api_name="affinity_typed",
           api_visibility="undocumented")

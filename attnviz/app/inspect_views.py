@@ -114,6 +114,28 @@ def tile(overlay: np.ndarray, rng) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ headline
+def draw_record(sess: Session, rec, norm):
+    """A record over the display image: (overlay, colour range, the values drawn, words to add
+    to its caption). An affinity (a queried kind) is the row of the session's query, with the
+    query marked, as in the Affinity tab; other kinds their spatial map."""
+    if K.of(rec).queried:
+        from ..maps import affinity_row
+        qx, qy = query_display(sess)
+        h, w = sess.display.shape[:2]
+        values = affinity_row(rec, qy / h, qx / w)[0][0].float().numpy()
+        img, rng = V.draw_affinity(sess.display, rec, qx, qy, norm)
+        ox, oy = qx / sess.scale, qy / sess.scale
+        return img, rng, values, f" · query ({ox:.0f}, {oy:.0f})"
+    m = V.grid_map(rec)
+    img, rng = V.draw(sess.display, m, norm)
+    return img, rng, m, ""
+
+
+def framing_note(sess: Session) -> str:
+    """How to read the session's prediction (framing.prediction_note), "" when none is needed."""
+    return prediction_note(MODELS.get(sess.model_name), sess.example)
+
+
 def headline(sess: Session, scale: str) -> dict:
     """The headline overlays (attention, attribution), the details line, the gallery of every
     overlay and the colour bar."""
@@ -136,22 +158,29 @@ def headline(sess: Session, scale: str) -> dict:
                  f"**Agreement:** n/a — no spatial attention map to compare with "
                  f"{V.method_name(method)}."]
     else:
-        img, rng = V.draw(sess.display, V.grid_map(rec), norms[rec.tap])
-        att = gr.Image(value=img, label=f"Attention · {V.module_label(rec, a.maps)} {V.block_name(rec)}")
+        img, rng, m, where = draw_record(sess, rec, norms[rec.tap])
+        att = gr.Image(value=img, label=f"Attention · {V.module_label(rec, a.maps)} "
+                                        f"{V.block_name(rec)}{where}")
         rho = agreement(sess, rec, method)
         rho_s = "n/a (a constant map)" if rho is None else f"{rho:+.2f}"
-        lines = [f"**Attention:** {V.map_caption(rec, a.maps)}, range {V.fmt_range(*rng)} — the most "
+        lines = [f"**Attention:** {V.map_caption(rec, a.maps)}{where}, range "
+                 f"{V.range_text(m, rng, shared is not None)} — the most "
                  "concentrated map of the deepest stage", attr_line,
                  f"**Agreement** (Spearman ρ between the two): **{rho_s}** "
                  "<span class='av-muted'>1 = same pixel ranking, 0 = unrelated</span>"]
     for r in a.maps:
         if has_spatial(r):
-            img, rng = V.draw(sess.display, V.grid_map(r), norms[r.tap])
-            gallery.append((tile(img, rng), f"{V.map_caption(r, a.maps)} · {V.fmt_range(*rng)}"))
+            img, rng, m, where = draw_record(sess, r, norms[r.tap])
+            gallery.append((tile(img, rng), f"{V.map_caption(r, a.maps)}{where} · "
+                                            f"{V.range_text(m, rng, shared is not None)}"))
     gallery.append((tile(attr_img, arng), f"{V.method_name(method)} · {V.fmt_range(*arng)}"))
     attr = gr.Image(value=attr_img, label=f"{V.method_name(method)} → {a.target_name}"
                                           + (" (computing…)" if pending else ""))
-    return {"head_att": att, "head_attr": attr, "agreement": "<br>".join(lines),
+    # the framing (random weights, a lite model's six shapes) stays with every redraw of these
+    # results: a slow attribution, a new colour scale
+    note = framing_note(sess)
+    return {"head_att": att, "head_attr": attr, "agreement": "<br>".join(([note] if note else [])
+                                                                        + lines),
             "gal_all": gallery, "legend": V.legend(scale, shared)}
 
 
@@ -161,8 +190,6 @@ def inspect_values(sess: Session, scale: str) -> dict:
     values = {"top5": V.top_k_dict(sess.analysis), "badge": badge_md(loaded),
               **headline(sess, scale), "summary": summary(sess), "state": sess}
     note = prediction_note(loaded, sess.example)
-    if note:
-        values["agreement"] = note + "<br>" + values["agreement"]
     values["summary"]["prediction_note"] = re.sub(r"<[^>]+>", "", note) or None
     return values
 
@@ -191,25 +218,29 @@ def affinity_gallery(sess: Session, scale: str) -> list:
     qx, qy = query_display(sess)
     out = []
     shared = None
+    from ..maps import affinity_row
+    h, w = sess.display.shape[:2]
+    rows = {r.tap: affinity_row(r, qy / h, qx / w)[0][0].float().numpy() for r in recs}
     if scale == "shared" and recs:
-        from ..maps import affinity_row
         from ..render.scale import shared_range
-        h, w = sess.display.shape[:2]
-        shared = shared_range([affinity_row(r, qy / h, qx / w)[0][0].float().numpy()
-                               for r in recs])
+        shared = shared_range(list(rows.values()))
     for r in recs:
         img, rng = V.draw_affinity(sess.display, r, qx, qy, shared or "minmax")
         ox, oy = qx / sess.scale, qy / sess.scale
-        out.append((tile(img, rng), f"{V.map_caption(r, sess.analysis.maps)} · attention from query "
-                                    f"({ox:.0f}, {oy:.0f}) · {V.fmt_range(*rng)}"))
+        out.append((tile(img, rng), f"{V.map_caption(r, sess.analysis.maps)} · attention from "
+                                    f"query ({ox:.0f}, {oy:.0f}) · "
+                                    f"{V.range_text(rows[r.tap], rng, shared is not None)}"))
     return out
 
 
 def _overlays(sess: Session, recs, norms) -> list:
     out = []
     for r in recs:
-        img, rng = V.draw(sess.display, V.grid_map(r), norms[r.tap])
-        out.append((tile(img, rng), f"{V.map_caption(r, sess.analysis.maps)} · {V.fmt_range(*rng)}"))
+        m = V.grid_map(r)
+        img, rng = V.draw(sess.display, m, norms[r.tap])
+        shared = not isinstance(norms[r.tap], str)  # a (lo, hi) shared by every map
+        out.append((tile(img, rng), f"{V.map_caption(r, sess.analysis.maps)} · "
+                                    f"{V.range_text(m, rng, shared)}"))
     return out
 
 
@@ -268,8 +299,11 @@ def cleared(message: str = "") -> dict:
            "gal_all": [], "summary": None, "state": None, "kind_note": "",
            "scores": pd.DataFrame([], columns=SCORE_HEADERS)}
     for t in KIND_TABS:
+        # no counts over emptied results: every kind tab back to its bare title, disabled
+        out[f"tab_{t.key}"] = gr.Tab(label=t.title, interactive=False)
         if t.gallery:
             out[f"gal_{t.key}"] = []
         for name in (f"plot_{t.key}", *t.extra_plots):
             out[name] = None
+    out["kind_tabs"] = gr.Tabs(selected="all")
     return out

@@ -162,6 +162,15 @@ def fmt_range(lo: float, hi: float) -> str:
     return f"{fmt_value(lo, ref)}–{fmt_value(hi, ref)}"
 
 
+def range_text(m, rng, shared: bool) -> str:
+    """A map's range for its caption: its own min-max, and under a shared scale the shared
+    range beside it, each named ("own 0.285–0.913 · shared 0.215–0.92")."""
+    if not shared:
+        return fmt_range(*rng)
+    a = np.asarray(m, dtype=np.float64)
+    return f"own {fmt_range(float(a.min()), float(a.max()))} · shared {fmt_range(*rng)}"
+
+
 def draw(display: np.ndarray, m: np.ndarray, norm="minmax", mark=None) -> tuple[np.ndarray, tuple]:
     """Overlay ``m`` (any grid covering the image) on the display image: (RGB, (vmin, vmax))."""
     from ..render.scale import resolve_range

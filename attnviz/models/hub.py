@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import WeightsError
 
-__all__ = ["hub_url", "fetch", "cached", "offline"]
+__all__ = ["cached", "fetch", "hub_url", "offline"]
 
 HUB = "https://huggingface.co"
 _CHUNK = 1 << 20
@@ -62,7 +62,9 @@ def _check(path: Path, sha256: str | None, what: str) -> Path:
 
 def cached(repo: str, filename: str, revision: str = "main", cache_dir=None) -> Path | None:
     """The Hub cache's copy of the file at ``revision``, or None (no network)."""
-    from huggingface_hub import try_to_load_from_cache  # deferred: only weights need the hub
+    from huggingface_hub import (
+        try_to_load_from_cache,  # deferred: only weights need the hub
+    )
     cache_dir = cache_dir or os.environ.get("HF_HUB_CACHE") or None
     hit = try_to_load_from_cache(repo, filename, revision=revision, cache_dir=cache_dir)
     return Path(hit) if isinstance(hit, str) else None
@@ -74,9 +76,13 @@ def fetch(repo: str, filename: str, revision: str = "main", sha256: str | None =
     interrupted download) when it is not there and the hub is not offline; its sha256 checked
     where known. Errors are WeightsErrors that say what to do."""
     from huggingface_hub import hf_hub_download  # deferred: only weights need the hub
-    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError,
-                                        LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
     what = f"{repo}/{filename}@{revision}"
     cache_dir = cache_dir or os.environ.get("HF_HUB_CACHE") or None  # read now, not at import
     try:

@@ -83,8 +83,18 @@ def colorize(values01, colormap: str = DEFAULT_COLORMAP) -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap(u8, colormap_id(colormap)), cv2.COLOR_BGR2RGB)
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float, ref: float = 0.0) -> str:
+    """3 significant digits; a value negligible beside ``ref`` (1e-17 next to 0.05: float noise
+    of a softmax row) is written 0."""
+    if v == 0 or abs(v) < 1e-6 * abs(ref):
+        return "0"
     return f"{v:.3g}"
+
+
+def range_labels(vmin: float, vmax: float) -> tuple[str, str]:
+    """The two ends of a colour bar as written on it."""
+    ref = max(abs(float(vmin)), abs(float(vmax)))
+    return _fmt(float(vmin), ref), _fmt(float(vmax), ref)
 
 
 def _fit_text(text: str, max_w: int, scale: float) -> str:
@@ -110,7 +120,7 @@ def colorbar(vmin: float, vmax: float, colormap: str = DEFAULT_COLORMAP, label: 
     pad = 2
     bar[pad:pad + strip] = colorize(np.linspace(0, 1, width)[None].repeat(strip, 0), colormap)
     base = pad + strip + th + 4
-    lo, hi = _fmt(vmin), _fmt(vmax)
+    lo, hi = range_labels(vmin, vmax)
     hi_w = cv2.getTextSize(hi, _FONT, scale, 1)[0][0]
     lo_w = cv2.getTextSize(lo, _FONT, scale, 1)[0][0]
     cv2.putText(bar, lo, (2, base), _FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
