@@ -47,6 +47,7 @@ from . import faithfulness_eval as FE
 from .explain import get_explainer, model_lock, reduce_attribution
 from .maps import SPATIAL_KINDS, to_spatial, upsample
 from .metrics import energy_pointing_game, pointing_game
+from .model_info import info_of
 from .shard import Shard, current as current_shard, finish as finish_shard
 from .train import TEST_SEED, to_tensor
 
@@ -89,7 +90,7 @@ def evaluate(model, n: int = 500, seed: int = TEST_SEED, batch_size: int = 50,
     if isinstance(model, str):
         from .models.registry import create_model
         model = create_model(model, pretrained=True)
-    info = model.info
+    info = info_of(model)  # any model: its ModelInfo, or the one describe() gave it
     size = int(info.input_size)
     if batch_size < 1:
         raise AttnvizError("batch_size must be at least 1")
@@ -133,7 +134,7 @@ def _image_rows(model, batches, n, seed, size, data, tolerance, progress=None, f
     rate, flat-map energy), gradcam (pointing hit, energy) and attention {key: (hit, energy)}
     for a masked image; faithfulness {map: [deletion, insertion]} for the first ``faith_n``
     masked images."""
-    info = model.info
+    info = info_of(model)
     device = _model_device(model)
     exp = get_explainer(model, "gradcam")
     from .metrics import eval_mode

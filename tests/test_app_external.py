@@ -63,6 +63,48 @@ def test_inspect_returns_every_kind_of_the_users_model(served):
     assert names[0] == "mine" and "lite_cbam" in names
 
 
+def test_evaluate_offers_your_model_on_its_own_class_folders(served, tmp_path):
+    """Evaluate with --model: the user's model on a zip of class folders named after its labels
+    (the accuracy the library gives on the same images), never the "ImageNet model" refusal;
+    synthetic shapes are refused in words that say what to do. The badge says where the
+    weights came from, without a ✓."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    import attnviz
+    from attnviz.datasets import load_image_folder, with_classes
+    from attnviz.evaluate import evaluate
+    client, model = served
+    msg = ""
+    try:
+        client.predict("mine", 50, "synthetic shapes", None, api_name="/evaluate")
+    except Exception as e:  # noqa: BLE001 - the message is what is checked
+        msg = str(e)
+    assert "its own 10 classes" in msg and "zip of class folders" in msg, msg
+    assert "ImageNet" not in msg
+    rng = np.random.default_rng(1)
+    zpath = tmp_path / "mine.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for cls in ("label 3", "label 7"):
+            for i in range(6):
+                b = io.BytesIO()
+                Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(
+                    b, format="PNG")
+                z.writestr(f"{cls}/{i:02d}.png", b.getvalue())
+    note, _, result = client.predict("mine", 50, "zip of class folders", handle_file(str(zpath)),
+                                     api_name="/evaluate")
+    assert result["n"] == 12 and "12 uploaded images in 2 class folders" in note, note
+    attnviz.describe(model, input_size=96, classes=LABELS)
+    want = evaluate(model.eval(), data=with_classes(load_image_folder(zpath, size=96), LABELS))
+    assert result["accuracy"] == pytest.approx(want["accuracy"])
+    badge = client.predict(handle_file(str(EXAMPLES / "star.png")), "mine", "gradcam",
+                           "per map", api_name="/inspect")[1]
+    assert "--weights net.safetensors" in badge and "✓" not in badge, badge
+
+
 @pytest.mark.parametrize("args, words", [
     (["--model", "missing_file.py"], ["missing_file.py", "no such file"]),
     (["--model", "tests/paper_nets.py:nothing_here"], ["paper_nets.py", "nothing_here"]),

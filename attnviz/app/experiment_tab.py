@@ -100,7 +100,7 @@ def run_ablation(image, model_name):
               f"'{cname}' (after - before)"
               + (" — the probability is saturated, so the logit shows the effect."
                  if saturated else ".") + badge)
-        return gr.Plot(value=fig, label=f"{what} per module (sorted)"), df, md
+        return fig, df, md
 
 
 def ablation_names(rows) -> list[str]:
@@ -423,6 +423,7 @@ def build(ui: SimpleNamespace) -> None:
             ui.abl_run = gr.Button("Ablate each module", variant="primary", scale=0,
                                    min_width=200, elem_id="av-ablate")
             ui.abl_note = gr.Markdown()
+        # neutral: the chart's axis and the note above say logit or probability change
         ui.abl_plot = gr.Plot(label="Change per module when it is neutralised (sorted)",
                               elem_id="av-abl-plot")
         ui.abl_table = gr.Dataframe(headers=ABLATION_HEADERS, interactive=False,
