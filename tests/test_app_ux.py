@@ -15,7 +15,7 @@ from PIL import Image
 pytest.importorskip("gradio_client")
 from gradio_client import handle_file  # noqa: E402
 
-from test_app_api import expect_error, gallery, img, inspect, path_of, plotly  # noqa: E402
+from test_app_api import expect_error, gallery, inspect, path_of, plotly  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def photo(tmp_path_factory):
 def test_framing_stays_after_a_slow_attribution_and_a_rescale(client, photo):
     r = inspect(client, photo, "lite_cbam", "smoothgrad")
     assert "knows only" in r["details"]
-    att, attr, details, gal, legend = client.predict("per map", api_name="/attribute")
+    _, _, details, gal, _ = client.predict("per map", api_name="/attribute")
     assert "SmoothGrad" in details and "knows only" in details, details
     assert any(c.startswith("SmoothGrad") for _, c in gallery(gal))
     _, _, details, _, _ = client.predict("shared", api_name="/rescale")
@@ -79,7 +79,7 @@ def test_export_marks_the_affinity_query_and_counts_figures(client, example_path
 @pytest.mark.slow
 def test_ablation_note_names_what_the_chart_plots(client, example_paths):
     inspect(client, example_paths["star"], "lite_cbam")
-    fig, tab, note = client.predict(handle_file(str(example_paths["star"])), "lite_cbam",
+    fig, _, note = client.predict(handle_file(str(example_paths["star"])), "lite_cbam",
                                     api_name="/ablate")
     xtitle = plotly(fig)["layout"]["xaxis"]["title"]["text"]
     said = re.search(r"Bars: \*\*(\w+) change\*\*", note).group(1)
