@@ -44,10 +44,10 @@ def test_progressive_bomb_is_refused_before_decoding(tmp_path):
     path.write_bytes(bomb)
     for read in (lambda: load_image(bomb), lambda: load_image(path),
                  lambda: image_size(bomb), lambda: image_size(path)):
-        t = time.perf_counter()
+        t = time.process_time()  # CPU of this process: decoding would show, load would not
         with pytest.raises(ImageError, match=f"more than {MAX_JPEG_SCANS} scans"):
             read()
-        assert time.perf_counter() - t < 0.5
+        assert time.process_time() - t < 0.3
     # the budget is scans x megapixels: 20 scans are fine at 4 MP, not at 64 MP
     assert load_image(progressive_jpeg_bomb(400, 400, repeats=2)).size == (400, 400)
     with pytest.raises(ImageError, match="more than 15 scans"):
@@ -77,10 +77,10 @@ def test_only_listed_formats_are_opened(fmt, tmp_path):
         Image.new("RGB", (32, 32)).save(b, "PCX")  # a format Pillow reads, not accepted here
         data = b.getvalue()
     for read in (lambda: load_image(data), lambda: image_size(data)):
-        t = time.perf_counter()
+        t = time.process_time()  # CPU of this process: decoding would show, load would not
         with pytest.raises(ImageError, match="PNG, JPEG, GIF, BMP, TIFF or WebP"):
             read()
-        assert time.perf_counter() - t < 0.5
+        assert time.process_time() - t < 0.3
     for fmt_ok in ("PNG", "GIF", "BMP", "TIFF", "WEBP"):
         b = io.BytesIO()
         Image.new("RGB", (32, 24), (10, 200, 30)).save(b, fmt_ok)
