@@ -237,3 +237,39 @@ def test_training_shows_epoch_loss_and_time_left(browser, app_url):
         assert not pg.errors, pg.errors
     finally:
         pg.close()
+
+
+def test_your_model_in_experiment_evaluate(browser, tmp_path):
+    """With --model (no --weights): the badge says the weights are the file's own, without a ✓;
+    Evaluate preselects the model with "zip of class folders", and Evaluate without a zip says
+    so on one pill (beside Gradio's toast of the same message; no "ImageNet model" error)."""
+    from app_fixtures import ROOT, serve_app
+    from test_browser_layout import ERRORS_SHOWN
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"label {i}" for i in range(10)) + "\n")
+    args = ["--model", f"mine={ROOT / 'examples' / 'paper_style_net.py'}", "--labels",
+            str(labels), "--input-size", "96"]
+    with serve_app(tmp_path, args) as (url, _proc):
+        pg = browser.new_page(viewport={"width": 1280, "height": 800})
+        try:
+            pg.goto(url, timeout=TIMEOUT)
+            pg.wait_for_function("() => document.querySelector('#av-badge') && document"
+                                 ".querySelector('#av-badge').innerText.includes('your model')",
+                                 timeout=TIMEOUT)
+            badge = pg.locator("#av-badge").inner_text()
+            assert "file's own code" in badge and "✓" not in badge, badge
+            open_tab(pg, "#av-tabs", "Experiment")
+            pg.get_by_text("Evaluate a model").first.click()
+            assert pg.locator("#av-eval-model input").input_value().startswith("mine")
+            assert pg.locator("#av-eval-data input:checked").get_attribute("value") == \
+                "zip of class folders"
+            pg.click("#av-eval-run")
+            pg.wait_for_function("() => document.body.innerText.includes('Upload a .zip')",
+                                 timeout=TIMEOUT)
+            pg.wait_for_timeout(1500)  # anything else that would appear has appeared
+            shown = pg.evaluate(ERRORS_SHOWN)
+            assert shown["pills"] == 1 and shown["toasts"] <= 1, shown
+            assert "ImageNet" not in pg.locator("#av-tabs").inner_text()
+            pg.screenshot(path=str(ARTIFACTS / "ux_your_model_evaluate.png"), full_page=True)
+        finally:
+            pg.close()
