@@ -155,3 +155,12 @@ def test_ablation_bars_one_per_module_for_timm_names():
     names = ablation_names(rows)
     assert len(rows) == 16 and len(set(names)) == 16, names
     assert "stages.2.blocks.1 · CBAM spatial" in names
+
+
+def test_channel_gate_chart_names_each_module_by_its_label():
+    from attnviz.render.figures import channel_gate_bars
+    recs = [r for r in _records(TimmLike()) if r.kind == "channel"]
+    fig = channel_gate_bars(recs)
+    names = [t.name for t in fig.data]
+    assert len(set(names)) == len(recs) == 8
+    assert names[1].startswith("stages.0.blocks.1 (")

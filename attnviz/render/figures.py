@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .. import kinds as _kinds
+from ..analysis.labels import record_labels
 from ..errors import OptionError
 from .overlay import BLOCK_NAMES, DEFAULT_COLORMAP, caption, colorize
 from .scale import as_numpy, display_values, resolve_range, shared_range, widen
@@ -130,7 +131,8 @@ def _gate_vectors(gates, batch):
     if _is_record(gates):
         gates = [gates]
     if isinstance(gates, (list, tuple)) and gates and _is_record(gates[0]):
-        return [(f"{r.layer} ({BLOCK_NAMES.get(r.block, r.block)})",
+        labels = record_labels(gates)  # each module's distinguishing path, any naming
+        return [(f"{labels[r.tap]} ({BLOCK_NAMES.get(r.block, r.block)})",
                  as_numpy(r.tensor[batch]).ravel()) for r in gates]
     if isinstance(gates, dict):
         return [(str(k), as_numpy(v).ravel()) for k, v in gates.items()]
@@ -198,7 +200,8 @@ def kernel_selection_bars(records, title: str = "SK kernel selection", batch: in
     m = max(w.shape[0] for w in weights)
     names = list(branch_names or [f"branch {i}" for i in range(m)])
     names += [f"branch {i}" for i in range(len(names), m)]
-    layers = [r.layer for r in records]
+    labels = record_labels(records)  # each module's distinguishing path, any naming
+    layers = [labels[r.tap] for r in records]
     shown = [0] if m == 2 else list(range(m))
     sampled = any(w.shape[1] > max_points for w in weights)
     lower = (f"per-channel weight of {names[0]} (the other branch: 1 minus it)" if m == 2
