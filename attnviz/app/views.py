@@ -16,7 +16,7 @@ from .. import kinds as K
 from ..analysis.headline import concentration, grid_map, headline_record  # noqa: F401
 from ..analysis.labels import record_labels
 from ..explain import METHODS, SINGLE_PASS, canonical_method
-from ..maps import has_spatial, to_spatial
+from ..maps import has_spatial
 from ..render.overlay import (BLOCK_NAMES, KIND_NAMES, affinity_overlay, caption, colorbar,
                               fit, overlay)
 from ..render.scale import shared_range
