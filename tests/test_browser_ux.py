@@ -47,6 +47,19 @@ TABLE_FITS = """(sel) => { const t = document.querySelector(sel);
   return {heads, scrollers: scrollers.map(e => e.tagName + '.' + [...e.classList].join('.') + ' ' + e.scrollWidth + '/' + e.clientWidth + ' ' + e.innerText.slice(0, 30)), cut}; }"""
 
 
+# every word of a table's shown cells fits its cell's width
+WORDS_FIT = """(sel) => [...document.querySelectorAll(sel + ' [role=gridcell]')].filter(td =>
+    td.offsetParent !== null && td.getBoundingClientRect().width > 0 && td.innerText.trim() &&
+    getComputedStyle(td).display !== 'none').map(td => {
+    const st = getComputedStyle(td), ctx = document.createElement('canvas').getContext('2d');
+    const inner = td.querySelector('span') || td;
+    ctx.font = getComputedStyle(inner).font;
+    const words = td.innerText.trim().split(/\\s+/);
+    return {text: td.innerText.slice(0, 40), need: Math.max(...words.map(w => ctx.measureText(w).width)),
+            have: td.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight)};
+})"""
+
+
 def ready(pg, name: str = ".png"):
     """The first screen's analysis, scores included (a later switch must not race its chain)."""
     pg.wait_for_function(
@@ -98,6 +111,9 @@ def test_titles_kinds_note_and_scores_fit(browser, app_url, device):
                         cut: td.scrollHeight > td.clientHeight + 2}; });
             return {inner: inner.length, refs}; }""")
         assert sc["inner"] == 0, (device, sc)
+        # no word of a score, map or value broken across lines (one letter a line on a phone)
+        for c in pg.evaluate(WORDS_FIT, "#av-scores"):
+            assert c["need"] <= c["have"] + 1, (device, c)
         assert len(sc["refs"]) == 2 and all(r["inside"] and not r["cut"] for r in sc["refs"]), sc
         pg.locator("#av-scale label", has_text="shared").first.click()
         pg.wait_for_function("() => [...document.querySelectorAll('#av-gal-all .caption-label')]"

@@ -73,6 +73,19 @@ CSS = """
 /* the note of the kinds present keeps a readable width: the row wraps on a phone */
 #av-kinds-row {flex-wrap: wrap !important;}
 #av-kinds {flex: 1 1 220px !important; min-width: 220px !important;}
+/* Scores on a phone: score, map and value share the width (no word broken, "(random ...)"
+   whole); the column of meanings, a paragraph per score, is left out there */
+@media (max-width: 700px) {
+  #av-scores thead th:nth-child(4), #av-scores [role=gridcell]:nth-child(4) {
+      display: none !important;}
+  #av-scores thead th:nth-child(1), #av-scores [role=gridcell]:nth-child(1) {--av-w: 36%;}
+  #av-scores thead th:nth-child(2), #av-scores [role=gridcell]:nth-child(2) {--av-w: 36%;}
+  #av-scores thead th:nth-child(3), #av-scores [role=gridcell]:nth-child(3) {--av-w: 28%;}
+  #av-scores thead th:nth-child(-n+3), #av-scores [role=gridcell]:nth-child(-n+3) {
+      width: var(--av-w) !important; min-width: 0 !important; max-width: none !important;
+      flex: 0 0 var(--av-w) !important;}
+  #av-scores table.header-table {width: 100% !important; table-layout: fixed;}
+}
 /* an image's or a gallery's title sits above it, never over the map */
 #av-head-att.block, #av-head-attr.block, .av-fill.block {display: flex !important;
     flex-direction: column;}
