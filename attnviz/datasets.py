@@ -565,3 +565,9 @@ def _read_class_folders(root: Path, size: int, max_files: int, max_image_pixels=
     else:
         out_masks = None
     return ShapesData(images, labels, out_masks, [name for name, _ in per_class], meta=meta)
+
+
+# the relational (same/different) task lives in attnviz.data.relational; imported last because
+# it builds on ShapesData above
+from .data.relational import (  # noqa: E402,F401
+    PALETTE, RELATION_CLASSES, RelationalData, make_relational)

@@ -1,0 +1,193 @@
+"""Link scores: does an affinity row, queried on one object, point at the object it must be related
+to (its *partner*) rather than at a look-alike that does not matter (the *distractor*)?
+
+For one image, a query point on the query region and an affinity row over a key grid (softmax over
+keys, as non-local, SAGAN and DANet's PAM compute it), with the partner, distractor and query
+masks at image resolution:
+
+- each key cell belongs to the first region that touches it, in the order own (the query's own
+  region), partner, distractor, else background;
+- **mass shares**: the row's mass on the cells of each region (``partner``, ``distractor``,
+  ``own``, ``background``; they sum to 1);
+- **link pointing**: the row's maximum over the cells outside the query's own region falls on a
+  partner cell.
+
+Every score is computed the same way for two references on the same masks and grid: a
+**random** affinity (softmax of unit Gaussian logits, seeded) and the **oracle** (the partner's
+cover, normalised), so a number reads against its floor and its ceiling.
+:func:`link_evaluation` runs a model over a :class:`~attnviz.data.relational.RelationalData` in
+batches and scores every affinity it computes.
+"""
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import OptionError
+from .stats import mean_interval
+
+REGIONS = ("partner", "distractor", "own", "background")
+
+
+def region_cover(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) bool masks -> (N, gh * gw) fraction of each grid cell's area they cover."""
+    masks = np.asarray(masks)
+    n, h, w = masks.shape
+    gh, gw = int(grid[0]), int(grid[1])
+    m = masks.astype(np.float32)
+    if h % gh == 0 and w % gw == 0:
+        return m.reshape(n, gh, h // gh, gw, w // gw).mean((2, 4)).reshape(n, gh * gw)
+    return np.stack([cv2.resize(x, (gw, gh), interpolation=cv2.INTER_AREA) for x in m]) \
+        .reshape(n, gh * gw)
+
+
+def query_rows(points_yx: np.ndarray, image_hw: tuple[int, int], query_hw: tuple[int, int]):
+    """(N,) row index of the query cell holding each (y, x) pixel point."""
+    p = np.asarray(points_yx, float)
+    qh, qw = query_hw
+    iy = np.clip((p[:, 0] / image_hw[0] * qh).astype(int), 0, qh - 1)
+    ix = np.clip((p[:, 1] / image_hw[1] * qw).astype(int), 0, qw - 1)
+    return iy * qw + ix
+
+
+def link_scores(rows: np.ndarray, partner: np.ndarray, distractor: np.ndarray,
+                own: np.ndarray) -> dict:
+    """Per-image scores of affinity ``rows`` (N, K) against region covers (N, K) from
+    :func:`region_cover` (a cell belongs to a region when the cover is above 0). Returns a dict of (N,) arrays: the four mass shares and ``pointing``
+    (1.0 / 0.0; NaN where every key cell touches the query region)."""
+    rows = np.asarray(rows, np.float64)
+    if rows.ndim != 2 or rows.shape != np.shape(partner):
+        raise OptionError(f"affinity rows {rows.shape} and region covers {np.shape(partner)} "
+                          "must both be (images, key cells)")
+    rows = np.clip(rows, 0, None)
+    rows = rows / np.clip(rows.sum(1, keepdims=True), 1e-12, None)
+    own_c = np.asarray(own) > 0
+    partner_c = (np.asarray(partner) > 0) & ~own_c
+    distractor_c = (np.asarray(distractor) > 0) & ~own_c & ~partner_c
+    out = {"partner": (rows * partner_c).sum(1), "distractor": (rows * distractor_c).sum(1),
+           "own": (rows * own_c).sum(1)}
+    out["background"] = np.clip(1 - out["partner"] - out["distractor"] - out["own"], 0, 1)
+    best = np.where(own_c, -np.inf, rows).argmax(1)
+    hit = partner_c[np.arange(len(rows)), best]
+    out["pointing"] = np.where((~own_c).any(1), hit.astype(float), np.nan)
+    return out
+
+
+def random_rows(n: int, k: int, seed: int = 0) -> np.ndarray:
+    """The random-affinity baseline: softmax over ``k`` keys of unit Gaussian logits."""
+    z = np.random.default_rng(seed).normal(size=(n, k))
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def oracle_rows(partner: np.ndarray) -> np.ndarray:
+    """The oracle: all mass on the partner, in proportion to its cover of each key cell."""
+    partner = np.asarray(partner, np.float64)
+    return partner / np.clip(partner.sum(1, keepdims=True), 1e-12, None)
+
+
+def summarize(per_image: dict) -> dict:
+    """Means with 95% intervals over images, and the partner / distractor mass ratio."""
+    out = {k: mean_interval(v) for k, v in per_image.items()}
+    d = out["distractor"]["mean"]
+    out["partner_over_distractor"] = round(out["partner"]["mean"] / d, 2) if d > 0 else None
+    return out
+
+
+def _gather(rec, qidx: np.ndarray) -> np.ndarray:
+    """(B, Nk) rows of affinity record ``rec`` at per-image query indices."""
+    t = rec.tensor.float()
+    idx = torch.as_tensor(qidx, dtype=torch.long, device=t.device)
+    if "query_index" in rec.meta:  # rows were capped: the nearest kept query
+        kept = rec.meta["query_index"].to(torch.long).to(t.device)
+        idx = (kept[None] - idx[:, None]).abs().argmin(1)
+    return t[torch.arange(t.shape[0], device=t.device), idx].cpu().numpy()
+
+
+@torch.no_grad()
+def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=None) -> dict:
+    """Score every affinity ``model`` computes on ``data`` (a RelationalData).
+
+    Returns {"accuracy", "n", "layers": {layer: {"block", "query_hw", "key_hw", "model",
+    "random", "oracle"}}} where each of model / random / oracle is :func:`summarize` of the
+    per-image scores, and ``per_image`` arrays are kept under ``"_per_image"`` for pooling over
+    seeds. progress: called with (images done, total).
+    """
+    from ..capture import capture  # noqa: PLC0415 - capture sits above scores until issue 18
+    from ..train import to_tensor  # noqa: PLC0415
+
+    for f in ("partner_masks", "distractor_masks", "query_masks", "query_points"):
+        if getattr(data, f, None) is None:
+            raise OptionError("link scores need relational data with partner, distractor and "
+                              "query masks (attnviz.datasets.make_relational)")
+    info = model.info
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    n = len(data.labels)
+    hw = data.images.shape[1:3]
+    rows, correct, t0 = {}, 0, time.time()
+    meta = {}
+    try:
+        for i in range(0, n, batch_size):
+            sl = slice(i, min(i + batch_size, n))
+            x = to_tensor(data.images[sl], info.mean, info.std).to(device)
+            with capture(model, kinds=["affinity"], discover=False) as rec:
+                logits = model(x)
+            correct += int((logits.argmax(1).cpu().numpy() == data.labels[sl]).sum())
+            for r in rec:
+                q = query_rows(data.query_points[sl], hw, r.meta["query_hw"])
+                rows.setdefault(r.layer, []).append(_gather(r, q))
+                meta[r.layer] = (r.block, tuple(r.meta["query_hw"]), tuple(r.meta["key_hw"]))
+            if progress is not None:
+                progress(sl.stop, n)
+    finally:
+        model.train(was)
+    if not rows:
+        raise OptionError(f"{info.name} computes no affinity (non-local, SAGAN or DANet PAM); "
+                          "link scores need one")
+    layers = {}
+    for k, (layer, parts) in enumerate(rows.items()):
+        block, qhw, khw = meta[layer]
+        a = np.concatenate(parts)
+        cov = {name: region_cover(getattr(data, f), khw) for name, f in
+               (("partner", "partner_masks"), ("distractor", "distractor_masks"),
+                ("own", "query_masks"))}
+        per = {"model": link_scores(a, cov["partner"], cov["distractor"], cov["own"]),
+               "random": link_scores(random_rows(n, a.shape[1], seed + k), cov["partner"],
+                                     cov["distractor"], cov["own"]),
+               "oracle": link_scores(oracle_rows(cov["partner"]), cov["partner"],
+                                     cov["distractor"], cov["own"])}
+        layers[layer] = {"block": block, "query_hw": list(qhw), "key_hw": list(khw),
+                         **{ref: summarize(v) for ref, v in per.items()}, "_per_image": per}
+    return {"n": n, "accuracy": round(correct / n, 4), "layers": layers,
+            "seconds": round(time.time() - t0, 2)}
+
+
+def pooled_over_seeds(results: list[dict]) -> dict:
+    """Pool :func:`link_evaluation` results of several seeds: per layer and reference, the mean
+    over all images with its interval, and the spread of the per-seed means."""
+    out = {"seeds": len(results), "n": sum(r["n"] for r in results),
+           "accuracy": mean_interval([r["accuracy"] for r in results]), "layers": {}}
+    for layer, first in results[0]["layers"].items():
+        entry = {"block": first["block"], "key_hw": first["key_hw"]}
+        for ref in ("model", "random", "oracle"):
+            per = {k: np.concatenate([r["layers"][layer]["_per_image"][ref][k] for r in results])
+                   for k in first["_per_image"][ref]}
+            s = summarize(per)
+            s["per_seed"] = {k: mean_interval([r["layers"][layer][ref][k]["mean"]
+                                               for r in results]) for k in ("pointing", "partner",
+                                                                            "distractor")}
+            entry[ref] = s
+        out["layers"][layer] = entry
+    return out
+
+
+def public(result: dict) -> dict:
+    """``result`` without the per-image arrays (for a JSON card)."""
+    if isinstance(result, dict):
+        return {k: public(v) for k, v in result.items() if k != "_per_image"}
+    return result
