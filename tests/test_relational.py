@@ -80,13 +80,13 @@ def _chi2_independence(colour, label, k):
 
 @pytest.mark.parametrize("region", [0, 1, 2], ids=["query", "partner", "distractor"])
 def test_no_single_region_gives_the_label_away(many, region):
-    """Each region's colour alone is independent of the label (chi-square, df = 4: 18.47 is the
+    """Each region's colour alone is independent of the label (chi-square, df = 2: 13.82 is the
     0.1% critical value), and the best rule reading one region, fitted on one seed, is at chance
     on the other (within 3 standard errors of 0.5); both squares together give 100%."""
     k = len(PALETTE)
     for d in many:
         assert abs(d.labels.mean() - 0.5) < 3 * 0.5 / np.sqrt(len(d.labels))
-        assert _chi2_independence(d.region_colours[:, region], d.labels, k) < 18.47
+        assert _chi2_independence(d.region_colours[:, region], d.labels, k) < 13.82
     fit, test = many
     rule = np.array([np.bincount(fit.labels[fit.region_colours[:, region] == c], minlength=2)
                      .argmax() for c in range(k)])

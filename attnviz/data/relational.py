@@ -42,9 +42,7 @@ from ..datasets import ShapesData
 RELATION_CLASSES = ["same", "different"]
 PALETTE = np.array([[220, 40, 40],     # red
                     [40, 180, 60],     # green
-                    [50, 90, 235],     # blue
-                    [235, 210, 40],    # yellow
-                    [200, 60, 210]],   # magenta
+                    [50, 90, 235]],    # blue
                    np.uint8)
 MIN_SEPARATION = 0.45  # query-partner centre distance, as a fraction of the image size
 

@@ -22,26 +22,13 @@ from __future__ import annotations
 
 import time
 
-import cv2
 import numpy as np
 import torch
 
 from ..errors import OptionError
-from .stats import mean_interval
+from .stats import mean_interval, region_cover  # noqa: F401 - region_cover is part of this API
 
 REGIONS = ("partner", "distractor", "own", "background")
-
-
-def region_cover(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """(N, H, W) bool masks -> (N, gh * gw) fraction of each grid cell's area they cover."""
-    masks = np.asarray(masks)
-    n, h, w = masks.shape
-    gh, gw = int(grid[0]), int(grid[1])
-    m = masks.astype(np.float32)
-    if h % gh == 0 and w % gw == 0:
-        return m.reshape(n, gh, h // gh, gw, w // gw).mean((2, 4)).reshape(n, gh * gw)
-    return np.stack([cv2.resize(x, (gw, gh), interpolation=cv2.INTER_AREA) for x in m]) \
-        .reshape(n, gh * gw)
 
 
 def query_rows(points_yx: np.ndarray, image_hw: tuple[int, int], query_hw: tuple[int, int]):
