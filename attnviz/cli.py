@@ -4,6 +4,10 @@
     attnviz inspect IMAGE_OR_FOLDER --model lite_cbam --out results/
                                                           overlays, figures, scores and maps of
                                                           every image, with a progress bar
+    attnviz stats synthetic --model lite_se --out stats/  dataset-level attention statistics
+                                                          (per-class gates, kernel vs scale,
+                                                          group factors on the object): CSV,
+                                                          figures, stats.json
     attnviz train --model lite_cbam ...                   = python -m attnviz.train
     attnviz evaluate --model lite_cbam ...                = python -m attnviz.evaluate
     attnviz bench ...                                     = python -m attnviz.bench
@@ -144,6 +148,11 @@ def cmd_serve(args) -> int:
 DELEGATED = {"train": "train", "evaluate": "evaluate", "bench": "bench"}
 
 
+def _cmd_stats(args) -> int:
+    from .tools.stats_report import cmd_stats  # deferred: loads torch, plotly
+    return cmd_stats(args)
+
+
 def _delegate(module: str, argv) -> int:
     import importlib
     importlib.import_module(f"attnviz.{module}").main(list(argv))
@@ -176,6 +185,22 @@ def parser() -> argparse.ArgumentParser:
                                                          "pretrained ones")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(run=cmd_inspect)
+    s = sub.add_parser("stats", help="dataset-level attention statistics (CSV and figures)",
+                       description="Per-class channel gates per depth, SK kernel weight against "
+                                   "object size, SGE group factors on the object through depth, "
+                                   "over many images in batches.")
+    s.add_argument("source", metavar="FOLDER_OR_SYNTHETIC",
+                   help="'synthetic' (six shapes), 'relational', or a folder / zip of class "
+                        "sub-folders")
+    s.add_argument("--model", required=True, help="a model name or a .safetensors checkpoint "
+                                                  "written by attnviz train")
+    s.add_argument("--out", default="stats", help="output folder (default stats/)")
+    s.add_argument("--n", type=int, default=500, help="synthetic images (default 500)")
+    s.add_argument("--seed", type=int, default=424242, help="synthetic data seed")
+    s.add_argument("--batch-size", type=int, default=50)
+    s.add_argument("--random", action="store_true", help="random weights")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(run=_cmd_stats)
     for name, module, what in (("train", "train", "train a lite model"),
                                ("evaluate", "evaluate", "accuracy and localisation on fresh "
                                                         "synthetic images"),

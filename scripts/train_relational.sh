@@ -1,26 +1,33 @@
 #!/usr/bin/env bash
 # Reproduce the relational (same/different) checkpoints in models/: lite non-local, SAGAN, DANet
 # and the plain-CNN control, each warm-started from lite_resnet (shapes task; every tensor whose
-# name and shape match: stem and residual convs) and trained on fresh make_relational images.
+# name and shape match: stem and residual convs) and trained on fresh make_relational images at
+# 64 px. The four run side by side, one thread each (PARALLEL=0: one after the other).
 # Usage: scripts/train_relational.sh [model ...]   (default: all four)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}
 EPOCHS=${EPOCHS:-3}
-IMAGES=${IMAGES:-4000}
+IMAGES=${IMAGES:-2400}
 SIZE=${SIZE:-64}
+PARALLEL=${PARALLEL:-1}
 models=("$@")
 [ ${#models[@]} -eq 0 ] && models=(lite_nonlocal lite_sagan lite_danet lite_resnet)
 mkdir -p models/logs
-for m in "${models[@]}"; do
+one() {
+  local m=$1
   echo "$(date +%T) start ${m}_rel"
   if TQDM_MININTERVAL=20 $PY -m attnviz.train --model "$m" --task relational --name "${m}_rel" \
       --out models --epochs "$EPOCHS" --lr 3e-3 --init models/lite_resnet.safetensors \
-      --images-per-epoch "$IMAGES" --batch-size 32 --size "$SIZE" --val-n 500 --seed 0 --threads "$THREADS" \
-      > "models/logs/${m}_rel.log" 2>&1; then
+      --images-per-epoch "$IMAGES" --batch-size 32 --size "$SIZE" --val-n 500 --seed 0 \
+      --threads "$THREADS" > "models/logs/${m}_rel.log" 2>&1; then
     echo "$(date +%T) done ${m}_rel"
   else
     echo "$(date +%T) FAILED ${m}_rel"
   fi
+}
+for m in "${models[@]}"; do
+  if [ "$PARALLEL" = 1 ]; then one "$m" & else one "$m"; fi
 done
+wait

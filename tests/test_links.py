@@ -7,8 +7,16 @@ import torch
 from attnviz.datasets import make_relational
 from attnviz.errors import OptionError
 from attnviz.models.registry import create_model
-from attnviz.scores.links import (link_evaluation, link_scores, oracle_rows, pooled_over_seeds,
-                                  public, query_rows, random_rows, region_cover)
+from attnviz.scores.links import (
+    link_evaluation,
+    link_scores,
+    oracle_rows,
+    pooled_over_seeds,
+    public,
+    query_rows,
+    random_rows,
+    region_cover,
+)
 from attnviz.scores.stats import mean_interval
 
 SEEDS = (101, 102, 103)

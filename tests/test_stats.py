@@ -7,9 +7,16 @@ import torch
 from attnviz.datasets import make_shapes
 from attnviz.errors import OptionError
 from attnviz.models.registry import create_model
-from attnviz.scores.stats import (class_means, class_specificity, csv_tables, dataset_stats,
-                                  large_kernel_weight, object_concentration, object_scale,
-                                  slope_interval)
+from attnviz.scores.stats import (
+    class_means,
+    class_specificity,
+    csv_tables,
+    dataset_stats,
+    large_kernel_weight,
+    object_concentration,
+    object_scale,
+    slope_interval,
+)
 
 
 def test_class_specificity_hand_computed():

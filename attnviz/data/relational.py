@@ -57,7 +57,7 @@ class RelationalData(ShapesData):
     query_points: np.ndarray | None = None  # (N, 2) float: (y, x) pixel centre of the query
     region_colours: np.ndarray | None = None  # (N, 3) int: palette index of query, partner, ring
 
-    def subset(self, idx) -> "RelationalData":
+    def subset(self, idx) -> RelationalData:
         base = super().subset(idx)
         idx = np.asarray(idx)
         return RelationalData(**{**base.__dict__, **{
@@ -68,15 +68,15 @@ class RelationalData(ShapesData):
 def _square(size, cy, cx, side):
     m = np.zeros((size, size), bool)
     h = side / 2
-    y0, y1 = int(round(cy - h)), int(round(cy + h))
-    x0, x1 = int(round(cx - h)), int(round(cx + h))
+    y0, y1 = round(cy - h), round(cy + h)
+    x0, x1 = round(cx - h), round(cx + h)
     m[max(y0, 0):y1, max(x0, 0):x1] = True
     return m
 
 
 def _ring(size, cy, cx, radius, thick):
     m = np.zeros((size, size), np.uint8)
-    cv2.circle(m, (int(round(cx)), int(round(cy))), int(round(radius)), 1, thick,
+    cv2.circle(m, (round(cx), round(cy)), round(radius), 1, thick,
                lineType=cv2.LINE_8)
     return m.astype(bool)
 
@@ -93,7 +93,7 @@ def _one(seed: int, i: int, size: int):
     img = np.clip(grey + rng.normal(0, 6, (size, size, 1)), 0, 255).repeat(3, -1)
     sides = rng.uniform(16, 22, 2) * s
     radius = rng.uniform(8, 11) * s
-    thick = max(2, int(round(3 * s)))
+    thick = max(2, round(3 * s))
     lo = 13 * s  # centres at least this far from the border
     for _ in range(1000):
         q = rng.uniform(lo, size - lo, 2)

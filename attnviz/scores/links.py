@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import OptionError
-from .stats import mean_interval, region_cover  # noqa: F401 - region_cover is part of this API
+from .stats import mean_interval, region_cover
 
 REGIONS = ("partner", "distractor", "own", "background")
 
@@ -103,8 +103,8 @@ def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=N
     per-image scores, and ``per_image`` arrays are kept under ``"_per_image"`` for pooling over
     seeds. progress: called with (images done, total).
     """
-    from ..capture import capture  # noqa: PLC0415 - capture sits above scores until issue 18
-    from ..train import to_tensor  # noqa: PLC0415
+    from ..capture import capture
+    from ..train import to_tensor
 
     for f in ("partner_masks", "distractor_masks", "query_masks", "query_points"):
         if getattr(data, f, None) is None:
@@ -178,3 +178,95 @@ def public(result: dict) -> dict:
     if isinstance(result, dict):
         return {k: public(v) for k, v in result.items() if k != "_per_image"}
     return result
+
+
+# ------------------------------------------------------------------------------ trained models
+LINK_SEEDS = (424_242, 424_243, 424_244)  # fresh test seeds, never used by training (1e6+) or
+# validation (5e5 + seed)
+
+
+@torch.no_grad()
+def evaluate_links(model, n: int = 400, seeds=LINK_SEEDS, batch_size: int = 50,
+                   progress=None) -> dict:
+    """Accuracy and link scores of ``model`` on ``n`` fresh relational images per seed, pooled
+    over the seeds (intervals over all images, and over the per-seed means). A model without an
+    affinity (the plain-CNN control) gets its accuracy only."""
+    from ..datasets import make_relational
+    from ..train import to_tensor
+
+    size = int(model.info.input_size)
+    per_seed, accs = [], []
+    for k, s in enumerate(seeds):
+        data = make_relational(n, seed=s, size=size)
+        step = (lambda done, total, k=k: progress(k * n + done, len(seeds) * n)) \
+            if progress else None
+        try:
+            r = link_evaluation(model, data, batch_size=batch_size, seed=s, progress=step)
+            per_seed.append(r)
+            accs.append(r["accuracy"])
+        except OptionError:  # no affinity: accuracy only
+            device = next(model.parameters()).device
+            model.eval()
+            hits = 0
+            for i in range(0, n, batch_size):
+                x = to_tensor(data.images[i:i + batch_size], model.info.mean, model.info.std)
+                hits += int((model(x.to(device)).argmax(1).cpu().numpy() ==
+                             data.labels[i:i + batch_size]).sum())
+            accs.append(round(hits / n, 4))
+    out = {"model": model.info.name, "task": "relational", "seeds": list(seeds),
+           "images_per_seed": n, "image_size": size,
+           "accuracy": mean_interval(accs), "accuracy_per_seed": accs}
+    if per_seed:
+        out["links"] = public(pooled_over_seeds(per_seed))
+    return out
+
+
+def format_links(r: dict) -> str:
+    """A short text table of :func:`evaluate_links`' result."""
+    a = r["accuracy"]
+    head = (f"{r['model']}: relational accuracy {a['mean']:.3f} [{a['lo']:.3f}, {a['hi']:.3f}] "
+            f"over seeds {r['seeds']} ({r['images_per_seed']} images each)")
+    lines = [head]
+    for layer, e in r.get("links", {}).get("layers", {}).items():
+        lines.append(f"  {layer} ({e['block']}, keys {e['key_hw'][0]}x{e['key_hw'][1]})")
+        for ref in ("model", "random", "oracle"):
+            s = e[ref]
+            p = s["pointing"]
+            lines.append(f"    {ref:7s} link pointing {p['mean']:.3f} [{p['lo']:.3f}, "
+                         f"{p['hi']:.3f}]  mass partner {s['partner']['mean']:.3f} distractor "
+                         f"{s['distractor']['mean']:.3f} own {s['own']['mean']:.3f} background "
+                         f"{s['background']['mean']:.3f}  partner/distractor "
+                         f"{s['partner_over_distractor']}")
+    return "\n".join(lines)
+
+
+def run_relational(names, models_dir, n: int, write_card: bool, batch_size: int = 50,
+                   out=None) -> dict:
+    """``python -m attnviz.evaluate --task relational``: every ``<name>_rel`` checkpoint in
+    ``models_dir``, scored by :func:`evaluate_links`; with ``write_card`` the result goes into
+    its card under ``"relational_evaluation"``."""
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    from ..models.checkpoint import load_checkpoint
+
+    out = out or sys.stdout
+    results = {}
+    for name in names:
+        path = Path(models_dir) / f"{name}_rel.safetensors"
+        if not path.is_file():
+            continue
+        model = load_checkpoint(path)
+        r = evaluate_links(model, n=n, batch_size=batch_size)
+        results[path.stem] = r
+        print(format_links(r) + "\n", file=out, flush=True)
+        if write_card:
+            card_path = path.with_suffix(".json")
+            card = json.loads(card_path.read_text())
+            card["relational_evaluation"] = r
+            tmp = card_path.with_name(card_path.name + ".tmp")
+            tmp.write_text(json.dumps(card, indent=2))
+            os.replace(tmp, card_path)
+    return results

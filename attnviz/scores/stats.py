@@ -45,7 +45,7 @@ def mean_interval(values) -> dict:
     m = float(v.mean())
     se = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
     return {"mean": round(m, 4), "lo": round(m - Z95 * se, 4), "hi": round(m + Z95 * se, 4),
-            "n": int(len(v))}
+            "n": len(v)}
 
 
 def slope_interval(x, y) -> dict:
@@ -152,8 +152,8 @@ def dataset_stats(model, data, batch_size: int = 50, progress=None) -> dict:
     the run. Returns a dict: n, classes, seconds, and per analysis {layer: ...} (empty when the
     model has no such attention or the data lacks what it needs: masks, object sizes).
     """
-    from ..capture import capture  # noqa: PLC0415 - capture sits below scores
-    from ..train import to_tensor  # noqa: PLC0415
+    from ..capture import capture
+    from ..train import to_tensor
 
     n = len(data.labels)
     if n < 3:

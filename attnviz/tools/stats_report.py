@@ -1,0 +1,125 @@
+"""``attnviz stats SOURCE --model M``: the dataset-level attention statistics of
+:mod:`attnviz.scores.stats` over a synthetic set or a user's image folder, written as
+``stats.json``, one CSV per table and one figure per analysis (``.html`` and ``.png``).
+
+SOURCE: ``synthetic`` (the six-shapes task, whose object masks and sizes are known),
+``relational`` (the same/different task) or a folder / zip of class sub-folders
+(:func:`attnviz.datasets.load_image_folder`; masks optional). M: a model name (its shipped or
+cached weights) or a checkpoint path written by ``attnviz train`` (its card names the
+architecture).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from ..errors import AttnvizError, OptionError
+
+SYNTHETIC = ("synthetic", "relational")
+MAX_IMAGES = 20000
+
+
+def load_model(spec: str, random: bool = False):
+    """A model by registry name (pretrained unless ``random``) or from a checkpoint path."""
+    from ..models.checkpoint import load_checkpoint
+    from ..models.registry import create_model
+    path = Path(spec)
+    if path.suffix == ".safetensors":
+        return load_checkpoint(path)
+    return create_model(spec, pretrained=not random)
+
+
+def load_source(source: str, n: int, seed: int, size: int):
+    """The images to run over: a synthetic set of ``n`` or a user's folder / zip."""
+    from ..datasets import load_image_folder, make_relational, make_shapes
+    if not 3 <= n <= MAX_IMAGES:
+        raise OptionError(f"--n must be between 3 and {MAX_IMAGES} images, not {n}")
+    if source == "synthetic":
+        return make_shapes(n, seed=seed, size=size)
+    if source == "relational":
+        return make_relational(n, seed=seed, size=max(size, 64))
+    return load_image_folder(source, size=size, max_files=MAX_IMAGES)
+
+
+def write_report(result: dict, out: Path) -> list[Path]:
+    """stats.json, the CSV tables and the figures into ``out``; returns the paths written."""
+    from ..render.static import figure_png
+    from ..render.stats_figures import stats_figures
+    from ..scores.stats import csv_tables
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    p = out / "stats.json"
+    p.write_text(json.dumps(result, indent=1))
+    written.append(p)
+    for name, rows in csv_tables(result).items():
+        p = out / name
+        with open(p, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        written.append(p)
+    for name, fig in stats_figures(result).items():
+        p = out / f"{name}.html"
+        fig.write_html(p, include_plotlyjs="directory")  # plotly.min.js beside it: no network
+        figure_png(fig, out / f"{name}.png")
+        written += [p, out / f"{name}.png"]
+    return written
+
+
+def run(source: str, model: str, out, n: int = 500, seed: int = 424_242, batch_size: int = 50,
+        random: bool = False, quiet: bool = False) -> dict:
+    """Load, run the statistics with a progress bar, write the report; returns the result."""
+    from ..scores.stats import dataset_stats
+    m = load_model(model, random)
+    data = load_source(source, n, seed, int(m.info.input_size))
+    bar = None
+    if not quiet:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(data.labels), desc=f"stats {m.info.name}", unit="img")
+
+    def progress(done, total):
+        if bar is not None:
+            bar.n = done
+            bar.refresh()
+    try:
+        result = dataset_stats(m, data, batch_size=batch_size, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    result["source"] = source if source in SYNTHETIC else Path(source).name
+    result["seed"] = seed if source in SYNTHETIC else None
+    write_report(result, Path(out))
+    return result
+
+
+def summary(result: dict) -> str:
+    """A few lines for the terminal."""
+    lines = [f"{result['model']}: {result['n']} images from {result['source']}"]
+    for layer, e in result["channel"].items():
+        lines.append(f"  channel {layer}: class-specificity {e['specificity']:.3f} "
+                     f"(chance {e['chance']:.3f})")
+    for layer, e in result["kernel"].items():
+        p = e["per_10px"]
+        if p["slope"] is not None:
+            lines.append(f"  kernel {layer}: large-kernel weight {p['slope']:+.4f} per 10 px "
+                         f"[{p['lo']:+.4f}, {p['hi']:+.4f}]")
+    for layer, e in result["group"].items():
+        c = e["concentration"]
+        lines.append(f"  group {layer}: concentration on the object {c['mean']:.3f} "
+                     f"[{c['lo']:.3f}, {c['hi']:.3f}]")
+    if len(lines) == 1:
+        lines.append("  (no channel gates, SK kernels or SGE groups with what they need)")
+    return "\n".join(lines)
+
+
+def cmd_stats(args) -> int:
+    """The CLI's ``stats`` command."""
+    import sys
+    try:
+        r = run(args.source, args.model, args.out, n=args.n, seed=args.seed,
+                batch_size=args.batch_size, random=args.random, quiet=args.quiet)
+    except AttnvizError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary(r))
+    print(f"wrote {args.out}/stats.json, CSV tables and figures")
+    return 0
