@@ -4,9 +4,16 @@
 Your own models join the shipped ones with ``--model`` (see attnviz/external.py):
     python app.py --model my_net.py [--weights my_net.safetensors] [--labels classes.txt]
 """
+import os
 import sys
+import tempfile
 
-from attnviz.external import ExternalModelError, register_args
+# Gradio's cache of this server alone (not the /tmp/gradio every Gradio app shares): a request
+# may name only files inside it (attnviz/app/uploads.py). Set before any component exists.
+os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(
+    tempfile.gettempdir(), f"attnviz_gradio_{os.environ.get('GRADIO_SERVER_PORT', '7860')}"))
+
+from attnviz.external import ExternalModelError, register_args  # noqa: E402
 
 try:  # before the UI is built: a model that cannot be served stops here, saying why
     register_args(sys.argv[1:] if __name__ == "__main__" else [])

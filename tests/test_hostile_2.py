@@ -405,6 +405,22 @@ def test_api_sessions_are_freed_when_idle(server, client):
     assert _top1(client)[0] == "star"
 
 
+def test_each_server_has_its_own_upload_cache(tmp_path):
+    """Without GRADIO_TEMP_DIR, app.py gives the server a cache of its own (named by its port),
+    not the /tmp/gradio shared by every Gradio app: another app's uploads are outside it."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
+    env.update(TMPDIR=str(tmp_path), GRADIO_SERVER_PORT="7999", ATTNVIZ_ALLOW_DOWNLOAD="0",
+               ATTNVIZ_RUNS_DIR=str(tmp_path / "runs"), GRADIO_ANALYTICS_ENABLED="False")
+    out = subprocess.run([sys.executable, "-c", "import app; from attnviz.app.uploads import "
+                          "allowed_folders; print(allowed_folders()[0])"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    folder = Path(out.stdout.strip().splitlines()[-1])
+    assert folder == (tmp_path / "attnviz_gradio_7999").resolve(), folder
+
+
 def test_every_file_input_is_guarded():
     """Every input component of every event that takes a file checks its path (a new file input
     that forgets to would reopen the hole)."""
