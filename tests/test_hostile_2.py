@@ -413,9 +413,10 @@ def test_each_server_has_its_own_upload_cache(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
     env.update(TMPDIR=str(tmp_path), GRADIO_SERVER_PORT="7999", ATTNVIZ_ALLOW_DOWNLOAD="0",
                ATTNVIZ_RUNS_DIR=str(tmp_path / "runs"), GRADIO_ANALYTICS_ENABLED="False")
-    out = subprocess.run([sys.executable, "-c", "import app; from attnviz.app.uploads import "
-                          "allowed_folders; print(allowed_folders()[0])"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    code = "import app; from attnviz.app.uploads import allowed_folders; " \
+        "print(allowed_folders()[0])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     folder = Path(out.stdout.strip().splitlines()[-1])
     assert folder == (tmp_path / "attnviz_gradio_7999").resolve(), folder
