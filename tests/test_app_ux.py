@@ -99,7 +99,7 @@ def test_evaluate_refuses_an_imagenet_model_in_words_that_fit(client):
 
 # ------------------------------------------------------------------------------ no server
 def _entry(**kw):
-    from attnviz.app.state import Entry
+    from attnviz.app.catalogue import Entry
     return Entry(**{"name": "tiny", "arch": "custom", "family": "external",
                     "badge": "your model (tiny.py)", **kw})
 

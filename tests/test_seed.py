@@ -47,7 +47,8 @@ def test_caller_rng_is_left_alone():
 def test_app_rebuilt_random_model_gives_the_same_maps():
     """The app's cache evicts a random-weights model and builds it again: same prediction, same
     maps (it said harmonica, then bathtub, then leopard before)."""
-    from attnviz.app.state import BADGE_RANDOM, ModelCache
+    from attnviz.app.catalogue import BADGE_RANDOM
+    from attnviz.app.model_cache import ModelCache
     cache = ModelCache(maxsize=1)
     img = (np.random.default_rng(0).random((96, 96, 3)) * 255).astype(np.uint8)
 

@@ -20,7 +20,8 @@ from types import SimpleNamespace
 import gradio as gr
 
 from .leftovers import stop_on_sigterm  # noqa: F401 - app.py calls it
-from .state import free_request_session, mark_page, model_choices
+from .catalogue import model_choices
+from .sessions import free_request_session, mark_page
 
 CSS = """
 #av-header h1 {margin-bottom: 0.1em;}
@@ -174,7 +175,7 @@ def health(request: gr.Request) -> dict:
     from ..capture import hook_count
     from . import jobs
     from .components import IN_FLIGHT
-    from .state import MODELS
+    from .model_cache import MODELS
     out = {}
     for loaded in MODELS.loaded():
         m = loaded.model
@@ -190,7 +191,7 @@ def health(request: gr.Request) -> dict:
                             "training": m.training,
                             "device": str(next(m.parameters()).device),
                             "autocast": loaded.amp, "autocast_check": loaded.amp_check}
-    from .state import SESSIONS
+    from .sessions import SESSIONS
     session = getattr(request, "session_hash", None)
     return {"models": out, "loads": MODELS.loads, "job": jobs.current(session),
             "jobs": jobs.stats(), "sessions": SESSIONS.stats()}

@@ -1,4 +1,4 @@
-"""The analysis behind the Inspect tab: one request -> a :class:`~attnviz.app.state.Session`
+"""The analysis behind the Inspect tab: one request -> a :class:`~attnviz.app.sessions.Session`
 (no rendering), the attribution shown, the agreement score and the JSON summary ``/inspect``
 returns.
 
@@ -17,7 +17,8 @@ from . import views as V
 from .components import gpu
 from .errors import bad_request
 from .examples import known_mask
-from .state import MODELS, SESSIONS, Session
+from .model_cache import MODELS, autocast
+from .sessions import SESSIONS, Session
 
 
 def _to_cpu(a) -> None:
@@ -34,7 +35,6 @@ def _to_cpu(a) -> None:
 @gpu
 def _run_inspect(model, pil, methods, amp: bool = False):
     from ..inspect import inspect
-    from .state import autocast
     with autocast(amp):
         return inspect(model, pil, attributions=methods)
 
@@ -60,8 +60,8 @@ def analyse(image_path, model_name, method) -> Session:
     _to_cpu(a)
     example, mask = known_mask(img)
     name = Path(str(image_path)).name if isinstance(image_path, (str, Path)) else "image"
-    return Session(a, loaded.name, method, V.display_image(img), name, mask, example,
-                   badge=loaded.badge)
+    return SESSIONS.add(Session(a, loaded.name, method, V.display_image(img), name, mask, example,
+                                badge=loaded.badge))
 
 
 def shown_method(sess: Session) -> str:

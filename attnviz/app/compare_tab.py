@@ -9,13 +9,17 @@ import gradio as gr
 import numpy as np
 
 from . import views as V
-from .components import InputImage, gpu
+from .catalogue import catalogue, model_choices
+from .components import InputImage, Outputs, gpu
 from .errors import bad_request, user_errors
-from .framing import badge_pill, prediction_note
 from .examples import known_mask
-from .state import MODELS, catalogue, model_choices
+from .framing import badge_pill, prediction_note
+from .model_cache import MODELS, autocast
 
 MAX_MODELS = 4
+# Compare's outputs by name: per row i a header, an attention overlay and an attribution overlay
+OUTPUTS = (*(f"cmp_{part}_{i}" for i in range(MAX_MODELS) for part in ("head", "att", "attr")),
+           "cmp_table", "cmp_legend")
 
 
 def _kind_choices() -> list[tuple[str, str]]:
@@ -64,7 +68,6 @@ def _models_list(models) -> list[str]:
 @gpu
 def _analyse(model, pil, method, amp: bool = False):
     from ..inspect import inspect
-    from .state import autocast
     with autocast(amp):
         a = inspect(model, pil, attributions=[method])
     for r in a.maps:  # float32 for drawing and scoring (autocast records bfloat16)
@@ -76,7 +79,8 @@ def _analyse(model, pil, method, amp: bool = False):
 
 def run_compare(image, models, kind, method, scale):
     """One row per model: header (name, badge, prediction), attention overlay, attribution
-    overlay; then the score table and the colour legend."""
+    overlay; then the score table and the colour legend. Returns ``{output name: value}``
+    (names in :data:`OUTPUTS`)."""
     from .. import metrics
     from ..preprocess import load_image
     with user_errors("comparing the models"):
@@ -129,7 +133,9 @@ def run_compare(image, models, kind, method, scale):
             attr_img = gr.Image(value=im, visible=True,
                                 label=f"{V.method_name(method)} · {V.fmt_range(*rng)} (own "
                                       "scale)")
-            out += [gr.Markdown(value=header, visible=True), att_img, attr_img]
+            i = len(out) // 3
+            out += [(f"cmp_head_{i}", gr.Markdown(value=header, visible=True)),
+                    (f"cmp_att_{i}", att_img), (f"cmp_attr_{i}", attr_img)]
             rho = None if m is None else V.finite(metrics.rank_correlation(m, attr))
             pa = pb = "—"
             if mask is not None:
@@ -140,9 +146,10 @@ def run_compare(image, models, kind, method, scale):
             table.append([ld.name, ld.badge, f"{a.target_name} ({a.top_k[0][1]:.0%})",
                           "—" if rec is None else V.map_caption(rec, a.maps),
                           "n/a" if rho is None else round(rho, 3), pa, pb])
-        for _ in range(MAX_MODELS - len(rows)):
-            out += [gr.Markdown(value="", visible=False), gr.Image(value=None, visible=False),
-                    gr.Image(value=None, visible=False)]
+        for i in range(len(rows), MAX_MODELS):
+            out += [(f"cmp_head_{i}", gr.Markdown(value="", visible=False)),
+                    (f"cmp_att_{i}", gr.Image(value=None, visible=False)),
+                    (f"cmp_attr_{i}", gr.Image(value=None, visible=False))]
         import pandas as pd
         if shared and len(kind_norm) == 1:
             (k, rng), = kind_norm.items()
@@ -154,7 +161,8 @@ def run_compare(image, models, kind, method, scale):
                               width=360)
         else:
             legend = V.legend("per map")
-        return (*out, pd.DataFrame(table, columns=TABLE_HEADERS), legend)
+        return {**dict(out), "cmp_table": pd.DataFrame(table, columns=TABLE_HEADERS),
+                "cmp_legend": legend}
 
 
 def build(ui: SimpleNamespace) -> None:
@@ -180,7 +188,6 @@ def build(ui: SimpleNamespace) -> None:
             ui.cmp_legend = gr.Image(show_label=False, interactive=False, format="png",
                                      height=40, container=False, buttons=[])
         with gr.Column(scale=3, elem_id="av-cmp-grid"):
-            cells = []
             for i in range(MAX_MODELS):
                 with gr.Row(equal_height=False, elem_classes=["av-compare-row"]):
                     head = gr.Markdown(visible=False, elem_id=f"av-cmp-head-{i}")
@@ -190,13 +197,16 @@ def build(ui: SimpleNamespace) -> None:
                     attr = gr.Image(visible=False, interactive=False, format="png", height=220,
                                     elem_id=f"av-cmp-attr-{i}", buttons=["fullscreen"],
                                     elem_classes=["av-fill"])
-                cells += [head, att, attr]
+                setattr(ui, f"cmp_head_{i}", head)
+                setattr(ui, f"cmp_att_{i}", att)
+                setattr(ui, f"cmp_attr_{i}", attr)
             ui.cmp_table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, wrap=True,
                                         column_widths=TABLE_WIDTHS, label="Scores",
                                         elem_id="av-cmp-table", max_height=2000)
-    ui.cmp_run.click(run_compare, [ui.cmp_image, ui.cmp_models, ui.cmp_kind, ui.cmp_method,
-                                   ui.cmp_scale],
-                     cells + [ui.cmp_table, ui.cmp_legend], api_name="compare",
+    out = Outputs(ui, *OUTPUTS)
+    ui.cmp_run.click(out.handler(run_compare), [ui.cmp_image, ui.cmp_models, ui.cmp_kind,
+                                                ui.cmp_method, ui.cmp_scale],
+                     out.components, api_name="compare",
                      concurrency_id="compare", concurrency_limit=2)
     # the Compare image follows the Inspect image
     ui.image.change(lambda p: p, ui.image, ui.cmp_image, api_name="sync_compare_image",

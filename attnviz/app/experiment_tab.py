@@ -20,10 +20,11 @@ from . import jobs, limits
 from .. import kinds as K
 from ..analysis.labels import group_labels
 from . import views as V
-from .components import gpu
+from .components import Outputs, gpu
 from .errors import bad_request, user_errors
 from ..errors import AttnvizError
-from .state import MODELS, catalogue, default_model, find_entry, model_choices
+from .catalogue import catalogue, default_model, find_entry, model_choices
+from .model_cache import MODELS
 from .inspect_views import tile
 from .uploads import UploadedFile
 
@@ -325,6 +326,11 @@ def _read_zip(zip_file, job, progress, size: int = 128):
                              max_total_pixels=limits.TRAIN_TOTAL_MAX_PIXELS, progress=cb)
 
 
+# Train's outputs by name: the note, card and history, and every model list (refreshed)
+TRAIN_OUTPUTS = ("tr_note", "tr_card", "tr_hist", "model", "cmp_models", "eval_model",
+                 "card_model")
+
+
 def run_train(arch, data_kind, zip_file, epochs, images, name, progress=gr.Progress()):
     """Train a lite model (synthetic shapes, or an uploaded zip of class folders) into
     runs/<name>; afterwards it is offered in the model lists of this session (of every session
@@ -386,9 +392,10 @@ def run_train(arch, data_kind, zip_file, epochs, images, name, progress=gr.Progr
               f"parameters. Saved to runs/{name}.safetensors; it now appears in {where} "
               "(labelled 'trained here').")
         full = model_choices()
-        return (md, card, hist, gr.Dropdown(choices=full), gr.Dropdown(choices=full),
-                gr.Dropdown(choices=evaluate_choices(), value=name),
-                gr.Dropdown(choices=full, value=name))
+        return {"tr_note": md, "tr_card": card, "tr_hist": hist,
+                "model": gr.Dropdown(choices=full), "cmp_models": gr.Dropdown(choices=full),
+                "eval_model": gr.Dropdown(choices=evaluate_choices(), value=name),
+                "card_model": gr.Dropdown(choices=full, value=name)}
 
 
 def time_left(clock: dict, done: int, total: int) -> str:
@@ -519,9 +526,10 @@ def wire(ui: SimpleNamespace) -> None:
     buttons = [ui.tr_run, ui.tr_stop]
     ui.tr_run.click(lambda: running(True), None, buttons, queue=False, api_visibility="private",
                     show_progress="hidden")
-    ev = ui.tr_run.click(run_train, [ui.tr_arch, ui.tr_data, ui.tr_zip, ui.tr_epochs,
-                                     ui.tr_images, ui.tr_name],
-                         [ui.tr_note, ui.tr_card, ui.tr_hist] + ui.model_dropdowns,
+    out = Outputs(ui, *TRAIN_OUTPUTS)
+    ev = ui.tr_run.click(out.handler(run_train), [ui.tr_arch, ui.tr_data, ui.tr_zip,
+                                                  ui.tr_epochs, ui.tr_images, ui.tr_name],
+                         out.components,
                          api_name="train", concurrency_id="train", concurrency_limit=1,
                          show_progress_on=[ui.tr_note])  # one progress bar
     ev.then(lambda: running(False), None, buttons, queue=False, api_visibility="private",

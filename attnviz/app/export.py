@@ -30,6 +30,7 @@ from . import leftovers
 from . import views as V
 from .errors import bad_request, user_errors
 from .leftovers import owned_prefix
+from .sessions import use
 
 EXPORT_SIDE = 1024
 OVERLAY_MIN_SIDE = 512  # overlays of smaller images are drawn enlarged, so colour-bar labels fit
@@ -134,7 +135,7 @@ def build_zip(sess) -> Path:
         z.writestr("maps.npz", npz.getvalue())
         z.writestr("README.txt", __doc__.split("\n\n", 1)[1])
     from .limits import EXPORT_KEEP_SECONDS
-    from .state import request_session
+    from .sessions import request_session
     owner = request_session() or f"object-{id(sess)}"
     sweep(EXPORT_KEEP_SECONDS, owner)  # expired ones, and this session's previous one
     out = Path(tempfile.mkdtemp(prefix=owned_prefix(PREFIX), dir=export_folder()))
@@ -187,6 +188,7 @@ leftovers.on_exit(sweep)
 
 
 def run_export(sess):
+    use(sess)  # this session's analysis was just used (sessions' LRU)
     with user_errors("exporting the analysis"):
         if sess is None:
             raise bad_request("Run an analysis first (Inspect tab: Analyse, or /inspect); the "

@@ -34,7 +34,8 @@ from .framing import entry_badge_md
 from .inspect_views import (HEADLINE_OUTPUTS, KIND_OUTPUTS, KIND_TABS, affinity_gallery, cleared,
                             headline, inspect_values, kind_views, of_kinds, record_figure)
 from .scores_view import SCORE_HEADERS, SCORE_WIDTHS, scores_table, update_scores
-from .state import MODELS, default_model, find_entry, free_session, model_choices
+from .catalogue import default_model, find_entry, model_choices
+from .sessions import free_session, use
 
 INSPECT_OUTPUTS = ("top5", "badge", *HEADLINE_OUTPUTS, "summary", "state")
 # the browser's analysis also clears the tabs and scores of the previous one, and says how it went
@@ -122,6 +123,7 @@ def run_inspect_auto(image, model_name, method, scale) -> dict:
 
 
 def rescale(sess, scale) -> dict:
+    use(sess)  # this session's analysis was just used (sessions' LRU)
     if sess is None:
         return {}
     with user_errors("redrawing the maps"):
@@ -130,6 +132,7 @@ def rescale(sess, scale) -> dict:
 
 def run_maps(sess, scale, selected="all") -> dict:
     """``/maps``: every kind tab for the session's analysis."""
+    use(sess)  # this session's analysis was just used (sessions' LRU)
     if sess is None:
         return {}
     with user_errors("drawing the attention maps"):
@@ -140,6 +143,7 @@ def figure_for_kind(kind: str):
     """Gallery click -> that map's Plotly figure."""
     kinds = (kind,)
     def pick(sess, scale, evt: gr.SelectData):
+        use(sess)  # this session's analysis was just used (sessions' LRU)
         if sess is None or evt is None:
             return gr.skip()
         recs = [r for r in of_kinds(sess.analysis.maps, kinds) if has_spatial(r)]
@@ -163,6 +167,7 @@ def pick_query(evt: gr.SelectData):
 def run_affinity(sess, x, y, scale) -> dict:
     """The affinity rows of the query at image pixel (x, y): every affinity overlay with the query
     marked, and the explorer figure of the deepest affinity map."""
+    use(sess)  # this session's analysis was just used (sessions' LRU)
     with user_errors("computing the affinity of the query"):
         if sess is None:
             raise bad_request("Run an analysis first (Analyse, or /inspect), then choose a query "
@@ -193,6 +198,7 @@ def run_scores(sess, full: bool = False) -> dict:
     """Pointing game (mask known), deletion / insertion AUC, attention-vs-attribution
     correlation, for the last analysis; computed once per analysis. Deletion / insertion run
     at once for lite models or on a GPU; for a full-size model on a CPU on request (``full``)."""
+    use(sess)  # this session's analysis was just used (sessions' LRU)
     if sess is None:
         if full:
             raise bad_request("Run an analysis first.", "No analysis yet")
@@ -210,6 +216,7 @@ def run_scores_full(sess) -> dict:
 def run_attribute(sess, scale) -> dict:
     """Compute a slow attribution (IG, SmoothGrad, Occlusion, GradientSHAP) for the last analysis
     in the heavy queue, then redraw the headline."""
+    use(sess)  # this session's analysis was just used (sessions' LRU)
     if sess is None or sess.method in sess.analysis.attributions:
         return {}
     with user_errors(f"computing {V.method_name(sess.method)}"):

@@ -23,7 +23,8 @@ from ..render import figures as F
 from . import views as V
 from .analysis import agreement, shown_method, summary
 from .framing import badge_md, prediction_note
-from .state import MODELS, Session
+from .model_cache import MODELS
+from .sessions import Session
 
 
 @dataclass(frozen=True)

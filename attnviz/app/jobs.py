@@ -102,7 +102,7 @@ def _request_context() -> tuple[object, str | None, str | None]:
     try:
         from gradio.context import LocalContext
 
-        from .state import request_session
+        from .sessions import request_session
         return LocalContext.blocks.get(None), LocalContext.event_id.get(None), request_session()
     except Exception:  # noqa: BLE001 - outside Gradio
         return None, None, None

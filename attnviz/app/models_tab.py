@@ -10,9 +10,15 @@ import gradio as gr
 
 from .. import sources
 from ..models.zoo import LITE
+from .catalogue import (
+    catalogue,
+    default_model,
+    find_entry,
+    model_choices,
+    parameter_count,
+)
 from .errors import user_errors
 from .user_models import escape  # cards of models trained here carry users' names
-from .state import catalogue, default_model, find_entry, model_choices, parameter_count
 
 OVERVIEW_HEADERS = ["model", "architecture", "weights", "parameters", "input",
                     "validation accuracy", "test accuracy", "Grad-CAM pointing"]

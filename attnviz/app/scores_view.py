@@ -13,7 +13,8 @@ import numpy as np
 from . import views as V
 from .analysis import shown_method
 from .components import gpu
-from .state import MODELS, Session
+from .model_cache import MODELS
+from .sessions import Session
 
 SCORE_STEPS = 16  # deletion / insertion curve steps in the app (the library default is 32)
 MEANINGS = {
@@ -95,7 +96,7 @@ compute_scores = gpu(_scores)
 def wants_faithfulness(sess: Session, full: bool) -> bool:
     """Deletion / insertion run at once for lite models or on a GPU; for a full-size model on a
     CPU only on request (``full``)."""
-    from .state import DEVICE
+    from .model_cache import DEVICE
     return bool(full or MODELS.get(sess.model_name).is_lite or DEVICE.type == "cuda")
 
 

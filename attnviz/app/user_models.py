@@ -31,9 +31,19 @@ from .leftovers import owned_prefix
 CLASS_NAME_RE = re.compile(r"^[\w][\w .,()+'-]{0,63}$")
 
 
+ROOT = Path(__file__).resolve().parents[2]
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,39}$")
+
+
 def runs_dir() -> Path:
-    from .state import runs_dir as _runs
-    return _runs()
+    """Where models trained here live: ``$ATTNVIZ_RUNS_DIR``, else ``runs/``."""
+    return Path(os.environ.get("ATTNVIZ_RUNS_DIR") or ROOT / "runs")
+
+
+def models_dir() -> Path:
+    """Where the shipped checkpoints live."""
+    from ..weights import MODELS_DIR
+    return Path(MODELS_DIR)
 
 
 # ------------------------------------------------------------------------------ owners
@@ -60,7 +70,6 @@ def visible(card: dict) -> bool:
 def _taken() -> dict[str, str]:
     """{lower-case name: name} of every shipped and trained model (any owner)."""
     from ..models.zoo import REGISTRY
-    from .state import models_dir
     names = {n.lower(): n for n in REGISTRY}
     for folder in (models_dir(), runs_dir()):
         if folder.is_dir():
@@ -71,7 +80,6 @@ def _taken() -> dict[str, str]:
 def check_name(name) -> str:
     """The name a new model may take; AttnvizError with what to do otherwise. Names compare
     case-insensitively (``Lite_CBAM`` is taken by ``lite_cbam``)."""
-    from .state import NAME_RE, models_dir
     name = (name if isinstance(name, str) else "").strip()
     if not NAME_RE.match(name):
         raise AttnvizError("Name the model with a letter followed by letters, digits, '_' or "

@@ -9,28 +9,28 @@ import torch
 
 pytest.importorskip("gradio")
 
-from attnviz.app import state  # noqa: E402
+from attnviz.app import catalogue, model_cache  # noqa: E402
 
 
 def test_amp_setting_parses(monkeypatch):
     for v, want in (("", "auto"), ("auto", "auto"), ("0", "off"), ("off", "off"), ("1", "on"),
                     ("true", "on")):
         monkeypatch.setenv("ATTNVIZ_AMP", v)
-        assert state.amp_setting() == want
+        assert model_cache.amp_setting() == want
 
 
 def _loaded(name):
-    entry = state.find_entry(name)
-    return state._load(entry)
+    entry = catalogue.find_entry(name)
+    return model_cache._load(entry)
 
 
 def test_no_amp_for_lite_models_or_on_cpu(monkeypatch):
     monkeypatch.setenv("ATTNVIZ_AMP", "auto")
     loaded = _loaded("lite_cbam")
-    state._decide_amp(loaded)
+    model_cache._decide_amp(loaded)
     assert loaded.amp is False and loaded.amp_check == {}
     monkeypatch.setenv("ATTNVIZ_AMP", "1")
-    state._decide_amp(loaded)
+    model_cache._decide_amp(loaded)
     assert loaded.amp is True and loaded.amp_check == {"forced": True}
 
 
@@ -41,9 +41,9 @@ def test_amp_is_measured_for_full_size_models_on_cuda(monkeypatch):
     monkeypatch.setenv("ATTNVIZ_AMP", "auto")
     monkeypatch.setenv("ATTNVIZ_ALLOW_DOWNLOAD", "0")
     loaded = _loaded("resnet50")
-    monkeypatch.setattr(state, "DEVICE", types.SimpleNamespace(type="cuda"))
+    monkeypatch.setattr(model_cache, "DEVICE", types.SimpleNamespace(type="cuda"))
     with pytest.warns(UserWarning):  # torch: CUDA autocast requested without CUDA
-        state._decide_amp(loaded)
+        model_cache._decide_amp(loaded)
     check = loaded.amp_check
     assert set(check) >= {"same_top1", "max_prob_diff", "min_spearman", "exact_enough"}
     assert check["same_top1"] and check["max_prob_diff"] == 0 and check["exact_enough"]
@@ -56,7 +56,7 @@ def test_forced_amp_analysis_is_float32_for_drawing(monkeypatch):
     from attnviz.app.examples import ensure_examples
     monkeypatch.setenv("ATTNVIZ_AMP", "1")
     path = next(p for p in ensure_examples() if p.stem == "star")
-    loaded = state.MODELS.get("lite_cbam")
+    loaded = model_cache.MODELS.get("lite_cbam")
     monkeypatch.setattr(loaded, "amp", True)
     sess = inspect_tab.analyse(str(path), "lite_cbam", "gradcam")
     assert {r.tensor.dtype for r in sess.analysis.maps} == {torch.float32}
