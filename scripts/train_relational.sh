@@ -15,14 +15,14 @@ PARALLEL=${PARALLEL:-1}
 OUT=${OUT:-models}
 models=("$@")
 [ ${#models[@]} -eq 0 ] && models=(lite_nonlocal lite_sagan lite_danet lite_resnet)
-mkdir -p models/logs
+mkdir -p "$OUT/logs"
 one() {
   local m=$1
   echo "$(date +%T) start ${m}_rel"
   if TQDM_MININTERVAL=20 $PY -m attnviz.train --model "$m" --task relational --name "${m}_rel" \
       --out "$OUT" --epochs "$EPOCHS" --lr 3e-3 --init models/lite_resnet.safetensors \
       --images-per-epoch "$IMAGES" --batch-size 32 --size "$SIZE" --val-n 500 --seed 0 \
-      --threads "$THREADS" > "models/logs/${m}_rel.log" 2>&1; then
+      --threads "$THREADS" > "$OUT/logs/${m}_rel.log" 2>&1; then
     echo "$(date +%T) done ${m}_rel"
   else
     echo "$(date +%T) FAILED ${m}_rel"

@@ -146,6 +146,9 @@ def build_demo(models: dict | None = None) -> gr.Blocks:
                 models_tab.build(ui)
             with gr.Tab("Export", id="export"):
                 export.build(ui)
+            with gr.Tab("Statistics", id="stats"):
+                from . import stats_tab  # the dataset statistics and relational links tab
+                stats_tab.build(ui)
         ui.model_dropdowns = [ui.model, ui.cmp_models, ui.eval_model, ui.card_model]
         # operations: resident models and hooks left on them (for monitoring and the tests)
         health_btn = gr.Button(visible=False)

@@ -97,3 +97,36 @@ def stats_figures(result: dict) -> dict[str, go.Figure]:
         if fig is not None:
             out[name] = fig
     return out
+
+
+def _outline(mask: np.ndarray, image_hw, grid_hw) -> tuple[list, list]:
+    """The mask's outer contours in grid coordinates (cell centres at integers), None-separated."""
+    import cv2
+    h, w = image_hw
+    gh, gw = grid_hw
+    contours, _ = cv2.findContours(np.asarray(mask, np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    xs, ys = [], []
+    for c in contours:
+        p = c[:, 0, :].astype(float)
+        p = np.vstack([p, p[:1]])
+        xs += list((p[:, 0] + 0.5) / w * gw - 0.5) + [None]
+        ys += list((p[:, 1] + 0.5) / h * gh - 0.5) + [None]
+    return xs, ys
+
+
+def outline_regions(fig: go.Figure, regions: dict, image_hw, grid_hw) -> go.Figure:
+    """Draw each region's outline on a figure whose axes are a ``grid_hw`` grid over an image of
+    ``image_hw`` (e.g. :func:`attnviz.render.figures.affinity_explorer`'s key grid). regions:
+    {name: (mask (H, W) bool, colour, dash)}; the affinity explorer on the relational task draws
+    the partner solid green and the distractor dashed red."""
+    for name, (mask, colour, dash) in regions.items():
+        xs, ys = _outline(mask, image_hw, grid_hw)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, hoverinfo="name",
+                                 line={"color": colour, "width": 3, "dash": dash}))
+    fig.update_layout(showlegend=True, legend={"orientation": "h", "y": -0.12})
+    return fig
+
+
+LINK_REGIONS = {"partner": ("#22c55e", "solid"), "distractor": ("#ef4444", "dash"),
+                "query's own region": ("#ffffff", "dot")}

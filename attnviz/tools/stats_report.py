@@ -123,3 +123,44 @@ def cmd_stats(args) -> int:
     print(summary(r))
     print(f"wrote {args.out}/stats.json, CSV tables and figures")
     return 0
+
+
+FINDING_SEEDS = (424_242, 424_243, 424_244)
+
+
+def findings(model: str, n: int = 500, seeds=FINDING_SEEDS, batch_size: int = 50) -> dict:
+    """The statistics of a shipped model on ``n`` fresh synthetic images per seed, reduced to
+    the papers' headline numbers with intervals over seeds (and over images within each):
+    class-specificity per layer, large-kernel slope per 10 px per layer, concentration per layer.
+    """
+    import numpy as np
+
+    from ..scores.stats import dataset_stats, mean_interval, slope_interval
+    m = load_model(model)
+    runs = [dataset_stats(m, load_source("synthetic", n, s, int(m.info.input_size)),
+                          batch_size=batch_size) for s in seeds]
+    out = {"model": m.info.name, "seeds": list(seeds), "images_per_seed": n}
+    if runs[0]["channel"]:
+        out["class_specificity"] = {layer: {
+            "over_seeds": mean_interval([r["channel"][layer]["specificity"] for r in runs]),
+            "chance": runs[0]["channel"][layer]["chance"]} for layer in runs[0]["channel"]}
+    if runs[0]["kernel"]:
+        ks = {}
+        for layer in runs[0]["kernel"]:
+            x = np.concatenate([r["kernel"][layer]["scale"] for r in runs])
+            y = np.concatenate([r["kernel"][layer]["large_weight"] for r in runs])
+            f = slope_interval(x, y)
+            ks[layer] = {"pooled_per_10px": {k: None if f[k] is None else round(10 * f[k], 5)
+                                             for k in ("slope", "lo", "hi")},
+                         "r": f["r"], "n": f["n"],
+                         "per_seed_per_10px": mean_interval(
+                             [r["kernel"][layer]["per_10px"]["slope"] for r in runs]),
+                         "mean_weight": mean_interval(y)}
+        out["kernel_slope"] = ks
+    if runs[0]["group"]:
+        out["group_concentration"] = {layer: {
+            "pooled": mean_interval(np.concatenate([[r["group"][layer]["concentration"]["mean"]]
+                                                    for r in runs])),
+            "per_seed": [r["group"][layer]["concentration"] for r in runs]}
+            for layer in runs[0]["group"]}
+    return out
