@@ -1,0 +1,1 @@
+"""Attributions: Captum's methods and the CAM family (:mod:`attnviz.attribution.cam`)."""
