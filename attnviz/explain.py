@@ -1,5 +1,7 @@
 """Attributions through Captum (nothing reimplemented): Grad-CAM, Guided Grad-CAM, Integrated
-Gradients, SmoothGrad, Saliency, Occlusion and GradientShap.
+Gradients, SmoothGrad, Saliency, Occlusion and GradientShap; and the rest of the CAM family
+(Grad-CAM++, XGrad-CAM, LayerCAM, HiResCAM, Score-CAM, Ablation-CAM, EigenCAM), which Captum does
+not have, in plain torch (:mod:`attnviz.attribution.cam`), behind the same calls.
 
     att = attnviz.explain(model, "cat.jpg", method="gradcam")    # target=None: predicted class
     att.map      # float32 (H, W) at the image's own resolution
@@ -38,18 +40,28 @@ from captum.attr import (GradientShap, GuidedGradCam, IntegratedGradients, Layer
                          NoiseTunnel, Occlusion, Saliency)
 from torch import nn
 
+from .attribution.cam import CAM_ALIASES, CAMS, CamMethod
 from .batch import (DEFAULT_BATCH, as_input, chunks, is_batch, pass_target,
                     targets_for)
 from .errors import (AttnvizError, ExplainError, LayerError, TargetError,  # noqa: F401
                      UnknownOptionError)
 from .preprocess import BASELINES, Preprocess, make_baseline, normalisation, preprocess
 
-METHODS = ("gradcam", "guided_gradcam", "integrated_gradients", "smoothgrad", "saliency",
-           "occlusion", "gradient_shap")
+CAPTUM_METHODS = ("gradcam", "guided_gradcam", "integrated_gradients", "smoothgrad", "saliency",
+                  "occlusion", "gradient_shap")
+METHODS = (*CAPTUM_METHODS, *CAMS)
 ALIASES = {"grad_cam": "gradcam", "grad-cam": "gradcam", "guided_grad_cam": "guided_gradcam",
            "ig": "integrated_gradients", "noise_tunnel": "smoothgrad", "gradientshap":
-           "gradient_shap", "shap": "gradient_shap"}
-LAYER_METHODS = ("gradcam", "guided_gradcam")
+           "gradient_shap", "shap": "gradient_shap", **CAM_ALIASES}
+LAYER_METHODS = ("gradcam", "guided_gradcam", *CAMS)
+# maps reduced as Grad-CAM's (the positive part of a (B, 1, h, w) map on the layer's grid)
+CAM_METHODS = ("gradcam", *CAMS)
+# methods whose one attribution takes many forward passes, ``batch_size`` inputs at a time
+BATCHED = ("scorecam", "ablationcam")
+# methods one request can afford on a CPU (one forward, at most one backward, per image);
+# Score-CAM and Ablation-CAM take a forward pass per channel of their layer
+FAST = ("gradcam", "guided_gradcam", "saliency", "gradcam++", "xgradcam", "layercam", "hirescam",
+        "eigencam")
 # methods that evaluate the model once on the input itself: with target=None they attribute the
 # top logit (the predicted class) without a separate forward pass
 SINGLE_PASS = ("gradcam", "guided_gradcam", "saliency")
@@ -112,6 +124,7 @@ class Attribution:
 def canonical_method(method: str) -> str:
     m = str(method).strip().lower().replace(" ", "_")
     m = ALIASES.get(m, m)
+    m = ALIASES.get(m.replace("-", "_"), m)
     if m not in METHODS:
         raise UnknownOptionError(f"unknown attribution method {method!r}; choose from "
                                  f"{list(METHODS)}")
@@ -228,6 +241,11 @@ class Explainer:
         occlusion: window (S/8), stride (window/2), baseline ("mean"), perturbations_per_eval (16)
         gradient_shap: n_samples (16), stdevs (0.09 x range), baseline (("black", "noise",
             "mean")), a distribution of baselines
+        gradcam++, xgradcam, layercam, hirescam, eigencam: none; scorecam, ablationcam:
+            batch_size (32), masked / ablated passes per forward. These return (B, 1, h, w) on
+            the layer's grid before the ReLU (see :mod:`attnviz.attribution.cam`); EigenCAM
+            needs no target (its ``target`` is the predicted class, or None for a model that
+            does not return (B, classes) logits).
     Randomised methods (smoothgrad, gradient_shap, "noise" baselines) draw from a fixed ``seed``
     (0) unless ``seed=None``.
     """
@@ -238,6 +256,12 @@ class Explainer:
         self.layer_name, self.layer = (resolve_layer(model, layer) if self.method in LAYER_METHODS
                                        else (None, None))
         self._lock = model_lock(model)
+        self._cam = None
+        if self.method in CAMS:  # the CAM family: plain torch on the layer (attribution/cam.py)
+            self._cam = CamMethod(model, self.method, self.layer, self.layer_name)
+            self._prefix_ok = False
+            self._fwd = self._top = self._algo_top = self._algo = None
+            return
         # Grad-CAM's gradient stops at its layer: the pass before it needs no autograd. Turned
         # off for good if a model cannot run that way (an in-place op on a tensor from before
         # the layer, say); then every pass builds the whole graph, as Captum alone does.
@@ -284,6 +308,9 @@ class Explainer:
             raise ExplainError("inputs must be a (B, 3, S, S) tensor; use attnviz.explain() for "
                                "images")
         seed = opts.pop("seed", 0)
+        if self._cam is not None:
+            with self._lock:
+                return self._cam.attribute(inputs, target, **opts)
         if self.method == "gradcam":
             x = inputs.detach()  # Captum's Grad-CAM neither needs nor sets the input's grad
         else:
@@ -461,7 +488,7 @@ def reduce_attribution(raw: torch.Tensor, method: str) -> torch.Tensor:
     channels and ReLU'd (the CAM), pixel methods |attribution| summed over colour channels. The
     one place this reduction is written."""
     r = raw.detach().float()
-    if canonical_method(method) == "gradcam":
+    if canonical_method(method) in CAM_METHODS:
         return r.clamp_min(0).sum(1)
     return r.abs().sum(1)
 
@@ -482,7 +509,8 @@ def explain(model: nn.Module, image, method: str = "gradcam", target=None, layer
 
     A batch (a list of images, a (B, H, W, 3) array, or a (B, 3, S, S) tensor that is already
     the normalised model input; see :mod:`attnviz.batch`) is attributed in passes of up to
-    ``batch_size`` images and gives a list of Attributions, one per image, equal to the
+    ``batch_size`` images (Score-CAM and Ablation-CAM also run their masked / ablated copies
+    ``batch_size`` at a time) and gives a list of Attributions, one per image, equal to the
     per-image results; ``target`` is then None, one class, or one class (or None) per image.
     Methods that draw random numbers draw them once per pass, so their noise differs from
     per-image calls."""
@@ -490,6 +518,8 @@ def explain(model: nn.Module, image, method: str = "gradcam", target=None, layer
         x, pres, _ = as_input(model, image, mode)
         return explain_batch(model, x, pres, method, target, layer, batch_size, **opts)
     x, pre = preprocess(model, image, mode=mode)
+    if canonical_method(method) in BATCHED:
+        opts.setdefault("batch_size", batch_size)
     return explain_tensor(model, x, pre, method, target, layer, **opts)
 
 
@@ -501,7 +531,7 @@ def explain_tensor(model, x: torch.Tensor, pre: Preprocess, method="gradcam", ta
     exp = get_explainer(model, method, layer)
     used = dict(opts)
     raw, tgt, _ = exp.attribute_with_logits(x, target, **opts)
-    t = int(tgt[0]) if tgt.numel() == 1 else [int(v) for v in tgt]
+    t = None if tgt is None else int(tgt[0]) if tgt.numel() == 1 else [int(v) for v in tgt]
     return Attribution(to_map(raw, exp.method, pre), raw, exp.method, t, exp.layer_name, used)
 
 
@@ -521,7 +551,10 @@ def explain_batch(model, x: torch.Tensor, pres: list, method="gradcam", target=N
             with torch.no_grad():  # mixed: the unset ones are each image's predicted class
                 pred = model(xb).argmax(1).tolist()
             tb = [p if t is None else t for t, p in zip(tb, pred)]
-        raw, tgt, _ = exp.attribute_with_logits(xb, pass_target(tb), **dict(opts))
+        call = dict(opts)
+        if exp.method in BATCHED:  # Score-CAM, Ablation-CAM: masked copies per forward, too
+            call.setdefault("batch_size", batch_size)
+        raw, tgt, _ = exp.attribute_with_logits(xb, pass_target(tb), **call)
         group = pres[sl]
         # one resampling for the pass when every image has the same geometry (a tensor batch)
         maps = to_map(raw, exp.method, group[0]) if len(group) > 1 and all(
@@ -529,5 +562,6 @@ def explain_batch(model, x: torch.Tensor, pres: list, method="gradcam", target=N
         for i in range(raw.shape[0]):
             r = raw[i:i + 1].clone()
             m = maps[i].copy() if maps is not None else to_map(r, exp.method, group[i])
-            out.append(Attribution(m, r, exp.method, int(tgt[i]), exp.layer_name, dict(opts)))
+            out.append(Attribution(m, r, exp.method, None if tgt is None else int(tgt[i]),
+                                   exp.layer_name, dict(opts)))
     return out

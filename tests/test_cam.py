@@ -14,6 +14,7 @@ from torch import nn
 import attnviz
 from attnviz.attribution import cam as C
 from attnviz.errors import LayerError, TargetError, UnknownOptionError
+from attnviz.explain import Explainer
 from attnviz.preprocess import preprocess
 
 GRADIENT = ("gradcam++", "xgradcam", "layercam", "hirescam")
@@ -416,3 +417,34 @@ def test_parity_with_the_real_pytorch_grad_cam():
         raw, _, _ = C.CamMethod(model, method, model.layer4, "layer4").attribute(x, 2)
         r = pearson(ours_at_input(raw, x.shape[-2:]), theirs)
         assert (abs(r) if method == "eigencam" else r) >= 0.98, method
+
+
+# ------------------------------------------------------------------------- through attnviz.explain
+@pytest.mark.parametrize("alias", ["Grad-CAM++", "x-gradcam", "layercam", "hirescam", "score-cam",
+                                   "ablation_cam", "eigencam"])
+def test_explain_takes_every_cam_method(alias):
+    model = attnviz.create_model("lite_se")
+    img = np.asarray(__import__("PIL.Image").Image.open("assets/examples/star.png").convert("RGB"))
+    img = img[:100, :90]  # not square, not the input size: the map comes back at this size
+    att = attnviz.explain(model, img, method=alias, layer="layer3", target=2)
+    name = C.cam_name(alias)
+    assert att.method == name and att.layer == "layer3" and att.target == 2
+    assert att.map.shape == (100, 90) and att.map.dtype == np.float32 and att.map.min() >= 0
+    assert att.raw.shape[:2] == (1, 1) and att.map.max() > 0
+    x, _ = preprocess(model, img)
+    direct, _, _ = C.CamMethod(model, name, model.layer3, "layer3").attribute(x, 2)
+    torch.testing.assert_close(att.raw, direct)
+    exp = Explainer(model, alias, layer="layer3")
+    torch.testing.assert_close(exp.attribute(x, 2), direct)
+    assert no_hooks(model)
+
+
+def test_explain_batches_cam_methods_like_single_images():
+    model = attnviz.create_model("lite_cbam")
+    files = [f"assets/examples/{f}" for f in ("star.png", "ring.png", "cross.png")]
+    for method in ("scorecam", "layercam"):
+        batch = attnviz.explain(model, files, method=method, target=[1, None, 4], batch_size=2)
+        for f, t, att in zip(files, [1, None, 4], batch):
+            one = attnviz.explain(model, f, method=method, target=t, batch_size=5)
+            assert att.target == one.target
+            np.testing.assert_allclose(att.map, one.map, rtol=1e-4, atol=1e-6)

@@ -11,7 +11,7 @@ from captum.attr import (GradientShap, GuidedGradCam, IntegratedGradients, Layer
 
 import attnviz
 from attnviz.capture import hook_count
-from attnviz.explain import (METHODS, Attribution, ExplainError, Explainer, explain,
+from attnviz.explain import (CAPTUM_METHODS, Attribution, ExplainError, Explainer, explain,
                              model_lock)
 from attnviz.preprocess import make_baseline, preprocess
 
@@ -66,7 +66,7 @@ def _direct(model, method, x, target):
                                          target=target)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", CAPTUM_METHODS)
 def test_equals_direct_captum_call(model, image, method):
     x, _ = preprocess(model, image)
     target = 3

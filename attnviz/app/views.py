@@ -15,7 +15,8 @@ import numpy as np
 from .. import kinds as K
 from ..analysis.headline import concentration, grid_map, headline_record  # noqa: F401
 from ..analysis.labels import record_labels
-from ..explain import METHODS, SINGLE_PASS, canonical_method
+from ..attribution.cam import CAMS
+from ..explain import FAST, METHODS, canonical_method
 from ..maps import has_spatial
 from ..render.overlay import (BLOCK_NAMES, KIND_NAMES, affinity_overlay, caption, colorbar,
                               fit, overlay)
@@ -25,10 +26,11 @@ DISPLAY_SIDE = 512
 
 METHOD_NAMES = {"gradcam": "Grad-CAM", "guided_gradcam": "Guided Grad-CAM",
                 "integrated_gradients": "Integrated Gradients", "smoothgrad": "SmoothGrad",
-                "saliency": "Saliency", "occlusion": "Occlusion", "gradient_shap": "GradientSHAP"}
-# single-pass methods (explain.SINGLE_PASS) share the analysis request; the others run in the
-# "attribution" queue
-FAST_METHODS = SINGLE_PASS
+                "saliency": "Saliency", "occlusion": "Occlusion", "gradient_shap": "GradientSHAP",
+                **{name: spec.title for name, spec in CAMS.items()}}
+# methods of one forward (and backward) pass (explain.FAST) share the analysis request; the
+# others run in the "attribution" queue
+FAST_METHODS = FAST
 METHOD_CHOICES = [(METHOD_NAMES[m] + ("" if m in FAST_METHODS else " (slow)"), m)
                   for m in METHODS]
 FAST_METHOD_CHOICES = [(METHOD_NAMES[m], m) for m in FAST_METHODS]
