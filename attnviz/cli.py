@@ -39,6 +39,7 @@ def _write_analysis(a, folder: Path, plotly_src: str) -> None:
     import numpy as np
 
     from . import kinds as K
+    from .explain import CAM_METHODS
     from .maps import has_spatial
     from .render import figures as F
     from .render.overlay import caption, overlay, overlay_record, save_png
@@ -49,9 +50,10 @@ def _write_analysis(a, folder: Path, plotly_src: str) -> None:
             save_png(folder / "overlays" / f"{i:02d}_{_slug(r.tap)}_{r.kind}.png",
                      overlay_record(a.image, r, colorbar=True, label=caption(r)))
     for method, att in a.attributions.items():
-        save_png(folder / "overlays" / f"attribution_{method}.png",
-                 overlay(a.image, att.map, colorbar=True, norm="percentile" if method != "gradcam"
-                         else "minmax", label=f"{method} ({a.target_name})"))
+        norm = "minmax" if method in CAM_METHODS else "percentile"
+        save_png(folder / "overlays" / f"attribution_{_slug(method)}.png",
+                 overlay(a.image, att.map, colorbar=True, norm=norm,
+                         label=f"{method} ({a.target_name})"))
     h, w = a.image.shape[:2]
     query = dict(qx=(w - 1) / 2, qy=(h - 1) / 2, image_hw=(h, w))
     for kind, figs in F.figures_for(a.maps, **query).items():

@@ -81,7 +81,7 @@ def run_compare(image, models, kind, method, scale):
     """One row per model: header (name, badge, prediction), attention overlay, attribution
     overlay; then the score table and the colour legend. Returns ``{output name: value}``
     (names in :data:`OUTPUTS`)."""
-    from .. import metrics
+    from ..inspect import score_analysis
     from ..preprocess import load_image
     with user_errors("comparing the models"):
         if image is None:
@@ -136,13 +136,15 @@ def run_compare(image, models, kind, method, scale):
             i = len(out) // 3
             out += [(f"cmp_head_{i}", gr.Markdown(value=header, visible=True)),
                     (f"cmp_att_{i}", att_img), (f"cmp_attr_{i}", attr_img)]
-            rho = None if m is None else V.finite(metrics.rank_correlation(m, attr))
+            # the scores by the library's one call, as Inspect, the export and the CLI
+            s = score_analysis(ld.model, a, mask, faithfulness=False, attributions=[method],
+                               reference=method)
+            rho = None if rec is None else V.finite(s["rank_correlation"].get(rec.label))
             pa = pb = "—"
-            if mask is not None:
-                pre = a.preprocess
-                if m is not None:
-                    pa = "hit" if metrics.pointing_game(pre.to_image(m), mask) else "miss"
-                pb = "hit" if metrics.pointing_game(pre.to_image(attr), mask) else "miss"
+            if "pointing" in s:
+                if rec is not None:
+                    pa = {True: "hit", False: "miss"}.get(s["pointing"].get(rec.label), "—")
+                pb = "hit" if s["pointing"][method] else "miss"
             table.append([ld.name, ld.badge, f"{a.target_name} ({a.top_k[0][1]:.0%})",
                           "—" if rec is None else V.map_caption(rec, a.maps),
                           "n/a" if rho is None else round(rho, 3), pa, pb])

@@ -16,7 +16,7 @@ from .. import kinds as K
 from ..analysis.headline import concentration, grid_map, headline_record  # noqa: F401
 from ..analysis.labels import record_labels
 from ..attribution.cam import CAMS
-from ..explain import FAST, METHODS, canonical_method
+from ..explain import CAM_METHODS, FAST, METHODS, canonical_method
 from ..maps import has_spatial
 from ..render.overlay import (BLOCK_NAMES, KIND_NAMES, affinity_overlay, caption, colorbar,
                               fit, overlay)
@@ -146,7 +146,7 @@ def attribution_grid(analysis, method: str) -> np.ndarray:
 
 def attribution_norm(method: str) -> str:
     """Pixel attributions have a few very hot pixels: clip their colour range at percentiles."""
-    return "minmax" if method == "gradcam" else "percentile"
+    return "minmax" if method in CAM_METHODS else "percentile"
 
 
 # ------------------------------------------------------------------------------ drawing
