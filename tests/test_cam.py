@@ -333,7 +333,7 @@ CHEAP = ("gradcam++", "xgradcam", "layercam", "hirescam", "eigencam")
 
 
 def parity(model_name, layers, methods=tuple(C.CAMS), images=("star.png", "ring.png")):
-    model = attnviz.create_model(model_name)
+    model = attnviz.create_model(model_name, pretrained=True)
     x = torch.cat([preprocess(model, f"assets/examples/{f}")[0] for f in images])
     with torch.no_grad():
         logits = model(x)
@@ -372,7 +372,7 @@ def test_parity_with_pytorch_grad_cam_lite_cbam_every_method():
 @pytest.mark.parametrize("name", ["lite_resnet", "lite_se", "lite_sk", "lite_sge", "lite_danet",
                                   "lite_nonlocal", "lite_sagan", "lite_scnet"])
 def test_parity_with_pytorch_grad_cam_every_shipped_model(name):
-    model = attnviz.create_model(name)
+    model = attnviz.create_model(name, pretrained=True)
     from attnviz.model_info import cam_layer_of
     res = parity(name, (cam_layer_of(model),))
     bad = {k: round(v, 4) for k, v in res.items() if not v >= 0.98}
@@ -384,7 +384,7 @@ def test_parity_with_pytorch_grad_cam_every_shipped_model(name):
 def test_parity_with_torchcam(methods):
     """TorchCAM itself (pure torch, installed from requirements-dev.txt)."""
     tc = pytest.importorskip("torchcam.methods", reason="torchcam is not installed")
-    model = attnviz.create_model("lite_cbam")
+    model = attnviz.create_model("lite_cbam", pretrained=True)
     x, _ = preprocess(model, "assets/examples/cross.png")
     with torch.no_grad():
         cls = int(model(x).argsort(1)[0, -2])  # the runner-up: not what the model sees first
@@ -406,7 +406,7 @@ def test_parity_with_the_real_pytorch_grad_cam():
         pytest.skip("pytorch_grad_cam is not importable here (it imports torchvision, scipy, "
                     "scikit-learn and ttach); pgc_reference.py follows its code instead")
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    model = attnviz.create_model("lite_cbam")
+    model = attnviz.create_model("lite_cbam", pretrained=True)
     x, _ = preprocess(model, "assets/examples/star.png")
     classes = {"gradcam++": pgc.GradCAMPlusPlus, "xgradcam": pgc.XGradCAM,
                "layercam": pgc.LayerCAM, "hirescam": pgc.HiResCAM, "scorecam": pgc.ScoreCAM,
@@ -423,7 +423,7 @@ def test_parity_with_the_real_pytorch_grad_cam():
 @pytest.mark.parametrize("alias", ["Grad-CAM++", "x-gradcam", "layercam", "hirescam", "score-cam",
                                    "ablation_cam", "eigencam"])
 def test_explain_takes_every_cam_method(alias):
-    model = attnviz.create_model("lite_se")
+    model = attnviz.create_model("lite_se", pretrained=True)
     img = np.asarray(__import__("PIL.Image").Image.open("assets/examples/star.png").convert("RGB"))
     img = img[:100, :90]  # not square, not the input size: the map comes back at this size
     att = attnviz.explain(model, img, method=alias, layer="layer3", target=2)
@@ -440,7 +440,7 @@ def test_explain_takes_every_cam_method(alias):
 
 
 def test_explain_batches_cam_methods_like_single_images():
-    model = attnviz.create_model("lite_cbam")
+    model = attnviz.create_model("lite_cbam", pretrained=True)
     files = [f"assets/examples/{f}" for f in ("star.png", "ring.png", "cross.png")]
     for method in ("scorecam", "layercam"):
         batch = attnviz.explain(model, files, method=method, target=[1, None, 4], batch_size=2)
