@@ -188,6 +188,26 @@ def _class_name(classes, i: int) -> str:
     return f"class {i}"
 
 
+def load_mask(mask, hw, exact: bool = False) -> np.ndarray:
+    """A ground-truth mask as bool (H, W) for an image of size ``hw``: a bool / 0-1 array, or an
+    image (path, PIL) whose bright pixels mark the object. ``exact``: the mask must have the
+    image's size (a user's upload), else an InspectError says both sizes; otherwise an image of
+    another size is resized (nearest). A mask that marks nothing is refused."""
+    if exact:
+        size = mask.shape[:2] if isinstance(mask, np.ndarray) else load_image(mask).size[::-1]
+        if tuple(size) != tuple(hw):
+            raise InspectError(f"the mask is {size[1]} x {size[0]} pixels but the image is "
+                               f"{hw[1]} x {hw[0]}; give a mask the size of the image (white "
+                               "where the object is)")
+    m = _load_mask(mask, hw)
+    if not m.any():
+        raise InspectError("the mask marks no pixel as the object (white = object)")
+    if m.all():
+        raise InspectError("the mask marks every pixel as the object; white = object, black = "
+                           "background")
+    return m
+
+
 def _load_mask(mask, hw) -> np.ndarray:
     """A mask as bool (H, W) at the image's resolution: an array, or an image (path / PIL) whose
     bright pixels mark the object. An image mask of another size is resized (nearest)."""

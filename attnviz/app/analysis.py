@@ -33,10 +33,11 @@ def _to_cpu(a) -> None:
 
 
 @gpu
-def _run_inspect(model, pil, methods, amp: bool = False):
+def _run_inspect(model, pil, methods, amp: bool = False, target=None, explain_opts=None):
     from ..inspect import inspect
     with autocast(amp):
-        return inspect(model, pil, attributions=methods)
+        return inspect(model, pil, attributions=methods, target=target,
+                       explain_opts=explain_opts)
 
 
 def check_image(image_path) -> None:
@@ -45,23 +46,40 @@ def check_image(image_path) -> None:
         raise bad_request("Upload an image or pick one of the examples first.", "No image")
 
 
-def analyse(image_path, model_name, method) -> Session:
-    """The analysis of one request, as a Session (no rendering)."""
+def layer_opts(methods, layer) -> dict:
+    """{method: {"layer": layer}} for the methods that take a layer (none without a layer)."""
+    from ..explain import LAYER_METHODS
+    return {m: {"layer": layer} for m in methods if layer and m in LAYER_METHODS}
+
+
+def analyse(image_path, model_name, method, target=None, layer=None, mask=None) -> Session:
+    """The analysis of one request, as a Session (no rendering). ``target``: a class index or
+    name (None: the prediction); ``layer``: the CAM methods' layer path (None: the model's
+    default); ``mask``: an uploaded object mask the size of the image (white = object), which
+    every localisation score then uses (else the shipped example's own mask, if any)."""
+    from ..attribution.choice import resolve_cam_layer, resolve_target
+    from ..inspect import load_mask
     from ..preprocess import load_image
     check_image(image_path)
     method = V.check_method(method)
     loaded = MODELS.get(model_name)
+    target = resolve_target(loaded.model, target)
+    layer = resolve_cam_layer(loaded.model, layer)
     pil = load_image(image_path)
     img = np.asarray(pil)
+    own = None if mask is None else load_mask(mask, img.shape[:2], exact=True)
     methods = [method] if method in V.FAST_METHODS else ["gradcam"]
     t0 = time.perf_counter()
-    a = _run_inspect(loaded.model, pil, methods, loaded.amp)
+    a = _run_inspect(loaded.model, pil, methods, loaded.amp, target, layer_opts(methods, layer))
     a.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     _to_cpu(a)
-    example, mask = known_mask(img)
+    example, known = known_mask(img)
     name = Path(str(image_path)).name if isinstance(image_path, (str, Path)) else "image"
-    return SESSIONS.add(Session(a, loaded.name, method, V.display_image(img), name, mask, example,
-                                badge=loaded.badge))
+    return SESSIONS.add(Session(a, loaded.name, method, V.display_image(img), name,
+                                known if own is None else own, example, badge=loaded.badge,
+                                target=target, layer=layer,
+                                mask_source=None if own is None and known is None else
+                                "uploaded" if own is not None else "example"))
 
 
 def shown_method(sess: Session) -> str:
@@ -86,6 +104,7 @@ def summary(sess: Session) -> dict:
     method = shown_method(sess)
     d.update(
         weights=sess.badge, example=sess.example, mask_known=sess.mask is not None,
+        mask_source=sess.mask_source, target_asked=sess.target, layer=sess.layer,
         attribution=method, attribution_pending=None if method == sess.method else sess.method,
         headline=None if rec is None else {"tap": rec.tap, "caption": V.map_caption(rec, a.maps)},
         agreement=agreement(sess, rec, method),
@@ -96,11 +115,12 @@ def summary(sess: Session) -> dict:
 
 
 @gpu(duration=120)
-def _slow_attribution(model, image, method, target):
+def _slow_attribution(model, image, method, target, layer=None):
     from ..explain import explain_tensor
     from ..preprocess import preprocess
     x, pre = preprocess(model, image)
-    return explain_tensor(model, x, pre, method, target)
+    return explain_tensor(model, x, pre, method, target, **layer_opts([method], layer).get(
+        method, {}))
 
 
 def add_attribution(sess: Session) -> bool:
@@ -110,7 +130,8 @@ def add_attribution(sess: Session) -> bool:
         return False
     loaded = MODELS.get(sess.model_name)
     t0 = time.perf_counter()
-    att = _slow_attribution(loaded.model, sess.analysis.image, sess.method, sess.analysis.target)
+    att = _slow_attribution(loaded.model, sess.analysis.image, sess.method, sess.analysis.target,
+                            sess.layer)
     att.raw = att.raw.detach().float().cpu()
     sess.analysis.attributions[sess.method] = att
     sess.analysis.timings[sess.method] = round((time.perf_counter() - t0) * 1000, 1)

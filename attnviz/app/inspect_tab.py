@@ -35,6 +35,7 @@ from .inspect_views import (HEADLINE_OUTPUTS, KIND_OUTPUTS, KIND_TABS, affinity_
                             headline, inspect_values, kind_views, of_kinds, record_figure)
 from .scores_view import SCORE_HEADERS, SCORE_WIDTHS, scores_table, update_scores
 from .catalogue import default_model, find_entry, model_choices
+from .model_cache import MODELS
 from .sessions import free_session, use
 
 INSPECT_OUTPUTS = ("top5", "badge", *HEADLINE_OUTPUTS, "summary", "state")
@@ -59,10 +60,14 @@ def inspect_outputs(sess, scale: str) -> dict:
     return inspect_values(sess, scale)
 
 
-def run_inspect(image, model_name, method, scale="per map") -> dict:
-    """``/inspect``: analyse the image; errors are raised as clear ``gr.Error`` messages."""
+def run_inspect(image, model_name, method, scale="per map", target=None, layer=None,
+                mask=None) -> dict:
+    """``/inspect``: analyse the image; errors are raised as clear ``gr.Error`` messages.
+    Optional: ``target`` (a class index or name; blank: the prediction), ``layer`` (the CAM
+    methods' layer path; blank: the model's default), ``mask`` (an uploaded PNG the size of the
+    image, white = object: every localisation score uses it)."""
     with user_errors("analysing the image"):
-        return inspect_values(analyse(image, model_name, method), scale)
+        return inspect_values(analyse(image, model_name, method, target, layer, mask), scale)
 
 
 def _pending_scores():
@@ -86,11 +91,12 @@ def _failed(e: Exception) -> dict:
     return {**cleared(), "status": msg}
 
 
-def run_inspect_ui(image, model_name, method, scale) -> dict:
+def run_inspect_ui(image, model_name, method, scale, target=None, layer=None,
+                   mask=None) -> dict:
     """The browser's analysis: like ``/inspect``, but a failure empties the outputs and says why
     once (no error on every output)."""
     try:
-        sess = analyse(image, model_name, method)
+        sess = analyse(image, model_name, method, target, layer, mask)
         return {**inspect_values(sess, scale), "scores": _pending_scores(),
                 "status": _status(sess)}
     except Exception as e:  # noqa: BLE001 - every failure is answered in the status line
@@ -105,7 +111,8 @@ def selected_badge(model_name):
         return gr.skip()
 
 
-def run_inspect_auto(image, model_name, method, scale) -> dict:
+def run_inspect_auto(image, model_name, method, scale, target=None, layer=None,
+                     mask=None) -> dict:
     """A new image, model or method re-runs the analysis when it is fast (lite models); for a
     full-size model the previous results are cleared and Analyse runs it."""
     if image is None:
@@ -119,7 +126,7 @@ def run_inspect_auto(image, model_name, method, scale) -> dict:
         return {**cleared(), "badge": entry_badge_md(entry),
                 "status": f"<span class='av-hint'><b>{entry.name}</b> is a "
                           "full-size model: press <b>Analyse</b> to run it.</span>"}
-    return run_inspect_ui(image, model_name, method, scale)
+    return run_inspect_ui(image, model_name, method, scale, target, layer, mask)
 
 
 def rescale(sess, scale) -> dict:
@@ -153,6 +160,28 @@ def figure_for_kind(kind: str):
         with user_errors("drawing the figure"):
             return record_figure(recs[i], sess, scale)
     return pick
+
+
+def choices_for(model_name):
+    """The target and layer choices of ``model_name`` ("index: name" for every class, searchable;
+    the convolutional stages by path), both cleared."""
+    from ..attribution.choice import cam_layers, class_choices
+    try:
+        model = MODELS.get(model_name).model
+    except AttnvizError:
+        return gr.update(choices=[], value=None), gr.update(choices=[], value=None)
+    return (gr.update(choices=class_choices(model), value=None),
+            gr.update(choices=cam_layers(model), value=None))
+
+
+def pick_class(sess, evt: gr.SelectData):
+    """A click on a class of the top 5 -> explain that class."""
+    if sess is None or evt is None or not isinstance(evt.value, str):
+        return gr.skip()
+    names = sess.analysis.classes or []
+    if evt.value in names:
+        return f"{names.index(evt.value)}: {evt.value}"
+    return evt.value
 
 
 def pick_query(evt: gr.SelectData):
@@ -213,13 +242,23 @@ def run_scores_full(sess) -> dict:
     return run_scores(sess, full=True)
 
 
-def run_attribute(sess, scale) -> dict:
-    """Compute a slow attribution (IG, SmoothGrad, Occlusion, GradientSHAP) for the last analysis
-    in the heavy queue, then redraw the headline."""
+def run_attribute(sess, scale, target=None, layer=None) -> dict:
+    """Compute a slow attribution (IG, SmoothGrad, Occlusion, GradientSHAP, Score-CAM,
+    Ablation-CAM) for the last analysis in the heavy queue, then redraw the headline. ``target``
+    and ``layer`` (optional) are the analysis's own: another class or layer needs a new
+    analysis (``/inspect`` with them), whose scores and headline follow it."""
     use(sess)  # this session's analysis was just used (sessions' LRU)
     if sess is None or sess.method in sess.analysis.attributions:
         return {}
     with user_errors(f"computing {V.method_name(sess.method)}"):
+        from ..attribution.choice import resolve_cam_layer, resolve_target
+        model = MODELS.get(sess.model_name).model
+        t, lay = resolve_target(model, target), resolve_cam_layer(model, layer)
+        if (t is not None and t != sess.analysis.target) or (lay is not None and
+                                                              lay != sess.layer):
+            raise bad_request(f"This analysis explains class {sess.analysis.target} at layer "
+                              f"{sess.layer or 'default'}; run /inspect with target={target!r}"
+                              f" and layer={layer!r} to explain those.", "Analyse again")
         add_attribution(sess)
         return {**headline(sess, scale), "state": sess}
 
@@ -251,6 +290,15 @@ def _left_column(ui: SimpleNamespace) -> None:
     # full width: the longest choice ("Integrated Gradients (slow)") fits the box
     ui.method = gr.Dropdown(V.METHOD_CHOICES, value="gradcam", label="Attribution",
                             allow_custom_value=True, elem_id="av-method")
+    # what is explained and where: a class (type to search; a click in the top 5 picks one),
+    # a layer of the model's convolutional stages, and the user's own ground truth
+    ui.target = gr.Dropdown([], value=None, label="Explain class (blank: the prediction)",
+                            allow_custom_value=True, filterable=True, elem_id="av-target")
+    ui.layer = gr.Dropdown([], value=None, label="Layer (CAM methods; blank: the default)",
+                           allow_custom_value=True, elem_id="av-layer")
+    ui.mask = InputImage(value=None, label="Object mask (optional PNG the size of the image, "
+                         "white = object)", type="filepath", sources=["upload"], height=110,
+                         elem_id="av-mask")
     ui.analyse = gr.Button("Analyse", variant="primary", elem_id="av-analyse")
     ui.status = gr.Markdown(elem_id="av-status")
     # /inspect for API clients: the same analysis, raising its errors (Analyse answers in
@@ -346,7 +394,7 @@ def _wire(ui: SimpleNamespace) -> None:
     attr_out = head_out + Outputs(ui, "state")
     score_out = Outputs(ui, "scores", "state")
     aff_out = Outputs(ui, "gal_affinity", "plot_affinity", "state")
-    inputs = [ui.image, ui.model, ui.method, ui.scale]
+    inputs = [ui.image, ui.model, ui.method, ui.scale, ui.target, ui.layer, ui.mask]
 
     def chain(ev, suffix: str, vis: str, unmark: bool = True):
         """After an analysis: the kind tabs, then a slow attribution, then the scores."""
@@ -355,8 +403,9 @@ def _wire(ui: SimpleNamespace) -> None:
                      show_progress="hidden")
         if unmark:
             ev = ev.then(None, js=UNMARK_STALE)
-        ev = ev.then(attr_out.handler(run_attribute), [ui.state, ui.scale], attr_out.components,
-                     api_name=f"attribute{suffix}", api_visibility=vis, concurrency_id="attribution",
+        ev = ev.then(attr_out.handler(run_attribute), [ui.state, ui.scale, ui.target, ui.layer],
+                     attr_out.components, api_name=f"attribute{suffix}", api_visibility=vis,
+                     concurrency_id="attribution",
                      concurrency_limit=1, show_progress="minimal",
                      show_progress_on=[ui.head_attr])
         ev.then(score_out.handler(run_scores), [ui.state], score_out.components,
@@ -374,7 +423,14 @@ def _wire(ui: SimpleNamespace) -> None:
                           concurrency_id="inspect", trigger_mode="always_last",
                           show_progress="minimal", show_progress_on=[ui.top5])
     chain(ev, "_ui", "undocumented")
-    triggers = [ui.image.change, ui.model.change, ui.method.change]
+    # a new model lists its classes and layers (and clears the old choice)
+    gr.on([ui.model.change, ui.demo.load], choices_for, [ui.model], [ui.target, ui.layer],
+          api_name="choices", api_visibility="undocumented", show_progress="hidden",
+          queue=False)
+    ui.top5.select(pick_class, [ui.state], [ui.target], api_name="pick_class",
+                   api_visibility="private", show_progress="hidden")
+    triggers = [ui.image.change, ui.model.change, ui.method.change, ui.target.change,
+                ui.layer.change, ui.mask.change]
     gr.on(triggers, None, js=MARK_STALE)
     # the badge follows the selected model at once, before any analysis
     ui.model.change(selected_badge, ui.model, ui.badge, queue=False, api_name="badge",

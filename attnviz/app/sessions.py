@@ -35,13 +35,16 @@ class Session:
     method: str  # the attribution the user asked for
     display: np.ndarray  # the image as sent to the browser (fit to 512)
     image_name: str = "image"
-    mask: np.ndarray | None = None  # object mask when the image is a shipped example
+    mask: np.ndarray | None = None  # object mask: uploaded, or the shipped example's
     example: str | None = None
     query: tuple | None = None  # (x, y) in original-image pixels
     scores: dict = field(default_factory=dict)
     badge: str = ""
     version: int = 0
     owner: str | None = None  # the Gradio session it belongs to (set by SessionStore.add)
+    target: int | None = None  # the class asked for (None: the prediction)
+    layer: str | None = None  # the CAM methods' layer asked for (None: the model's default)
+    mask_source: str | None = None  # "uploaded", "example" or None (no mask)
 
     @property
     def scale(self) -> float:
