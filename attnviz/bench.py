@@ -1,6 +1,8 @@
 """Benchmark attnviz against its floor and its peer, in one run.
 
     python -m attnviz.bench [--quick] [--device cpu|cuda] [--json PATH] [--no-load]
+    python -m attnviz.bench --attributions [--models ...]   every attribution method's time
+                                                             beside its peers' (tools/)
 
 Per model: capture vs a plain forward; Grad-CAM (``attnviz.explain`` on a batch tensor with
 targets, maps upsampled to the input) vs the peer, raw Captum ``LayerGradCam`` + bilinear
@@ -44,6 +46,11 @@ BATCHES = (1, 32)
 _CLOCK = [time.perf_counter]
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 BIG = ("scnet50", "cbam_resnet50")
+
+
+def set_clock(name: str) -> None:
+    """Time with ``name`` from :data:`CLOCKS` ("wall", or "cpu": this process's CPU time)."""
+    _CLOCK[0] = CLOCKS[name]
 
 
 def _sync(device):
@@ -561,6 +568,10 @@ def markdown(r) -> str:
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--attributions" in argv:  # every attribution method beside its peers (its own options)
+        from .tools.bench_attribution import main as bench_attributions
+        return bench_attributions([a for a in argv if a != "--attributions"])
     p = argparse.ArgumentParser(prog="python -m attnviz.bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer models and repetitions (CI)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

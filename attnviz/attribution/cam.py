@@ -151,8 +151,9 @@ def eigencam(acts: torch.Tensor) -> torch.Tensor:
 
 
 def minmax_masks(acts: torch.Tensor, size) -> torch.Tensor:
-    """Score-CAM's masks: each channel upsampled (bilinear) to ``size`` and scaled to [0, 1]."""
-    up = F.interpolate(acts, size=size, mode="bilinear", align_corners=False)
+    """Score-CAM's masks: each channel upsampled (bilinear, corners aligned as pytorch-grad-cam's
+    ``UpsamplingBilinear2d``) to ``size`` and scaled to [0, 1]."""
+    up = F.interpolate(acts, size=size, mode="bilinear", align_corners=True)
     flat = up.flatten(2)
     lo = flat.amin(-1)[..., None, None]
     hi = flat.amax(-1)[..., None, None]
