@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..bench import CLOCKS, load_model, paired, set_clock, timed
+from ..bench import CLOCKS, interleaved, load_model, set_clock
 from ..explain import METHODS, Explainer
 from ..model_info import cam_layer_of
 
@@ -48,14 +48,15 @@ HEAVY = ("integrated_gradients", "smoothgrad", "occlusion", "gradient_shap", "sc
          "ablationcam")
 
 
-def _peer(method: str):
-    """(peer name, class) of the first installed peer of ``method``, or (None, None)."""
+def _peers(method: str) -> list:
+    """[(peer name, class)] of the installed peers of ``method``."""
+    out = []
     for name, module, cls in PEERS.get(method, []):
         try:
-            return name, getattr(importlib.import_module(module), cls)
+            out.append((name, getattr(importlib.import_module(module), cls)))
         except Exception as e:  # noqa: BLE001 - not installed, or its own imports fail
             print(f"  no {name} for {method}: {type(e).__name__}: {e}", file=sys.stderr)
-    return None, None
+    return out
 
 
 def _peer_call(name, cls, model, layer, x, target):
@@ -75,7 +76,7 @@ def _peer_call(name, cls, model, layer, x, target):
 
 
 def bench_attributions(name: str, device, reps: int = 5, methods=METHODS) -> list[dict]:
-    """One row per method: attnviz's median ms, and the peer's (and the ratio) where there is one."""
+    """One row per method: attnviz's median ms and each installed peer's, timed in turn."""
     model = load_model(name, device).eval()
     size = int(model.info.input_size)
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
@@ -93,23 +94,24 @@ def bench_attributions(name: str, device, reps: int = 5, methods=METHODS) -> lis
                                  mode="bilinear")
 
         n = max(1, reps // 3) if method in HEAVY else reps
-        peer, cls = _peer(method)
-        row = {"model": name, "method": method, "size": size, "peer": peer}
-        if peer is not None:
-            t, tp = paired(ours, _peer_call(peer, cls, model, layer, x, target), n, device,
-                           warmup=1)
-            row.update(ms=t * 1e3, peer_ms=tp * 1e3, over_peer=t / tp)
-        else:
-            row.update(ms=timed(ours, n, device) * 1e3)
+        peers = _peers(method)
+        fns = [ours] + [_peer_call(p, cls, model, layer, x, target) for p, cls in peers]
+        times = interleaved(fns, n, device, warmup=1)
+        row = {"model": name, "method": method, "size": size, "ms": times[0] * 1e3,
+               "peers": {p: t * 1e3 for (p, _), t in zip(peers, times[1:])}}
         rows.append(row)
-        print(f"  {name} {method}: {row['ms']:.1f} ms"
-              + (f" ({peer} {row['peer_ms']:.1f} ms)" if peer else ""), file=sys.stderr,
+        print(f"  {name} {method}: {row['ms']:.1f} ms "
+              + " ".join(f"({p} {t:.1f} ms)" for p, t in row["peers"].items()), file=sys.stderr,
               flush=True)
     return rows
 
 
+def _ms(v: float) -> str:
+    return f"{v:.0f} ms" if v >= 10 else f"{v:.1f} ms"
+
+
 def markdown(rows: list[dict]) -> str:
-    """Methods down, models across: "ms" or "ms (peer: ms)"."""
+    """Methods down, models across: "ms", with each peer's "(peer ms)"."""
     models = list(dict.fromkeys(r["model"] for r in rows))
     sizes = {r["model"]: r["size"] for r in rows}
     by = {(r["model"], r["method"]): r for r in rows}
@@ -122,9 +124,9 @@ def markdown(rows: list[dict]) -> str:
             if r is None:
                 cells.append("-")
                 continue
-            cell = f"{r['ms']:.0f} ms" if r["ms"] >= 10 else f"{r['ms']:.1f} ms"
-            if r.get("peer"):
-                cell += f" ({r['peer']}: {r['peer_ms']:.0f} ms, x{r['over_peer']:.2f})"
+            cell = _ms(r["ms"])
+            if r["peers"]:
+                cell += " (" + "; ".join(f"{p} {_ms(t)}" for p, t in r["peers"].items()) + ")"
             cells.append(cell)
         out.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(out)
