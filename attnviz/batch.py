@@ -104,15 +104,17 @@ def image_paths(folder) -> list:
 
 
 def inspect_paths(model, paths, batch_size: int = DEFAULT_BATCH, shard=None, on_result=None,
-                  **inspect_kw) -> list[dict]:
+                  masks=None, **inspect_kw) -> list[dict]:
     """Inspect many image files in batched passes; under ``torchrun`` each process takes its
     share (:mod:`attnviz.shard`).
 
     ``on_result(path, analysis)`` is called for each of this process's images (to write its
-    overlays, say). Returns every image's summary, ``{"path", **Analysis.to_dict()}`` or
+    overlays, say). ``masks``: {path: mask file or array} of ground-truth masks the size of
+    their images (an image whose mask does not fit is reported, not analysed). Returns every image's summary, ``{"path", **Analysis.to_dict()}`` or
     ``{"path", "error"}`` for a file that cannot be read, in the order of ``paths``, gathered
     from every process (so each process returns the same list)."""
-    from .inspect import inspect
+    from .errors import InspectError
+    from .inspect import inspect, load_mask
     from .shard import current
     shard = shard or current()
     paths = [str(p) for p in paths]
@@ -120,16 +122,21 @@ def inspect_paths(model, paths, batch_size: int = DEFAULT_BATCH, shard=None, on_
     rows = []
     for part in chunks(len(mine), batch_size):
         idx = mine[part]
-        good, pils = [], []
+        good, pils, gts = [], [], []
         for i in idx:
             try:
-                pils.append(load_image(paths[i]))
+                pil = load_image(paths[i])
+                mask = (masks or {}).get(paths[i])
+                gts.append(None if mask is None else
+                           load_mask(mask, (pil.height, pil.width), exact=True))
+                pils.append(pil)
                 good.append(i)
-            except ImageError as e:
+            except (ImageError, InspectError) as e:
                 rows.append({"index": i, "path": paths[i], "error": str(e)})
         if not pils:
             continue
-        for i, a in zip(good, inspect(model, pils, batch_size=batch_size, **inspect_kw)):
+        kw = dict(inspect_kw, mask=gts) if masks else inspect_kw
+        for i, a in zip(good, inspect(model, pils, batch_size=batch_size, **kw)):
             if on_result is not None:
                 on_result(paths[i], a)
             rows.append({"index": i, "path": paths[i], **a.to_dict()})

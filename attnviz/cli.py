@@ -51,7 +51,7 @@ def _write_analysis(a, folder: Path, plotly_src: str) -> None:
                      overlay_record(a.image, r, colorbar=True, label=caption(r)))
     for method, att in a.attributions.items():
         norm = "minmax" if method in CAM_METHODS else "percentile"
-        save_png(folder / "overlays" / f"attribution_{_slug(method)}.png",
+        save_png(folder / "overlays" / f"attribution_{_slug(method.replace('+', 'p'))}.png",
                  overlay(a.image, att.map, colorbar=True, norm=norm,
                          label=f"{method} ({a.target_name})"))
     h, w = a.image.shape[:2]
@@ -78,6 +78,7 @@ def cmd_inspect(args) -> int:
     from tqdm import tqdm
 
     import attnviz
+
     from .batch import image_paths as folder_images
     from .batch import inspect_paths
     target = Path(args.target)
@@ -101,9 +102,20 @@ def cmd_inspect(args) -> int:
         _write_analysis(analysis, out / folders[str(path)], f"../../{PLOTLY_JS}")
         bar.update(1)
 
+    from .attribution.choice import resolve_cam_layer, resolve_target
+    from .errors import AttnvizError
+    from .explain import LAYER_METHODS, canonical_method
+    try:
+        methods = [canonical_method(m) for m in args.attribution.split(",") if m.strip()]
+        tgt = resolve_target(model, args.explain_class)
+        layer = resolve_cam_layer(model, args.layer)
+    except AttnvizError as e:
+        raise SystemExit(f"attnviz inspect: {e}") from None
+    masks = _masks(paths, Path(args.masks)) if args.masks else None
     rows = inspect_paths(model, paths, batch_size=args.batch_size, on_result=write,
-                         attributions=[m.strip() for m in args.attribution.split(",")
-                                       if m.strip()],
+                         attributions=methods, target=tgt, masks=masks,
+                         explain_opts={m: {"layer": layer} for m in methods
+                                       if layer and m in LAYER_METHODS},
                          scores=False if args.no_scores else {"steps": args.steps})
     failed = [r for r in rows if "error" in r]
     bar.update(len(failed))
@@ -118,6 +130,20 @@ def cmd_inspect(args) -> int:
     print(f"{len(done)} image(s) analysed with {args.model} -> {out}/"
           + (f"; {len(failed)} skipped" if failed else ""))
     return 1 if failed else 0
+
+
+def _masks(paths, folder: Path) -> dict:
+    """{image path: mask file}: the file of the same name in ``folder`` (else the same stem as a
+    PNG); images without one are analysed without a mask."""
+    if not folder.is_dir():
+        raise SystemExit(f"attnviz inspect: --masks {folder} is not a folder")
+    out = {}
+    for p in paths:
+        for name in (Path(p).name, Path(p).stem + ".png"):
+            if (folder / name).is_file():
+                out[str(p)] = str(folder / name)
+                break
+    return out
 
 
 def _folders(paths) -> dict:
@@ -179,7 +205,17 @@ def parser() -> argparse.ArgumentParser:
                                                   "print(attnviz.list_models())')")
     s.add_argument("--out", required=True, help="output folder (created)")
     s.add_argument("--attribution", default="gradcam",
-                   help="attribution method(s), comma-separated (default gradcam)")
+                   help="attribution method(s), comma-separated: gradcam, guided_gradcam, "
+                        "integrated_gradients, smoothgrad, saliency, occlusion, gradient_shap, "
+                        "gradcam++, xgradcam, layercam, hirescam, scorecam, ablationcam, eigencam "
+                        "(default gradcam)")
+    s.add_argument("--target", dest="explain_class", help="the class to explain, an index or a "
+                                                          "name (default: each image's prediction)")
+    s.add_argument("--layer", help="the CAM methods' layer, a module path such as layer3 "
+                                   "(default: the model's Grad-CAM layer)")
+    s.add_argument("--masks", metavar="DIR", help="ground-truth masks (white = object), one per "
+                   "image under the same file name and at the image's size: every localisation "
+                   "score (pointing, energy) uses them")
     s.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     s.add_argument("--steps", type=int, default=16, help="deletion / insertion curve steps")
     s.add_argument("--no-scores", action="store_true", help="skip the scores (faster)")

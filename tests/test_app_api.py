@@ -379,10 +379,9 @@ def test_malformed_http_calls_are_refused_with_a_reason(app_url, client, example
         return requests.get(f"{url}/{eid}", timeout=60).text
     assert "input values" in call([None])  # wrong number of inputs
     outside = {"path": str(example_paths["star"]), "meta": {"_type": "gradio.FileData"}}
-    rest = ["lite_cbam", "gradcam", "per map", None, None, None]  # target, layer, mask: blank
-    assert "not uploaded" in call([outside, *rest])
+    assert "not uploaded" in call([outside, "lite_cbam", "gradcam", "per map"])
     no_file = {"path": None, "url": "nowhere", "meta": {"_type": "gradio.FileData"}}
-    assert "uploaded file" in call([no_file, *rest])
+    assert "uploaded file" in call([no_file, "lite_cbam", "gradcam", "per map"])
     r = inspect(client, example_paths["star"], "lite_cbam")  # still serving
     assert len(r["top5"]["confidences"]) == 5
 

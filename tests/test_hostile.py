@@ -96,7 +96,7 @@ def test_data_url_bomb_is_refused_from_its_header(server, client, star):
     rss0 = _status_mb(proc.pid, "VmRSS")
     kind, text = _call(url, "inspect", [{"url": data_url, "path": None,
                                          "meta": {"_type": "gradio.FileData"}},
-                                        "lite_cbam", "gradcam", "per map", None, None, None])
+                                        "lite_cbam", "gradcam", "per map"])
     peak = _status_mb(proc.pid, "VmHWM")
     assert kind == "error" and "megapixels" in text and "13000 x 13000" in text, text[:500]
     assert peak - rss0 < 150, f"peak RSS rose by {peak - rss0:.0f} MB"
@@ -104,7 +104,7 @@ def test_data_url_bomb_is_refused_from_its_header(server, client, star):
     small = "data:image/png;base64," + base64.b64encode(star.read_bytes()).decode()
     kind, text = _call(url, "inspect", [{"url": small, "path": None,
                                          "meta": {"_type": "gradio.FileData"}},
-                                        "lite_cbam", "gradcam", "per map", None, None, None])
+                                        "lite_cbam", "gradcam", "per map"])
     assert kind == "complete", text[:500]
     assert _top1(client, star) == before
 
@@ -117,7 +117,7 @@ def test_echoed_input_is_capped(server, client, star):
         client.predict(handle_file(str(star)), name, "gradcam", "per map", api_name="/inspect")
     assert "Unknown model" in str(e.value) and len(str(e.value)) < 3000, len(str(e.value))
     kind, text = _call(url, "inspect", [{"path": "data:" + "A" * 1_000_000}, "lite_cbam",
-                                        "gradcam", "per map", None, None, None])
+                                        "gradcam", "per map"])
     assert kind == "error" and len(text) < 5000, len(text)
     assert _top1(client, star)[0] == "star"
 

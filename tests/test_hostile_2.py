@@ -94,7 +94,7 @@ def test_only_uploaded_files_can_be_named(server, client, tmp_path):
     messages = set()
     for target in targets:
         for shape in shapes:
-            for api, rest in (("inspect", ["lite_cbam", "gradcam", "per map", None, None, None]),
+            for api, rest in (("inspect", ["lite_cbam", "gradcam", "per map"]),
                               ("ablate", ["lite_cbam"])):
                 kind, out = call_raw(url, api, [shape(target)] + rest)
                 assert kind == "error", (api, target, out[:300])
@@ -117,7 +117,7 @@ def test_only_uploaded_files_can_be_named(server, client, tmp_path):
     # an upload works; an example's own path works
     assert _top1(client)[0] == "star"
     kind, out = call_raw(url, "inspect", [{"path": str(STAR)}, "lite_cbam", "gradcam",
-                                          "per map", None, None, None])
+                                          "per map"])
     assert kind == "complete", out[:300]
 
 

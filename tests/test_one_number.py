@@ -29,3 +29,21 @@ def test_inspect_and_compare_report_the_same_scores(method):
         assert rows[name]["pointing: attention"] == point
         assert rows[name]["pointing: attribution"] == inspect_rows[("pointing game",
                                                                     V.method_name(method))]
+
+
+def test_compare_explains_the_class_and_layer_asked():
+    """Compare's optional class and layer: every model explains that class at that layer, and
+    its scores are still the library's on those maps."""
+    out = run_compare(EXAMPLE, ["lite_cbam", "lite_sge"], "strongest", "layercam", "per map",
+                      "triangle", "layer3")
+    rows = {r[0]: dict(zip(TABLE_HEADERS, r)) for r in out[-2].values.tolist()}
+    for name in ("lite_cbam", "lite_sge"):
+        sess = analyse(EXAMPLE, name, "layercam", "triangle", "layer3")
+        att = sess.analysis.attributions["layercam"]
+        assert (att.target, att.layer) == (1, "layer3")
+        head = V.headline_record(sess.analysis.maps)
+        assert rows[name]["ρ with attribution"] == round(sess.analysis.agreement(head,
+                                                                                 "layercam"), 3)
+    with pytest.raises(Exception, match="(?i)no class named 'dog'"):
+        run_compare(EXAMPLE, ["lite_cbam", "lite_sge"], "strongest", "layercam", "per map",
+                    "dog", None)

@@ -164,8 +164,9 @@ def build_demo(models: dict | None = None) -> gr.Blocks:
             models_tab.run_models, None, [ui.models_table, ui.models_names],
             api_name="models_on_load", api_visibility="undocumented", show_progress="hidden")
     demo.queue(default_concurrency_limit=4)
-    from . import admission, guards
+    from . import admission, guards, optional_inputs
     guards.install(demo)
+    optional_inputs.install(demo)  # raw HTTP requests may leave out target, layer, mask
     admission.install(demo)  # the queue's limits, long jobs apart from analyses
     return demo
 

@@ -66,10 +66,12 @@ def _models_list(models) -> list[str]:
 
 
 @gpu
-def _analyse(model, pil, method, amp: bool = False):
+def _analyse(model, pil, method, amp: bool = False, target=None, layer=None):
     from ..inspect import inspect
+    from .analysis import layer_opts
     with autocast(amp):
-        a = inspect(model, pil, attributions=[method])
+        a = inspect(model, pil, attributions=[method], target=target,
+                    explain_opts=layer_opts([method], layer))
     for r in a.maps:  # float32 for drawing and scoring (autocast records bfloat16)
         r.tensor = r.tensor.detach().float().cpu()
     for att in a.attributions.values():
@@ -77,10 +79,13 @@ def _analyse(model, pil, method, amp: bool = False):
     return a
 
 
-def run_compare(image, models, kind, method, scale):
+def run_compare(image, models, kind, method, scale, target=None, layer=None):
     """One row per model: header (name, badge, prediction), attention overlay, attribution
     overlay; then the score table and the colour legend. Returns ``{output name: value}``
-    (names in :data:`OUTPUTS`)."""
+    (names in :data:`OUTPUTS`). Optional ``target`` (a class index or name, for every model;
+    blank: each one's prediction) and ``layer`` (a module path every model has; blank: each
+    one's default)."""
+    from ..attribution.choice import resolve_cam_layer, resolve_target
     from ..inspect import score_analysis
     from ..preprocess import load_image
     with user_errors("comparing the models"):
@@ -102,8 +107,10 @@ def run_compare(image, models, kind, method, scale):
         example, mask = known_mask(img)
         loaded = [MODELS.get(n) for n in names]  # unknown names fail before any work
         rows = []
-        for ld in loaded:
-            a = _analyse(ld.model, pil, method, ld.amp)
+        asked = [(resolve_target(ld.model, target), resolve_cam_layer(ld.model, layer))
+                 for ld in loaded]  # every model's choice checked before any work
+        for ld, (t, lay) in zip(loaded, asked):
+            a = _analyse(ld.model, pil, method, ld.amp, t, lay)
             rec = V.kind_record(a.maps, kind)
             rows.append((ld, a, rec, None if rec is None else V.grid_map(rec),
                          V.attribution_grid(a, method)))
@@ -117,7 +124,7 @@ def run_compare(image, models, kind, method, scale):
         # logits (a shared range left lite_danet's Grad-CAM almost empty beside lite_cbam's)
         attr_norm = V.attribution_norm(method)
         out, table = [], []
-        for ld, a, rec, m, attr in rows:
+        for (ld, a, rec, m, attr), (_, lay) in zip(rows, asked):
             note = prediction_note(ld, example)
             header = (f"### {ld.name}\n{badge_pill(ld)}\n\n{V.prediction_text(a)}"
                       + (f"\n\n{note}" if note else ""))
@@ -131,8 +138,9 @@ def run_compare(image, models, kind, method, scale):
                                          f"{V.range_text(m, rng, rec.kind in kind_norm)}")
             im, rng = V.draw(display, attr, attr_norm)
             attr_img = gr.Image(value=im, visible=True,
-                                label=f"{V.method_name(method)} · {V.fmt_range(*rng)} (own "
-                                      "scale)")
+                                label=f"{V.method_name(method)} → {a.target_name}"
+                                      + (f" at {lay}" if lay else "")
+                                      + f" · {V.fmt_range(*rng)} (own scale)")
             i = len(out) // 3
             out += [(f"cmp_head_{i}", gr.Markdown(value=header, visible=True)),
                     (f"cmp_att_{i}", att_img), (f"cmp_attr_{i}", attr_img)]
@@ -145,7 +153,7 @@ def run_compare(image, models, kind, method, scale):
                 if rec is not None:
                     pa = {True: "hit", False: "miss"}.get(s["pointing"].get(rec.label), "—")
                 pb = "hit" if s["pointing"][method] else "miss"
-            table.append([ld.name, ld.badge, f"{a.target_name} ({a.top_k[0][1]:.0%})",
+            table.append([ld.name, ld.badge, f"{a.top_k[0][0]} ({a.top_k[0][1]:.0%})",
                           "—" if rec is None else V.map_caption(rec, a.maps),
                           "n/a" if rho is None else round(rho, 3), pa, pb])
         for i in range(len(rows), MAX_MODELS):
@@ -185,6 +193,10 @@ def build(ui: SimpleNamespace) -> None:
                                       elem_id="av-cmp-kind")
             ui.cmp_method = gr.Dropdown(V.FAST_METHOD_CHOICES, value="gradcam",
                                         label="Attribution", allow_custom_value=True)
+            ui.cmp_target = gr.Textbox(label="Explain class (blank: each model's prediction)",
+                                       placeholder="e.g. star, or 3", elem_id="av-cmp-target")
+            ui.cmp_layer = gr.Textbox(label="Layer (blank: each model's default)",
+                                      placeholder="e.g. layer3", elem_id="av-cmp-layer")
             ui.cmp_scale = gr.Radio(["shared", "per map"], value="shared", label="Colour scale")
             ui.cmp_run = gr.Button("Compare", variant="primary", elem_id="av-cmp-run")
             ui.cmp_legend = gr.Image(show_label=False, interactive=False, format="png",
@@ -207,7 +219,8 @@ def build(ui: SimpleNamespace) -> None:
                                         elem_id="av-cmp-table", max_height=2000)
     out = Outputs(ui, *OUTPUTS)
     ui.cmp_run.click(out.handler(run_compare), [ui.cmp_image, ui.cmp_models, ui.cmp_kind,
-                                                ui.cmp_method, ui.cmp_scale],
+                                                ui.cmp_method, ui.cmp_scale, ui.cmp_target,
+                                                ui.cmp_layer],
                      out.components, api_name="compare",
                      concurrency_id="compare", concurrency_limit=2)
     # the Compare image follows the Inspect image

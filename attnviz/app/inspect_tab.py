@@ -80,7 +80,8 @@ def _status(sess) -> str:
     a = sess.analysis
     ms = a.timings.get("total_ms")
     took = f" · {ms / 1000:.2f} s" if ms is not None else ""
-    return (f"<span class='av-ok'>{sess.model_name} on {sess.image_name}{took}</span>")
+    mask = " · scored against your mask" if sess.mask_source == "uploaded" else ""
+    return (f"<span class='av-ok'>{sess.model_name} on {sess.image_name}{took}{mask}</span>")
 
 
 def _failed(e: Exception) -> dict:

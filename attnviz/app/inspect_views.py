@@ -148,7 +148,9 @@ def headline(sess: Session, scale: str) -> dict:
     attr_map = V.attribution_grid(a, method)
     attr_img, arng = V.draw(sess.display, attr_map, V.attribution_norm(method))
     pending = sess.method != method
-    attr_line = (f"**{V.method_name(method)}** for class '{a.target_name}', range "
+    layer = a.attributions[method].layer
+    at = f" at {layer}" if layer else ""
+    attr_line = (f"**{V.method_name(method)}** for class '{a.target_name}'{at}, range "
                  f"{V.fmt_range(*arng)} (own scale)"
                  + (f" — *{V.method_name(sess.method)} is being computed…*" if pending else ""))
     gallery = []
@@ -175,7 +177,7 @@ def headline(sess: Session, scale: str) -> dict:
             gallery.append((tile(img, rng), f"{V.map_caption(r, a.maps)}{where} · "
                                             f"{V.range_text(m, rng, shared is not None)}"))
     gallery.append((tile(attr_img, arng), f"{V.method_name(method)} · {V.fmt_range(*arng)}"))
-    attr = gr.Image(value=attr_img, label=f"{V.method_name(method)} → {a.target_name}"
+    attr = gr.Image(value=attr_img, label=f"{V.method_name(method)} → {a.target_name}{at}"
                                           + (" (computing…)" if pending else ""))
     # the framing (random weights, a lite model's six shapes) stays with every redraw of these
     # results: a slow attribution, a new colour scale
