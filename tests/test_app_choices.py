@@ -82,6 +82,15 @@ def test_bad_choices_are_answered_clearly(server):
     kind, out = call_raw(server, "inspect", [{"path": str(STAR)}, "lite_cbam", "gradcam",
                                              "per map", None, None, {"path": "/etc/hostname"}])
     assert kind == "error" and "not uploaded to this server" in out, out[:300]
+    # a raw HTTP request written before the optional inputs existed is answered as before
+    kind, out = call_raw(server, "inspect", [{"path": str(STAR)}, "lite_cbam", "gradcam",
+                                             "per map"])
+    assert kind == "complete" and "star" in out, out[:300]
+    kind, out = call_raw(server, "compare", [{"path": str(STAR)}, ["lite_cbam", "lite_se"],
+                                             "strongest", "gradcam", "per map"])
+    assert kind == "complete", out[:300]
+    kind, out = call_raw(server, "inspect", [{"path": str(STAR)}, "lite_cbam"])  # too few
+    assert kind == "error" and "input values" in out, out[:300]
     # and the server keeps serving
     ok = summary_of(client.predict(handle_file(str(STAR)), "lite_cbam", "gradcam", "per map",
                                    api_name="/inspect"))
