@@ -8,13 +8,17 @@ from attnviz.app.compare_tab import TABLE_HEADERS, run_compare
 from attnviz.app.scores_view import _scores
 
 EXAMPLE = "assets/examples/star.png"
+COLUMNS = ["model", "weights", "prediction", "attention map", "ρ with attribution",
+           "pointing: attention", "pointing: attribution"]
+assert len(COLUMNS) == len(TABLE_HEADERS)
 
 
 @pytest.mark.parametrize("method", ["gradcam", "layercam"])
 def test_inspect_and_compare_report_the_same_scores(method):
     compare = run_compare(EXAMPLE, ["lite_cbam", "lite_sge"], "strongest", method,
                           "per map")[-2]
-    rows = {r[0]: dict(zip(TABLE_HEADERS, r)) for r in compare.values.tolist()}
+    # columns by position: model, weights, prediction, map, rho, pointing (map), (attribution)
+    rows = {r[0]: dict(zip(COLUMNS, r)) for r in compare.values.tolist()}
     for name in ("lite_cbam", "lite_sge"):
         sess = analyse(EXAMPLE, name, method)
         head = V.headline_record(sess.analysis.maps)
@@ -36,7 +40,7 @@ def test_compare_explains_the_class_and_layer_asked():
     its scores are still the library's on those maps."""
     out = run_compare(EXAMPLE, ["lite_cbam", "lite_sge"], "strongest", "layercam", "per map",
                       "triangle", "layer3")
-    rows = {r[0]: dict(zip(TABLE_HEADERS, r)) for r in out[-2].values.tolist()}
+    rows = {r[0]: dict(zip(COLUMNS, r)) for r in out[-2].values.tolist()}
     for name in ("lite_cbam", "lite_sge"):
         sess = analyse(EXAMPLE, name, "layercam", "triangle", "layer3")
         att = sess.analysis.attributions["layercam"]
