@@ -16,7 +16,7 @@ assert len(COLUMNS) == len(TABLE_HEADERS)
 @pytest.mark.parametrize("method", ["gradcam", "layercam"])
 def test_inspect_and_compare_report_the_same_scores(method):
     compare = run_compare(EXAMPLE, ["lite_cbam", "lite_sge"], "strongest", method,
-                          "per map")[-2]
+                          "per map")["cmp_table"]
     # columns by position: model, weights, prediction, map, rho, pointing (map), (attribution)
     rows = {r[0]: dict(zip(COLUMNS, r)) for r in compare.values.tolist()}
     for name in ("lite_cbam", "lite_sge"):
@@ -40,7 +40,7 @@ def test_compare_explains_the_class_and_layer_asked():
     its scores are still the library's on those maps."""
     out = run_compare(EXAMPLE, ["lite_cbam", "lite_sge"], "strongest", "layercam", "per map",
                       "triangle", "layer3")
-    rows = {r[0]: dict(zip(COLUMNS, r)) for r in out[-2].values.tolist()}
+    rows = {r[0]: dict(zip(COLUMNS, r)) for r in out["cmp_table"].values.tolist()}
     for name in ("lite_cbam", "lite_sge"):
         sess = analyse(EXAMPLE, name, "layercam", "triangle", "layer3")
         att = sess.analysis.attributions["layercam"]
