@@ -8,8 +8,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 THREADS=${THREADS:-1}
-EPOCHS=${EPOCHS:-3}
-IMAGES=${IMAGES:-2400}
+EPOCHS=${EPOCHS:-6}
+IMAGES=${IMAGES:-4000}
 SIZE=${SIZE:-64}
 PARALLEL=${PARALLEL:-1}
 OUT=${OUT:-models}
