@@ -1,7 +1,6 @@
 """The Statistics tab through a real server and gradio_client: dataset statistics of a shipped
 model, the relational links view, and clear refusals."""
 import pytest
-
 from app_fixtures import serve_app
 
 pytestmark = pytest.mark.slow

@@ -94,3 +94,49 @@ def test_no_single_region_gives_the_label_away(many, region):
     assert abs(acc - 0.5) < 3 * 0.5 / np.sqrt(len(test.labels))
     pair = np.where(test.region_colours[:, 0] == test.region_colours[:, 1], 0, 1)
     assert (pair == test.labels).mean() == 1.0
+
+
+@pytest.mark.slow
+def test_train_relational_writes_a_card_that_loads_and_evaluates(tmp_path):
+    from attnviz.evaluate import main as evaluate_main
+    from attnviz.models.checkpoint import load_checkpoint
+    from attnviz.train import main as train_main
+    train_main(["--model", "lite_sagan", "--task", "relational", "--name", "lite_sagan_rel",
+                "--out", str(tmp_path), "--epochs", "1", "--images-per-epoch", "64",
+                "--batch-size", "32", "--size", "64", "--val-n", "20", "--threads", "1"])
+    import json
+    card = json.loads((tmp_path / "lite_sagan_rel.json").read_text())
+    assert card["classes"] == RELATION_CLASSES and card["training"]["task"] == "relational"
+    assert "--task relational" in card["command"] and card["input_size"] == 64
+    model = load_checkpoint(tmp_path / "lite_sagan_rel.safetensors")
+    assert model.fc.out_features == 2 and model.info.input_size == 64
+    assert evaluate_main(["--task", "relational", "--model", "lite_sagan", "--n", "20",
+                          "--models-dir", str(tmp_path), "--write-card"]) == 0
+    card = json.loads((tmp_path / "lite_sagan_rel.json").read_text())
+    links = card["relational_evaluation"]["links"]["layers"]["layer3.1"]
+    assert links["oracle"]["pointing"]["mean"] == 1.0 and links["model"]["pointing"]["n"] == 60
+
+
+def test_evaluate_relational_without_checkpoints_says_what_to_do(tmp_path, capsys):
+    from attnviz.evaluate import main as evaluate_main
+    assert evaluate_main(["--task", "relational", "--model", "lite_sagan", "--models-dir",
+                          str(tmp_path)]) == 2
+    assert "train_relational.sh" in capsys.readouterr().err
+
+
+def test_load_checkpoint_refuses_missing_files_and_cards(tmp_path):
+    import shutil
+
+    from attnviz.errors import WeightsError
+    from attnviz.models.checkpoint import load_checkpoint
+    from attnviz.weights import MODELS_DIR
+    with pytest.raises(WeightsError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "nothing.safetensors")
+    shutil.copy(MODELS_DIR / "lite_sagan_rel.safetensors", tmp_path / "x.safetensors")
+    with pytest.raises(WeightsError, match="model card"):
+        load_checkpoint(tmp_path / "x.safetensors")
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(WeightsError, match="model card"):
+        load_checkpoint(tmp_path / "x.json".replace(".json", ".safetensors"))
+    m = load_checkpoint(MODELS_DIR / "lite_sagan_rel.safetensors")
+    assert m.info.classes == RELATION_CLASSES and m.info.name == "lite_sagan_rel"
