@@ -94,3 +94,13 @@ def test_dataset_stats_matches_a_hand_loop_on_real_models():
     assert len(tables["kernel_vs_scale.csv"]) == 1 + 4 * 12
     with pytest.raises(OptionError):
         dataset_stats(se, d.subset([0, 1]))
+
+
+def test_findings_pool_the_per_seed_statistics():
+    from attnviz.tools.stats_report import findings, load_model, load_source
+    f = findings("lite_se", n=12, seeds=(5, 6), batch_size=6)
+    m = load_model("lite_se")
+    per = [dataset_stats(m, load_source("synthetic", 12, s, 128))["channel"]["layer4.0.se"]
+           ["specificity"] for s in (5, 6)]
+    got = f["class_specificity"]["layer4.0.se"]["over_seeds"]
+    assert got["mean"] == pytest.approx(np.mean(per), abs=1e-4) and got["n"] == 2
