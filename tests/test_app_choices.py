@@ -3,6 +3,9 @@ optional target (index or class name), layer (a convolutional stage by path) and
 the size of the image; any other path refused like an image's), on a launched server."""
 from __future__ import annotations
 
+import json
+import zipfile
+
 import numpy as np
 import pytest
 from app_fixtures import ROOT, call_raw, serve_app
@@ -61,6 +64,15 @@ def test_target_layer_and_mask_through_inspect(server, tmp_path):
     want = "hit" if s["pointing"]["layercam"] else "miss"
     got = [v for (k, m), v in rows.items() if k == "pointing game" and m == "LayerCAM"]
     assert got == [want], rows
+    # the export's scores.json says what was explained, where, against which mask
+    path, _note = client.predict(api_name="/export")
+    path = path.get("value", path) if isinstance(path, dict) else path
+    path = path.get("path", path) if isinstance(path, dict) else path
+    with zipfile.ZipFile(path) as z:
+        exported = json.loads(z.read("scores.json"))
+    assert exported["attributions"]["layercam"]["target"] == 1
+    assert exported["attributions"]["layercam"]["layer"] == "layer3"
+    assert (exported["layer"], exported["mask_source"]) == ("layer3", "uploaded")
     energy = rows[("energy in object", "LayerCAM")]
     assert energy == round(float(s["energy"]["layercam"]), 3)
     star = attnviz.score_analysis(model, a, str(STAR_MASK), faithfulness=False)
