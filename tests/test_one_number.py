@@ -13,7 +13,7 @@ COLUMNS = ["model", "weights", "prediction", "attention map", "ρ with attributi
 assert len(COLUMNS) == len(TABLE_HEADERS)
 
 
-@pytest.mark.parametrize("method", ["gradcam", "layercam"])
+@pytest.mark.parametrize("method", ["gradcam", pytest.param("layercam", marks=pytest.mark.slow)])
 def test_inspect_and_compare_report_the_same_scores(method):
     compare = run_compare(EXAMPLE, ["lite_cbam", "lite_sge"], "strongest", method,
                           "per map")["cmp_table"]
@@ -35,6 +35,7 @@ def test_inspect_and_compare_report_the_same_scores(method):
                                                                     V.method_name(method))]
 
 
+@pytest.mark.slow
 def test_compare_explains_the_class_and_layer_asked():
     """Compare's optional class and layer: every model explains that class at that layer, and
     its scores are still the library's on those maps."""
