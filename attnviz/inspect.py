@@ -208,6 +208,27 @@ def load_mask(mask, hw, exact: bool = False) -> np.ndarray:
     return m
 
 
+def box_mask(box, hw) -> np.ndarray:
+    """A bool (H, W) mask that is True inside ``box``: (x0, y0, x1, y1) in image pixels (the
+    corners' pixels included), as numbers or one string "x0, y0, x1, y1"."""
+    try:
+        vals = [float(v) for v in (box.replace(",", " ").split() if isinstance(box, str)
+                                   else box)]
+    except (TypeError, ValueError):
+        raise InspectError(f"a box is four numbers x0, y0, x1, y1 in image pixels, not "
+                           f"{str(box)[:80]!r}") from None
+    h, w = hw
+    if len(vals) != 4 or not np.isfinite(vals).all():
+        raise InspectError(f"a box is four numbers x0, y0, x1, y1 in image pixels, not {vals}")
+    x0, y0, x1, y1 = (int(round(v)) for v in vals)
+    if not (0 <= x0 < x1 < w + 1 and 0 <= y0 < y1 < h + 1):
+        raise InspectError(f"the box ({x0}, {y0}, {x1}, {y1}) must lie inside the image "
+                           f"({w} x {h} pixels) with x0 < x1 and y0 < y1")
+    m = np.zeros((h, w), dtype=bool)
+    m[y0:y1 + 1, x0:x1 + 1] = True
+    return m
+
+
 def _load_mask(mask, hw) -> np.ndarray:
     """A mask as bool (H, W) at the image's resolution: an array, or an image (path / PIL) whose
     bright pixels mark the object. An image mask of another size is resized (nearest)."""

@@ -75,6 +75,19 @@ def test_target_layer_and_mask_through_inspect(server, tmp_path):
     assert (exported["layer"], exported["mask_source"]) == ("layer3", "uploaded")
     energy = rows[("energy in object", "LayerCAM")]
     assert energy == round(float(s["energy"]["layercam"]), 3)
+    # a typed box instead of a mask: the same scores as the library's with that box
+    boxed = summary_of(client.predict(handle_file(str(STAR)), "lite_cbam", "layercam",
+                                      "per map", "triangle", "layer3", None, "0, 0, 127, 63",
+                                      api_name="/inspect"))
+    assert boxed["mask_source"] == "box"
+    box_rows, name = {}, ""
+    for r in client.predict(api_name="/scores")["data"]:
+        name = r[0] or name
+        box_rows[(name, r[1])] = r[2]
+    from attnviz.inspect import box_mask
+    sb = attnviz.score_analysis(model, a, box_mask("0, 0, 127, 63", (128, 128)),
+                                faithfulness=False)
+    assert box_rows[("energy in object", "LayerCAM")] == round(float(sb["energy"]["layercam"]), 3)
     star = attnviz.score_analysis(model, a, str(STAR_MASK), faithfulness=False)
     assert abs(star["energy"]["layercam"] - s["energy"]["layercam"]) > 0.01  # the mask matters
 

@@ -56,3 +56,14 @@ def test_layers_are_the_stages_by_path(lite):
     att = attnviz.explain(net, torch.rand(16, 16, 3).mul(255).byte().numpy(), "layercam",
                           layer=cam_layers(net)[0])
     assert att.layer == "features.0"
+
+
+def test_a_box_is_a_mask():
+    from attnviz.errors import InspectError
+    from attnviz.inspect import box_mask
+    m = box_mask("2, 1, 4, 3", (5, 6))
+    assert m.sum() == 9 and m[1:4, 2:5].all() and not m[0].any()
+    assert (box_mask((2, 1, 4, 3), (5, 6)) == m).all()
+    for bad in ("1, 2, 3", "0, 0, 9, 2", "3, 0, 1, 2", "a, b, c, d", None):
+        with pytest.raises(InspectError):
+            box_mask(bad, (5, 6))

@@ -52,13 +52,15 @@ def layer_opts(methods, layer) -> dict:
     return {m: {"layer": layer} for m in methods if layer and m in LAYER_METHODS}
 
 
-def analyse(image_path, model_name, method, target=None, layer=None, mask=None) -> Session:
+def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
+            box=None) -> Session:
     """The analysis of one request, as a Session (no rendering). ``target``: a class index or
     name (None: the prediction); ``layer``: the CAM methods' layer path (None: the model's
     default); ``mask``: an uploaded object mask the size of the image (white = object), which
-    every localisation score then uses (else the shipped example's own mask, if any)."""
+    every localisation score then uses (else the shipped example's own mask, if any); ``box``:
+    "x0, y0, x1, y1" in image pixels, the object's box, when no mask is given."""
     from ..attribution.choice import resolve_cam_layer, resolve_target
-    from ..inspect import load_mask
+    from ..inspect import box_mask, load_mask
     from ..preprocess import load_image
     check_image(image_path)
     method = V.check_method(method)
@@ -68,6 +70,9 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None) 
     pil = load_image(image_path)
     img = np.asarray(pil)
     own = None if mask is None else load_mask(mask, img.shape[:2], exact=True)
+    source = "uploaded"
+    if own is None and isinstance(box, str) and box.strip():  # a box instead of a mask
+        own, source = load_mask(box_mask(box, img.shape[:2]), img.shape[:2]), "box"
     methods = [method] if method in V.FAST_METHODS else ["gradcam"]
     t0 = time.perf_counter()
     a = _run_inspect(loaded.model, pil, methods, loaded.amp, target, layer_opts(methods, layer))
@@ -79,7 +84,7 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None) 
                                 known if own is None else own, example, badge=loaded.badge,
                                 target=target, layer=layer,
                                 mask_source=None if own is None and known is None else
-                                "uploaded" if own is not None else "example"))
+                                source if own is not None else "example"))
 
 
 def shown_method(sess: Session) -> str:

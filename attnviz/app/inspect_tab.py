@@ -61,13 +61,15 @@ def inspect_outputs(sess, scale: str) -> dict:
 
 
 def run_inspect(image, model_name, method, scale="per map", target=None, layer=None,
-                mask=None) -> dict:
+                mask=None, box=None) -> dict:
     """``/inspect``: analyse the image; errors are raised as clear ``gr.Error`` messages.
     Optional: ``target`` (a class index or name; blank: the prediction), ``layer`` (the CAM
     methods' layer path; blank: the model's default), ``mask`` (an uploaded PNG the size of the
-    image, white = object: every localisation score uses it)."""
+    image, white = object: every localisation score uses it), ``box`` ("x0, y0, x1, y1" in image
+    pixels: the object's box, when there is no mask)."""
     with user_errors("analysing the image"):
-        return inspect_values(analyse(image, model_name, method, target, layer, mask), scale)
+        return inspect_values(analyse(image, model_name, method, target, layer, mask, box),
+                              scale)
 
 
 def _pending_scores():
@@ -80,7 +82,8 @@ def _status(sess) -> str:
     a = sess.analysis
     ms = a.timings.get("total_ms")
     took = f" · {ms / 1000:.2f} s" if ms is not None else ""
-    mask = " · scored against your mask" if sess.mask_source == "uploaded" else ""
+    mask = {"uploaded": " · scored against your mask",
+            "box": " · scored against your box"}.get(sess.mask_source, "")
     return (f"<span class='av-ok'>{sess.model_name} on {sess.image_name}{took}{mask}</span>")
 
 
@@ -93,11 +96,11 @@ def _failed(e: Exception) -> dict:
 
 
 def run_inspect_ui(image, model_name, method, scale, target=None, layer=None,
-                   mask=None) -> dict:
+                   mask=None, box=None) -> dict:
     """The browser's analysis: like ``/inspect``, but a failure empties the outputs and says why
     once (no error on every output)."""
     try:
-        sess = analyse(image, model_name, method, target, layer, mask)
+        sess = analyse(image, model_name, method, target, layer, mask, box)
         return {**inspect_values(sess, scale), "scores": _pending_scores(),
                 "status": _status(sess)}
     except Exception as e:  # noqa: BLE001 - every failure is answered in the status line
@@ -113,7 +116,7 @@ def selected_badge(model_name):
 
 
 def run_inspect_auto(image, model_name, method, scale, target=None, layer=None,
-                     mask=None) -> dict:
+                     mask=None, box=None) -> dict:
     """A new image, model or method re-runs the analysis when it is fast (lite models); for a
     full-size model the previous results are cleared and Analyse runs it."""
     if image is None:
@@ -127,7 +130,7 @@ def run_inspect_auto(image, model_name, method, scale, target=None, layer=None,
         return {**cleared(), "badge": entry_badge_md(entry),
                 "status": f"<span class='av-hint'><b>{entry.name}</b> is a "
                           "full-size model: press <b>Analyse</b> to run it.</span>"}
-    return run_inspect_ui(image, model_name, method, scale, target, layer, mask)
+    return run_inspect_ui(image, model_name, method, scale, target, layer, mask, box)
 
 
 def rescale(sess, scale) -> dict:
@@ -300,6 +303,8 @@ def _left_column(ui: SimpleNamespace) -> None:
     ui.mask = InputImage(value=None, label="Object mask (optional PNG the size of the image, "
                          "white = object)", type="filepath", sources=["upload"], height=110,
                          elem_id="av-mask")
+    ui.box = gr.Textbox(label="or the object's box: x0, y0, x1, y1 (image pixels; Enter)",
+                        placeholder="e.g. 20, 30, 100, 110", elem_id="av-box")
     ui.analyse = gr.Button("Analyse", variant="primary", elem_id="av-analyse")
     ui.status = gr.Markdown(elem_id="av-status")
     # /inspect for API clients: the same analysis, raising its errors (Analyse answers in
@@ -395,7 +400,7 @@ def _wire(ui: SimpleNamespace) -> None:
     attr_out = head_out + Outputs(ui, "state")
     score_out = Outputs(ui, "scores", "state")
     aff_out = Outputs(ui, "gal_affinity", "plot_affinity", "state")
-    inputs = [ui.image, ui.model, ui.method, ui.scale, ui.target, ui.layer, ui.mask]
+    inputs = [ui.image, ui.model, ui.method, ui.scale, ui.target, ui.layer, ui.mask, ui.box]
 
     def chain(ev, suffix: str, vis: str, unmark: bool = True):
         """After an analysis: the kind tabs, then a slow attribution, then the scores."""
@@ -431,7 +436,7 @@ def _wire(ui: SimpleNamespace) -> None:
     ui.top5.select(pick_class, [ui.state], [ui.target], api_name="pick_class",
                    api_visibility="private", show_progress="hidden")
     triggers = [ui.image.change, ui.model.change, ui.method.change, ui.target.change,
-                ui.layer.change, ui.mask.change]
+                ui.layer.change, ui.mask.change, ui.box.submit]
     gr.on(triggers, None, js=MARK_STALE)
     # the badge follows the selected model at once, before any analysis
     ui.model.change(selected_badge, ui.model, ui.badge, queue=False, api_name="badge",

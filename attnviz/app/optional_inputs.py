@@ -3,14 +3,14 @@
 gradio_client fills an event's inputs that the caller left out with their defaults, but a raw
 ``POST /gradio_api/call/<api_name>`` with fewer values than the event has inputs is refused
 ("didn't receive enough input values"). The analysis events gained optional inputs at their end
-(target, layer, mask); :func:`install` lets a request leave out up to that many trailing values,
+(target, layer, mask, box); :func:`install` lets a request leave out up to that many trailing values,
 which then arrive as None (blank: the prediction, the default layer, no mask), so a request
 written before they existed is answered as before. Only the events in :data:`OPTIONAL_TAIL`,
 only at the end, and never more than their count."""
 from __future__ import annotations
 
 # api_name -> how many trailing inputs may be left out
-OPTIONAL_TAIL = {"inspect": 3, "inspect_ui": 3, "inspect_auto": 3, "inspect_on_load": 3,
+OPTIONAL_TAIL = {"inspect": 4, "inspect_ui": 4, "inspect_auto": 4, "inspect_on_load": 4,
                  "compare": 2}
 
 
