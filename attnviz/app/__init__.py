@@ -195,10 +195,11 @@ def health(request: gr.Request) -> dict:
                             "training": m.training,
                             "device": str(next(m.parameters()).device),
                             "autocast": loaded.amp, "autocast_check": loaded.amp_check}
+    from .analysis import work
     from .sessions import SESSIONS
     session = getattr(request, "session_hash", None)
     return {"models": out, "loads": MODELS.loads, "job": jobs.current(session),
-            "jobs": jobs.stats(), "sessions": SESSIONS.stats()}
+            "jobs": jobs.stats(), "sessions": SESSIONS.stats(), "work": work()}
 
 
 def refresh_choices(request: gr.Request):

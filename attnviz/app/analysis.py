@@ -7,7 +7,10 @@ returns.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,49 @@ from .errors import bad_request
 from .examples import known_mask
 from .model_cache import MODELS, autocast
 from .sessions import SESSIONS, Session
+
+
+# how many analyses and chained steps this server ran (``/health``'s ``work``): the tests check
+# that one upload runs one analysis
+WORK: Counter = Counter()
+_WORK_LOCK = threading.Lock()
+
+
+def count(step: str) -> None:
+    with _WORK_LOCK:
+        WORK[step] += 1
+
+
+def work() -> dict:
+    with _WORK_LOCK:
+        return dict(WORK)
+
+
+_RUNNING: dict[tuple, threading.Event] = {}
+
+
+@contextlib.contextmanager
+def single_flight(key: tuple, wait: float = 60.0):
+    """Run one request per ``key`` at a time: yields True to the first caller (it does the
+    work); a caller arriving while it runs waits for it to end, then gets False (the answer is
+    already on its way to the same page)."""
+    with _WORK_LOCK:
+        running = _RUNNING.get(key)
+        if running is None:
+            running = _RUNNING[key] = threading.Event()
+            leader = True
+        else:
+            leader = False
+    if not leader:
+        running.wait(wait)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with _WORK_LOCK:
+            _RUNNING.pop(key, None)
+        running.set()
 
 
 def _to_cpu(a) -> None:
@@ -65,6 +111,7 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
     check_image(image_path)
     method = V.check_method(method)
     loaded = MODELS.get(model_name)
+    key = request_key(image_path, loaded.name, method, target, layer, mask, box)
     target = resolve_target(loaded.model, target)
     layer = resolve_cam_layer(loaded.model, layer)
     pil = load_image(image_path)
@@ -74,6 +121,7 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
     if own is None and isinstance(box, str) and box.strip():  # a box instead of a mask
         own, source = load_mask(box_mask(box, img.shape[:2]), img.shape[:2]), "box"
     methods = [method] if method in V.FAST_METHODS else ["gradcam"]
+    count("analyses")
     t0 = time.perf_counter()
     a = _run_inspect(loaded.model, pil, methods, loaded.amp, target, layer_opts(methods, layer))
     a.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
@@ -84,7 +132,14 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
                                 known if own is None else own, example, badge=loaded.badge,
                                 target=target, layer=layer,
                                 mask_source=None if own is None and known is None else
-                                source if own is not None else "example"))
+                                source if own is not None else "example", request=key))
+
+
+def request_key(image_path, model_name: str, method: str, *options) -> tuple:
+    """What identifies an analysis request: the image file (uploads are named by their
+    content's hash), the model, the attribution and the options as given (target, layer,
+    mask, box)."""
+    return (str(image_path), model_name, method, *map(str, options))
 
 
 def shown_method(sess: Session) -> str:

@@ -26,7 +26,8 @@ from ..errors import AttnvizError
 from ..maps import has_spatial
 from . import limits
 from . import views as V
-from .analysis import add_attribution, analyse, shown_method, summary  # noqa: F401 - re-exported
+from .analysis import (add_attribution, analyse, count, request_key,  # noqa: F401 - re-exported
+                       shown_method, single_flight, summary)
 from .components import InputImage, Outputs
 from .errors import bad_request, to_gr_error, user_errors
 from .examples import ensure_examples
@@ -36,7 +37,7 @@ from .inspect_views import (HEADLINE_OUTPUTS, KIND_OUTPUTS, KIND_TABS, affinity_
 from .scores_view import SCORE_HEADERS, SCORE_WIDTHS, scores_table, update_scores
 from .catalogue import default_model, find_entry, model_choices
 from .model_cache import MODELS
-from .sessions import free_session, use
+from .sessions import SESSIONS, Session, exclusive, free_session, request_session, use
 
 INSPECT_OUTPUTS = ("top5", "badge", *HEADLINE_OUTPUTS, "summary", "state")
 # the browser's analysis also clears the tabs and scores of the previous one, and says how it went
@@ -115,22 +116,47 @@ def selected_badge(model_name):
         return gr.skip()
 
 
+def _already_shown(sess, image, model_name, method, *options) -> bool:
+    """Whether ``sess`` already holds the analysis of (image, model, method, options)."""
+    if not isinstance(sess, Session) or sess.dropped:
+        return False
+    try:
+        method = V.check_method(method)
+    except AttnvizError:
+        return False
+    return sess.request == request_key(image, model_name, method, *options)
+
+
 def run_inspect_auto(image, model_name, method, scale, target=None, layer=None,
-                     mask=None, box=None) -> dict:
+                     mask=None, box=None, sess=None) -> dict:
     """A new image, model or method re-runs the analysis when it is fast (lite models); for a
-    full-size model the previous results are cleared and Analyse runs it."""
+    full-size model the previous results are cleared and Analyse runs it. An event that asks
+    for the analysis already shown (an upload fires ``change`` more than once: the image
+    cleared, then the file, then its URL) changes nothing."""
     if image is None:
         return {}
     try:
         entry = find_entry(model_name)
     except AttnvizError as e:
         return _failed(e)
+    # the analysis this page already shows or that its previous event just made (an upload
+    # fires change more than once: the image cleared, then the file, then its URL)
+    sid = request_session()
+    options = (target, layer, mask, box)
+    if any(_already_shown(s, image, entry.name, method, *options)
+           for s in (sess, SESSIONS.latest(sid))):
+        return {}
     if not entry.is_lite:
         # the badge follows the selection at once (from the catalogue: nothing is built)
         return {**cleared(), "badge": entry_badge_md(entry),
                 "status": f"<span class='av-hint'><b>{entry.name}</b> is a "
                           "full-size model: press <b>Analyse</b> to run it.</span>"}
-    return run_inspect_ui(image, model_name, method, scale, target, layer, mask, box)
+    # the same request from the same page while it runs (an upload's repeated change events):
+    # it runs once, the repeat waits for it and changes nothing
+    with single_flight((sid, str(image), entry.name, str(method), *map(str, options))) as first:
+        if not first or _already_shown(SESSIONS.latest(sid), image, entry.name, method, *options):
+            return {}
+        return run_inspect_ui(image, model_name, method, scale, target, layer, mask, box)
 
 
 def rescale(sess, scale) -> dict:
@@ -146,8 +172,21 @@ def run_maps(sess, scale, selected="all") -> dict:
     use(sess)  # this session's analysis was just used (sessions' LRU)
     if sess is None:
         return {}
+    count("maps")
     with user_errors("drawing the attention maps"):
-        return kind_views(sess, scale, selected)
+        out = kind_views(sess, scale, selected)
+        sess.drawn = (scale, selected)
+        return out
+
+
+def run_maps_once(sess, scale, selected="all") -> dict:
+    """The browser's kind tabs after an analysis: drawn unless already drawn for this analysis
+    with this scale and selection (a repeated event changes nothing)."""
+    if isinstance(sess, Session) and not sess.dropped:
+        if sess.drawn == (scale, selected):
+            return {}
+        sess.drawn = (scale, selected)  # claimed now: a repeated chain that starts meanwhile skips
+    return run_maps(sess, scale, selected)
 
 
 def figure_for_kind(kind: str):
@@ -236,7 +275,7 @@ def run_scores(sess, full: bool = False) -> dict:
         if full:
             raise bad_request("Run an analysis first.", "No analysis yet")
         return {}
-    with user_errors("scoring the maps"):
+    with user_errors("scoring the maps"), exclusive(sess):  # once per analysis
         update_scores(sess, full)
         return {"scores": scores_table(sess), "state": sess}
 
@@ -404,7 +443,8 @@ def _wire(ui: SimpleNamespace) -> None:
 
     def chain(ev, suffix: str, vis: str, unmark: bool = True):
         """After an analysis: the kind tabs, then a slow attribution, then the scores."""
-        ev = ev.then(kind_out.handler(run_maps), [ui.state, ui.scale, ui.kind_sel],
+        ev = ev.then(kind_out.handler(run_maps_once if suffix else run_maps),
+                     [ui.state, ui.scale, ui.kind_sel],
                      kind_out.components, api_name=f"maps{suffix}", api_visibility=vis,
                      show_progress="hidden")
         if unmark:
@@ -441,7 +481,7 @@ def _wire(ui: SimpleNamespace) -> None:
     # the badge follows the selected model at once, before any analysis
     ui.model.change(selected_badge, ui.model, ui.badge, queue=False, api_name="badge",
                     api_visibility="undocumented", show_progress="hidden")
-    ev = gr.on(triggers, ui_out.handler(run_inspect_auto), inputs, ui_out.components,
+    ev = gr.on(triggers, ui_out.handler(run_inspect_auto), inputs + [ui.state], ui_out.components,
                api_name="inspect_auto", api_visibility="undocumented", concurrency_id="inspect",
                trigger_mode="always_last", show_progress="minimal", show_progress_on=[ui.top5])
     chain(ev, "_auto", "undocumented")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import views as V
-from .analysis import shown_method
+from .analysis import count, shown_method
 from .components import gpu
 from .model_cache import MODELS
 from .sessions import Session
@@ -105,6 +105,7 @@ def update_scores(sess: Session, full: bool = False) -> None:
     want = shown_method(sess)
     faith = wants_faithfulness(sess, full)
     if sess.scores.get("attribution") != want or (faith and not sess.scores.get("faithfulness")):
+        count("scores")
         sess.scores = compute_scores(sess, faith)
 
 

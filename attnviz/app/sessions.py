@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -41,6 +42,8 @@ class Session:
     scores: dict = field(default_factory=dict)
     badge: str = ""
     version: int = 0
+    request: tuple | None = None  # (image, model, method) this analysis answers
+    drawn: tuple | None = None  # the (scale, selection) the kind tabs were last drawn for
     owner: str | None = None  # the Gradio session it belongs to (set by SessionStore.add)
     target: int | None = None  # the class asked for (None: the prediction)
     layer: str | None = None  # the CAM methods' layer asked for (None: the model's default)
@@ -179,6 +182,12 @@ class SessionStore:
                 self._entries.move_to_end(key)
                 self._used[key] = time.time()
 
+    def latest(self, owner) -> Session | None:
+        """The analysis held for Gradio session ``owner`` (None when none or dropped)."""
+        with self._lock:
+            hit = self._entries.get(owner) if owner else None
+        return hit[0] if hit is not None and not hit[0].dropped else None
+
     def resize(self, sess) -> None:
         """Re-count a session whose analysis grew (a slow attribution added)."""
         with self._lock:
@@ -222,6 +231,28 @@ def _api_idle_seconds() -> float:
 
 
 SESSIONS = SessionStore(_session_memory_mb(), _api_idle_seconds())
+
+
+_HELD: dict[int, list] = {}  # id(session) -> [lock, holders]
+_HELD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def exclusive(sess):
+    """One step at a time on ``sess`` (two chained events of one page that would compute the
+    same thing: the second finds it done)."""
+    key = id(sess)
+    with _HELD_LOCK:
+        entry = _HELD.setdefault(key, [threading.Lock(), 0])
+        entry[1] += 1
+    try:
+        with entry[0]:
+            yield
+    finally:
+        with _HELD_LOCK:
+            entry[1] -= 1
+            if entry[1] == 0:
+                _HELD.pop(key, None)
 
 
 def use(sess):
