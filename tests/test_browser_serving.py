@@ -56,9 +56,9 @@ def test_one_upload_runs_one_analysis(browser, app_url, example_paths, tmp_path,
         path = tmp_path / f"upload_{image}.png"
         Image.open(example_paths[image]).convert("RGB").rotate(90).save(path)
         pg.set_input_files("#av-image input[type=file]", str(path))
-        pg.wait_for_function("() => document.querySelector('#av-status') && "
-                             f"document.querySelector('#av-status').innerText.includes('{path.name}')",
-                             timeout=TIMEOUT)
+        pg.wait_for_function("(name) => document.querySelector('#av-status') && "
+                             "document.querySelector('#av-status').innerText.includes(name)",
+                             arg=path.name, timeout=TIMEOUT)
         after = settled(app_url)
         ran = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
         assert ran.get("analyses") == 1, ran

@@ -205,10 +205,10 @@ def build(ui: SimpleNamespace) -> None:
             for i in range(MAX_MODELS):
                 with gr.Row(equal_height=False, elem_classes=["av-compare-row"]):
                     head = gr.Markdown(visible=False, elem_id=f"av-cmp-head-{i}")
-                    att = gr.Image(visible=False, interactive=False, format="png", height=220,
+                    att = gr.Image(visible=False, interactive=False, format="jpeg", height=220,
                                    elem_id=f"av-cmp-att-{i}", buttons=["fullscreen"],
                                    elem_classes=["av-fill"])
-                    attr = gr.Image(visible=False, interactive=False, format="png", height=220,
+                    attr = gr.Image(visible=False, interactive=False, format="jpeg", height=220,
                                     elem_id=f"av-cmp-attr-{i}", buttons=["fullscreen"],
                                     elem_classes=["av-fill"])
                 setattr(ui, f"cmp_head_{i}", head)

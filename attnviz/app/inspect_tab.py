@@ -28,6 +28,7 @@ from . import limits
 from . import views as V
 from .analysis import (add_attribution, analyse, count, request_key,  # noqa: F401 - re-exported
                        shown_method, single_flight, summary)
+from .capacity import analyses_at_once
 from .components import InputImage, Outputs
 from .errors import bad_request, to_gr_error, user_errors
 from .examples import ensure_examples
@@ -39,6 +40,8 @@ from .catalogue import default_model, find_entry, model_choices
 from .model_cache import MODELS
 from .sessions import SESSIONS, Session, exclusive, free_session, request_session, use
 
+# analyses at once: one per core, each on one torch thread (see .capacity)
+ANALYSES = analyses_at_once()
 INSPECT_OUTPUTS = ("top5", "badge", *HEADLINE_OUTPUTS, "summary", "state")
 # the browser's analysis also clears the tabs and scores of the previous one, and says how it went
 UI_OUTPUTS = INSPECT_OUTPUTS + KIND_OUTPUTS + ("scores", "status")
@@ -309,9 +312,10 @@ def run_attribute(sess, scale, target=None, layer=None) -> dict:
 # ------------------------------------------------------------------------------ layout
 def _gallery(label: str, elem_id: str, columns: int = 4, height: int | str = "auto",
              preview: bool = False) -> gr.Gallery:
-    """A gallery of overlays: PNG (exact pixels), whole images with their colour bars and
-    captions beneath (the app's CSS, class av-tiles), a fixed column count."""
-    return gr.Gallery(label=label, columns=columns, height=height, format="png",
+    """A gallery of overlays: JPEG (quality 90: no exact pixels needed, ~100x cheaper to encode
+    than PNG), whole images with their colour bars and captions beneath (the app's CSS, class
+    av-tiles), a fixed column count."""
+    return gr.Gallery(label=label, columns=columns, height=height, format="jpeg",
                       fit_columns=False, object_fit="contain", allow_preview=preview,
                       elem_id=elem_id, elem_classes=["av-tiles"])
 
@@ -377,10 +381,10 @@ def _right_column(ui: SimpleNamespace) -> None:
         ui.top5 = gr.Label(num_top_classes=5, label="Prediction (top 5)", scale=1,
                            min_width=200, elem_id="av-top5", elem_classes=["av-result"])
         ui.head_att = gr.Image(label="Strongest attention, deepest stage", interactive=False,
-                               format="png", height=260, scale=1, min_width=200,
+                               format="jpeg", height=260, scale=1, min_width=200,
                                elem_id="av-head-att", buttons=["download", "fullscreen"],
                                elem_classes=["av-result"])
-        ui.head_attr = gr.Image(label="Attribution", interactive=False, format="png",
+        ui.head_attr = gr.Image(label="Attribution", interactive=False, format="jpeg",
                                 height=260, scale=1, min_width=200, elem_id="av-head-attr",
                                 buttons=["download", "fullscreen"], elem_classes=["av-result"])
     ui.agreement = gr.Markdown(elem_id="av-agreement", elem_classes=["av-result"])
@@ -460,13 +464,15 @@ def _wire(ui: SimpleNamespace) -> None:
 
     # API clients
     ev = ui.api_inspect.click(inspect_out.handler(run_inspect), inputs, inspect_out.components,
-                              api_name="inspect", concurrency_id="inspect")
+                              api_name="inspect", concurrency_id="inspect",
+                              concurrency_limit=ANALYSES)
     chain(ev, "", "public", unmark=False)
     # the browser: the results column is marked stale at once, then the analysis replaces it
     ui.analyse.click(None, js=MARK_STALE)
     ev = ui.analyse.click(ui_out.handler(run_inspect_ui), inputs, ui_out.components,
                           api_name="inspect_ui", api_visibility="undocumented",
-                          concurrency_id="inspect", trigger_mode="always_last",
+                          concurrency_id="inspect", concurrency_limit=ANALYSES,
+                          trigger_mode="always_last",
                           show_progress="minimal", show_progress_on=[ui.top5])
     chain(ev, "_ui", "undocumented")
     # a new model lists its classes and layers (and clears the old choice)
@@ -483,12 +489,14 @@ def _wire(ui: SimpleNamespace) -> None:
                     api_visibility="undocumented", show_progress="hidden")
     ev = gr.on(triggers, ui_out.handler(run_inspect_auto), inputs + [ui.state], ui_out.components,
                api_name="inspect_auto", api_visibility="undocumented", concurrency_id="inspect",
+               concurrency_limit=ANALYSES,
                trigger_mode="always_last", show_progress="minimal", show_progress_on=[ui.top5])
     chain(ev, "_auto", "undocumented")
     # the first screen is an analysis of the example already in place
     ev = ui.demo.load(ui_out.handler(run_inspect_auto), inputs, ui_out.components,
                       api_name="inspect_on_load", api_visibility="undocumented",
-                      concurrency_id="inspect", show_progress="minimal",
+                      concurrency_id="inspect", concurrency_limit=ANALYSES,
+                      show_progress="minimal",
                       show_progress_on=[ui.top5])
     chain(ev, "_load", "undocumented")
     ui.scores_full.click(score_out.handler(run_scores_full), [ui.state], score_out.components,

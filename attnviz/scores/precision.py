@@ -1,7 +1,9 @@
 """Agreement of two analyses of one image, e.g. float32 and a reduced precision (bfloat16
 autocast): whether the cheaper one says the same thing.
 
-    ref = inspect(model, img); with torch.autocast("cuda", torch.bfloat16): low = inspect(model, img)
+    ref = inspect(model, img)
+    with torch.autocast("cuda", torch.bfloat16):
+        low = inspect(model, img)
     check = precision_agreement(ref, low)     # {"same_top1", "max_prob_diff", "min_spearman", ...}
     check["exact_enough"]                     # within TOLERANCE on every count
 

@@ -1,0 +1,251 @@
+"""The serving benchmark: what the app adds to the engine, measured against a real server.
+
+    python -m attnviz.tools.bench_serving [--quick] [--models lite_cbam,lite_danet] [--json out]
+
+For each lite model, timed alternately in one run (so that a busy host slows all alike):
+HTTP ``/inspect`` (a raw-HTTP client: the call, its event stream and every image the answer
+names), HTTP ``/models`` (Gradio's floor: a call that does nothing), and ``attnviz.inspect`` in
+this process (the engine). Target: ``/inspect`` median minus ``/models`` median <= 3x the
+in-process median. Then the server's CPU time per ``/inspect`` (read from ``/proc`` over many
+calls) against the in-process CPU time (target <= 3x), and requests/s with p50/p95 for 1, 8 and
+16 light raw-HTTP clients. Each figure is printed beside its target with the load average, since
+on a shared machine every timing moves with the load.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LITE = ("lite_cbam", "lite_danet", "lite_sge", "lite_nonlocal", "lite_se", "lite_sk",
+        "lite_sagan", "lite_scnet")
+TARGET_RATIO = 3.0
+TARGET_CPU_RATIO = 3.0
+
+
+def loadavg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except OSError:
+        return float("nan")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``python app.py`` on a free loopback port with its own temp folders (stopped on exit)."""
+
+    def __init__(self, env: dict | None = None):
+        self.tmp = Path(tempfile.mkdtemp(prefix="attnviz-serve-"))
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1",
+                        GRADIO_SERVER_PORT=str(self.port), GRADIO_ANALYTICS_ENABLED="False",
+                        ATTNVIZ_ALLOW_DOWNLOAD="0", ATTNVIZ_RUNS_DIR=str(self.tmp / "runs"),
+                        GRADIO_TEMP_DIR=str(self.tmp / "gradio"), **(env or {}))
+
+    def __enter__(self):
+        import urllib.request
+        self.log = open(self.tmp / "app.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT,
+                                     env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        t0 = time.time()
+        while time.time() - t0 < 300:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"app.py exited: {(self.tmp / 'app.log').read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(self.url + "gradio_api/info", timeout=5)
+                return self
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError("app.py did not start in 300 s")
+
+    def __exit__(self, *exc):
+        import signal
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.log.close()
+
+
+def _sample_image() -> Path:
+    return ROOT / "assets" / "examples" / "star.png"
+
+
+def _median_ms(xs) -> float:
+    return 1e3 * statistics.median(xs)
+
+
+def _pct_ms(xs, q) -> float:
+    xs = sorted(xs)
+    return 1e3 * xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def bench_ratio(server: Server, model: str, reps: int) -> dict:
+    """HTTP /inspect, HTTP /models and in-process attnviz.inspect, timed alternately."""
+    import attnviz
+    from PIL import Image
+
+    from .serving_client import RawClient
+    c = RawClient(server.url)
+    path = c.upload(_sample_image())
+    args = [c.file(path), model, "gradcam", "per map"]
+    import torch
+    torch.set_num_threads(1)  # as the server runs each analysis (attnviz.app.capacity)
+    net = attnviz.create_model(model, pretrained=True).eval()
+    pil = Image.open(_sample_image()).convert("RGB")
+    t_http, t_models, t_lib, kb = [], [], [], []
+
+    def http():
+        out = c.call("inspect", args)
+        kb.append((c.fetch_files(out) + len(json.dumps(out))) / 1024)
+
+    def lib():
+        attnviz.inspect(net, pil, attributions=("gradcam",))  # what the app's /inspect runs
+
+    for f in (http, lambda: c.call("models", []), lib):
+        f()  # warm: the model loaded on both sides
+    load0 = loadavg()
+    for _ in range(reps):
+        for f, out in ((http, t_http), (lambda: c.call("models", []), t_models),
+                       (lib, t_lib)):
+            t0 = time.perf_counter()
+            f()
+            out.append(time.perf_counter() - t0)
+    # CPU: the server's per /inspect (over many calls) and this process's per inspect
+    n = max(10, reps)
+    cpu0 = proc_cpu_seconds(server.proc.pid)
+    for _ in range(n):
+        c.call("inspect", args)
+    server_cpu = (proc_cpu_seconds(server.proc.pid) - cpu0) / n
+    t0 = time.process_time()
+    for _ in range(n):
+        lib()
+    lib_cpu = (time.process_time() - t0) / n
+    c.close()
+    over = _median_ms(t_http) - _median_ms(t_models)
+    return {"model": model, "reps": reps, "http_inspect_ms": _median_ms(t_http),
+            "http_models_ms": _median_ms(t_models), "inprocess_inspect_ms": _median_ms(t_lib),
+            "overhead_ratio": over / _median_ms(t_lib), "response_kb": statistics.median(kb),
+            "server_cpu_ms": 1e3 * server_cpu, "inprocess_cpu_ms": 1e3 * lib_cpu,
+            "cpu_ratio": server_cpu / lib_cpu if lib_cpu else float("nan"),
+            "load": round((load0 + loadavg()) / 2, 2)}
+
+
+def bench_clients(server: Server, model: str, clients: int, per_client: int) -> dict:
+    """``clients`` raw-HTTP clients, each ``per_client`` /inspect calls back to back."""
+    from .serving_client import RawClient
+    warm = RawClient(server.url)
+    path = warm.upload(_sample_image())
+    warm.call("inspect", [warm.file(path), model, "gradcam", "per map"])
+    lat, errors, lock = [], [], threading.Lock()
+
+    def user():
+        c = RawClient(server.url)
+        for _ in range(per_client):
+            t0 = time.perf_counter()
+            try:
+                c.fetch_files(c.call("inspect", [c.file(path), model, "gradcam", "per map"]))
+                with lock:
+                    lat.append(time.perf_counter() - t0)
+            except Exception as e:  # noqa: BLE001 - counted and shown
+                with lock:
+                    errors.append(repr(e)[:200])
+        c.close()
+
+    load0 = loadavg()
+    cpu0 = proc_cpu_seconds(server.proc.pid)
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=user) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    cpu = proc_cpu_seconds(server.proc.pid) - cpu0
+    return {"clients": clients, "requests": len(lat), "errors": len(errors),
+            "error_samples": errors[:2], "rps": len(lat) / wall,
+            "p50_ms": _pct_ms(lat, 0.5) if lat else None,
+            "p95_ms": _pct_ms(lat, 0.95) if lat else None,
+            "server_cpu_ms_per_request": 1e3 * cpu / max(1, len(lat)),
+            "load": round((load0 + loadavg()) / 2, 2)}
+
+
+def run(quick: bool = False, models=None) -> dict:
+    models = list(models or (("lite_cbam", "lite_danet", "lite_sge") if quick else LITE))
+    reps = 8 if quick else 25
+    out = {"load_start": loadavg(), "cores": os.cpu_count(), "ratio": [], "clients": []}
+    with Server() as server:
+        for m in models:
+            out["ratio"].append(bench_ratio(server, m, reps))
+        for n in (1, 8, 16):
+            out["clients"].append(bench_clients(server, models[0], n, 4 if quick else 10))
+    out["load_end"] = loadavg()
+    return out
+
+
+def table(r: dict) -> str:
+    """Markdown tables of a run, each figure beside its target."""
+    lines = ["| model | HTTP /inspect ms | HTTP /models ms | in-process inspect ms | "
+             f"(inspect - models) / in-process (target <= {TARGET_RATIO:g}) | answer KB | "
+             f"server CPU ms / request | in-process CPU ms | CPU ratio (target <= "
+             f"{TARGET_CPU_RATIO:g}) | load |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for x in r["ratio"]:
+        ok = "ok" if x["overhead_ratio"] <= TARGET_RATIO else "over"
+        okc = "ok" if x["cpu_ratio"] <= TARGET_CPU_RATIO else "over"
+        lines.append(f"| {x['model']} | {x['http_inspect_ms']:.0f} | {x['http_models_ms']:.0f} | "
+                     f"{x['inprocess_inspect_ms']:.1f} | {x['overhead_ratio']:.1f}x ({ok}) | "
+                     f"{x['response_kb']:.0f} | {x['server_cpu_ms']:.0f} | "
+                     f"{x['inprocess_cpu_ms']:.0f} | {x['cpu_ratio']:.1f}x ({okc}) | "
+                     f"{x['load']:.1f} |")
+    lines += ["", "| raw-HTTP clients | requests/s | p50 ms | p95 ms | server CPU ms / request | "
+              "errors | load |", "|---|---|---|---|---|---|---|"]
+    for x in r["clients"]:
+        lines.append(f"| {x['clients']} | {x['rps']:.1f} | {x['p50_ms'] or 0:.0f} | "
+                     f"{x['p95_ms'] or 0:.0f} | {x['server_cpu_ms_per_request']:.0f} | "
+                     f"{x['errors']} | {x['load']:.1f} |")
+    lines.append(f"\n{r['cores']} cores, load average {r['load_start']:.1f} at the start, "
+                 f"{r['load_end']:.1f} at the end.")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="3 lite models, fewer repetitions")
+    p.add_argument("--models", default=None, help="comma-separated lite models")
+    p.add_argument("--json", default=None, help="also write the figures to this file")
+    a = p.parse_args(argv)
+    r = run(a.quick, a.models.split(",") if a.models else None)
+    print(table(r))
+    if a.json:
+        Path(a.json).write_text(json.dumps(r, indent=1))
+
+
+if __name__ == "__main__":
+    main()
