@@ -79,8 +79,9 @@ def oracle_rows(partner: np.ndarray) -> np.ndarray:
 def summarize(per_image: dict) -> dict:
     """Means with 95% intervals over images, and the partner / distractor mass ratio."""
     out = {k: mean_interval(v) for k, v in per_image.items()}
-    d = out["distractor"]["mean"]
-    out["partner_over_distractor"] = round(out["partner"]["mean"] / d, 2) if d > 0 else None
+    p, d = float(np.nanmean(per_image["partner"])), float(np.nanmean(per_image["distractor"]))
+    # from the unrounded means: a distractor mass below 1e-4 still gives a (large) ratio
+    out["partner_over_distractor"] = float(f"{p / d:.3g}") if d > 0 else None
     return out
 
 
