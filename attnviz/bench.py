@@ -572,6 +572,9 @@ def main(argv=None):
     if "--attributions" in argv:  # every attribution method beside its peers (its own options)
         from .tools.bench_attribution import main as bench_attributions
         return bench_attributions([a for a in argv if a != "--attributions"])
+    if "--serving" in argv:  # the app as served: HTTP vs in-process, server CPU, 1/8/16 clients
+        from .tools.bench_serving import main as bench_serving
+        return bench_serving([a for a in argv if a != "--serving"])
     p = argparse.ArgumentParser(prog="python -m attnviz.bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer models and repetitions (CI)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
