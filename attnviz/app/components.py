@@ -192,6 +192,15 @@ class Outputs:
             return values[self.names[0]]
         return {self._by_name[k]: v for k, v in values.items()}
 
+    def stream(self, fn):
+        """``fn`` a generator yielding ``{name: value}`` steps (progressive results), as a
+        Gradio generator handler of these outputs."""
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            for values in fn(*args, **kwargs):
+                yield self.updates(values)
+        return run
+
     def handler(self, fn):
         """``fn`` returning ``{name: value}``, as a Gradio handler of these outputs (the same
         parameters, so the API names them the same)."""

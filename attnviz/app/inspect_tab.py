@@ -33,7 +33,8 @@ from .components import InputImage, Outputs
 from .errors import bad_request, to_gr_error, user_errors
 from .examples import ensure_examples
 from .framing import entry_badge_md
-from .inspect_views import (HEADLINE_OUTPUTS, KIND_OUTPUTS, KIND_TABS, affinity_gallery, cleared,
+from .inspect_views import (HEADLINE_OUTPUTS, KIND_OUTPUTS, KIND_TABS, affinity_gallery, all_maps,
+                            cleared,
                             headline, inspect_values, kind_views, of_kinds, record_figure)
 from .scores_view import SCORE_HEADERS, SCORE_WIDTHS, scores_table, update_scores
 from .catalogue import default_model, find_entry, model_choices
@@ -100,15 +101,23 @@ def _failed(e: Exception) -> dict:
 
 
 def run_inspect_ui(image, model_name, method, scale, target=None, layer=None,
-                   mask=None, box=None) -> dict:
-    """The browser's analysis: like ``/inspect``, but a failure empties the outputs and says why
-    once (no error on every output)."""
+                   mask=None, box=None):
+    """The browser's analysis, in steps (a generator of ``{name: value}``): the prediction and
+    headline maps, then the gallery of every map. Like ``/inspect``, but a failure empties the
+    outputs and says why once (no error on every output)."""
     try:
         sess = analyse(image, model_name, method, target, layer, mask, box)
-        return {**inspect_values(sess, scale), "scores": _pending_scores(),
-                "status": _status(sess)}
+        first = {**inspect_values(sess, scale, gallery=False), "scores": _pending_scores(),
+                 "status": _status(sess)}
     except Exception as e:  # noqa: BLE001 - every failure is answered in the status line
-        return _failed(e)
+        yield _failed(e)
+        return
+    # progressive: the prediction and headline maps first, then the gallery of every map
+    yield first
+    try:
+        yield {"gal_all": all_maps(sess, scale)}
+    except Exception as e:  # noqa: BLE001
+        yield {"status": _failed(e)["status"]}
 
 
 def selected_badge(model_name):
@@ -131,35 +140,40 @@ def _already_shown(sess, image, model_name, method, *options) -> bool:
 
 
 def run_inspect_auto(image, model_name, method, scale, target=None, layer=None,
-                     mask=None, box=None, sess=None) -> dict:
+                     mask=None, box=None, sess=None):
     """A new image, model or method re-runs the analysis when it is fast (lite models); for a
     full-size model the previous results are cleared and Analyse runs it. An event that asks
     for the analysis already shown (an upload fires ``change`` more than once: the image
     cleared, then the file, then its URL) changes nothing."""
     if image is None:
-        return {}
+        yield {}
+        return
     try:
         entry = find_entry(model_name)
     except AttnvizError as e:
-        return _failed(e)
+        yield _failed(e)
+        return
     # the analysis this page already shows or that its previous event just made (an upload
     # fires change more than once: the image cleared, then the file, then its URL)
     sid = request_session()
     options = (target, layer, mask, box)
     if any(_already_shown(s, image, entry.name, method, *options)
            for s in (sess, SESSIONS.latest(sid))):
-        return {}
+        yield {}
+        return
     if not entry.is_lite:
         # the badge follows the selection at once (from the catalogue: nothing is built)
-        return {**cleared(), "badge": entry_badge_md(entry),
-                "status": f"<span class='av-hint'><b>{entry.name}</b> is a "
-                          "full-size model: press <b>Analyse</b> to run it.</span>"}
+        yield {**cleared(), "badge": entry_badge_md(entry),
+               "status": f"<span class='av-hint'><b>{entry.name}</b> is a "
+                         "full-size model: press <b>Analyse</b> to run it.</span>"}
+        return
     # the same request from the same page while it runs (an upload's repeated change events):
     # it runs once, the repeat waits for it and changes nothing
     with single_flight((sid, str(image), entry.name, str(method), *map(str, options))) as first:
         if not first or _already_shown(SESSIONS.latest(sid), image, entry.name, method, *options):
-            return {}
-        return run_inspect_ui(image, model_name, method, scale, target, layer, mask, box)
+            yield {}
+            return
+        yield from run_inspect_ui(image, model_name, method, scale, target, layer, mask, box)
 
 
 def rescale(sess, scale) -> dict:
@@ -469,7 +483,7 @@ def _wire(ui: SimpleNamespace) -> None:
     chain(ev, "", "public", unmark=False)
     # the browser: the results column is marked stale at once, then the analysis replaces it
     ui.analyse.click(None, js=MARK_STALE)
-    ev = ui.analyse.click(ui_out.handler(run_inspect_ui), inputs, ui_out.components,
+    ev = ui.analyse.click(ui_out.stream(run_inspect_ui), inputs, ui_out.components,
                           api_name="inspect_ui", api_visibility="undocumented",
                           concurrency_id="inspect", concurrency_limit=ANALYSES,
                           trigger_mode="always_last",
@@ -487,13 +501,13 @@ def _wire(ui: SimpleNamespace) -> None:
     # the badge follows the selected model at once, before any analysis
     ui.model.change(selected_badge, ui.model, ui.badge, queue=False, api_name="badge",
                     api_visibility="undocumented", show_progress="hidden")
-    ev = gr.on(triggers, ui_out.handler(run_inspect_auto), inputs + [ui.state], ui_out.components,
+    ev = gr.on(triggers, ui_out.stream(run_inspect_auto), inputs + [ui.state], ui_out.components,
                api_name="inspect_auto", api_visibility="undocumented", concurrency_id="inspect",
                concurrency_limit=ANALYSES,
                trigger_mode="always_last", show_progress="minimal", show_progress_on=[ui.top5])
     chain(ev, "_auto", "undocumented")
     # the first screen is an analysis of the example already in place
-    ev = ui.demo.load(ui_out.handler(run_inspect_auto), inputs, ui_out.components,
+    ev = ui.demo.load(ui_out.stream(run_inspect_auto), inputs, ui_out.components,
                       api_name="inspect_on_load", api_visibility="undocumented",
                       concurrency_id="inspect", concurrency_limit=ANALYSES,
                       show_progress="minimal",

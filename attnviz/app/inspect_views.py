@@ -137,9 +137,28 @@ def framing_note(sess: Session) -> str:
     return prediction_note(MODELS.get(sess.model_name), sess.example)
 
 
-def headline(sess: Session, scale: str) -> dict:
+def all_maps(sess: Session, scale: str) -> list:
+    """The "All maps" gallery: every spatial map's tile, then the attribution's."""
+    a = sess.analysis
+    norms = V.scale_norms(a.maps, scale)
+    shared = next(iter(norms.values())) if scale == "shared" and norms else None
+    method = shown_method(sess)
+    attr_img, arng = V.draw(sess.display, V.attribution_grid(a, method),
+                            V.attribution_norm(method))
+    gallery = []
+    for r in a.maps:
+        if has_spatial(r):
+            img, rng, m, where = draw_record(sess, r, norms[r.tap])
+            gallery.append((tile(img, rng), f"{V.map_caption(r, a.maps)}{where} · "
+                                            f"{V.range_text(m, rng, shared is not None)}"))
+    gallery.append((tile(attr_img, arng), f"{V.method_name(method)} · {V.fmt_range(*arng)}"))
+    return gallery
+
+
+def headline(sess: Session, scale: str, gallery: bool = True) -> dict:
     """The headline overlays (attention, attribution), the details line, the gallery of every
-    overlay and the colour bar."""
+    overlay (unless ``gallery`` is False: it comes after, see :func:`all_maps`) and the colour
+    bar."""
     a = sess.analysis
     norms = V.scale_norms(a.maps, scale)
     shared = next(iter(norms.values())) if scale == "shared" and norms else None
@@ -153,7 +172,6 @@ def headline(sess: Session, scale: str) -> dict:
     attr_line = (f"**{V.method_name(method)}** for class '{a.target_name}'{at}, range "
                  f"{V.fmt_range(*arng)} (own scale)"
                  + (f" — *{V.method_name(sess.method)} is being computed…*" if pending else ""))
-    gallery = []
     if rec is None:
         att = gr.Image(value=None, label="No spatial attention map in this model")
         lines = [f"**Attention:** {sess.model_name} has no spatial attention map (see the "
@@ -171,27 +189,25 @@ def headline(sess: Session, scale: str) -> dict:
                  "concentrated map of the deepest stage", attr_line,
                  f"**Agreement** (Spearman ρ between the two): **{rho_s}** "
                  "<span class='av-muted'>1 = same pixel ranking, 0 = unrelated</span>"]
-    for r in a.maps:
-        if has_spatial(r):
-            img, rng, m, where = draw_record(sess, r, norms[r.tap])
-            gallery.append((tile(img, rng), f"{V.map_caption(r, a.maps)}{where} · "
-                                            f"{V.range_text(m, rng, shared is not None)}"))
-    gallery.append((tile(attr_img, arng), f"{V.method_name(method)} · {V.fmt_range(*arng)}"))
     attr = gr.Image(value=attr_img, label=f"{V.method_name(method)} → {a.target_name}{at}"
                                           + (" (computing…)" if pending else ""))
     # the framing (random weights, a lite model's six shapes) stays with every redraw of these
     # results: a slow attribution, a new colour scale
     note = framing_note(sess)
-    return {"head_att": att, "head_attr": attr, "agreement": "<br>".join(([note] if note else [])
-                                                                        + lines),
-            "gal_all": gallery, "legend": V.legend(scale, shared)}
+    out = {"head_att": att, "head_attr": attr,
+           "agreement": "<br>".join(([note] if note else []) + lines),
+           "legend": V.legend(scale, shared)}
+    if gallery:
+        out["gal_all"] = all_maps(sess, scale)
+    return out
 
 
-def inspect_values(sess: Session, scale: str) -> dict:
-    """Everything the analysis step shows: prediction, badge, headline, summary, state."""
+def inspect_values(sess: Session, scale: str, gallery: bool = True) -> dict:
+    """Everything the analysis step shows: prediction, badge, headline (with the gallery of
+    every map unless ``gallery`` is False), summary, state."""
     loaded = MODELS.get(sess.model_name)
     values = {"top5": V.top_k_dict(sess.analysis), "badge": badge_md(loaded),
-              **headline(sess, scale), "summary": summary(sess), "state": sess}
+              **headline(sess, scale, gallery), "summary": summary(sess), "state": sess}
     note = prediction_note(loaded, sess.example)
     values["summary"]["prediction_note"] = re.sub(r"<[^>]+>", "", note) or None
     return values
