@@ -1,7 +1,7 @@
 """attnviz web app: `python app.py` serves it on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT
 (default 127.0.0.1:7860). The UI lives in attnviz/app/, one module per tab.
 
-Your own models join the shipped ones with ``--model`` (see attnviz/external.py):
+Your own models join the shipped ones with ``--model`` (see attnviz/models/external.py):
     python app.py --model my_net.py [--weights my_net.safetensors] [--labels classes.txt]
 """
 import os
@@ -13,7 +13,7 @@ import tempfile
 os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(
     tempfile.gettempdir(), f"attnviz_gradio_{os.environ.get('GRADIO_SERVER_PORT', '7860')}"))
 
-from attnviz.external import ExternalModelError, register_args  # noqa: E402
+from attnviz.models.external import ExternalModelError, register_args  # noqa: E402
 
 try:  # before the UI is built: a model that cannot be served stops here, saying why
     register_args(sys.argv[1:] if __name__ == "__main__" else [])

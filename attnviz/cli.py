@@ -27,6 +27,10 @@ import re
 import sys
 from pathlib import Path
 
+from .scores.evaluate import main as evaluate_main
+from .tools.bench import main as bench_main
+from .training.train import main as train_main
+
 PLOTLY_JS = "plotly.min.js"
 
 
@@ -39,8 +43,8 @@ def _write_analysis(a, folder: Path, plotly_src: str) -> None:
     import numpy as np
 
     from . import kinds as K
-    from .explain import CAM_METHODS
-    from .maps import has_spatial
+    from .attribution.explain import CAM_METHODS
+    from .capture.maps import has_spatial
     from .render import figures as F
     from .render.overlay import caption, overlay, overlay_record, save_png
     (folder / "overlays").mkdir(parents=True, exist_ok=True)
@@ -72,15 +76,15 @@ def _write_analysis(a, folder: Path, plotly_src: str) -> None:
 
 
 def cmd_inspect(args) -> int:
-    """Analyse every image in batched passes (:func:`attnviz.batch.inspect_paths`; shared out
+    """Analyse every image in batched passes (:func:`attnviz.analysis.paths.inspect_paths`; shared out
     over processes under torchrun) and write each one's files as it is done."""
     import plotly.offline
     from tqdm import tqdm
 
     import attnviz
 
-    from .batch import image_paths as folder_images
-    from .batch import inspect_paths
+    from .data.batch import image_paths as folder_images
+    from .analysis.paths import inspect_paths
     target = Path(args.target)
     if not target.exists():
         raise SystemExit(f"attnviz inspect: {target} does not exist")
@@ -104,7 +108,7 @@ def cmd_inspect(args) -> int:
 
     from .attribution.choice import resolve_cam_layer, resolve_target
     from .errors import AttnvizError
-    from .explain import LAYER_METHODS, canonical_method
+    from .attribution.explain import LAYER_METHODS, canonical_method
     try:
         methods = [canonical_method(m) for m in args.attribution.split(",") if m.strip()]
         tgt = resolve_target(model, args.explain_class)
@@ -173,7 +177,7 @@ def cmd_serve(args) -> int:
     return 0
 
 
-DELEGATED = {"train": "train", "evaluate": "evaluate", "bench": "bench"}
+DELEGATED = {"train": train_main, "evaluate": evaluate_main, "bench": bench_main}
 
 
 def _cmd_stats(args) -> int:
@@ -182,8 +186,7 @@ def _cmd_stats(args) -> int:
 
 
 def _delegate(module: str, argv) -> int:
-    import importlib
-    importlib.import_module(f"attnviz.{module}").main(list(argv))
+    DELEGATED[module](list(argv))
     return 0
 
 
@@ -252,7 +255,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:  # every option goes to that module's own parser
-        return _delegate(DELEGATED[argv[0]], argv[1:])
+        return _delegate(argv[0], argv[1:])
     args = parser().parse_args(argv)
     return int(args.run(args) or 0)
 

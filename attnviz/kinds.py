@@ -9,8 +9,8 @@ A **kind** is the sort of tensor an attention tap sees (a channel gate, a spatia
                            spatial layout (``spatial`` says which)
     neutral(t, mode)       its neutral value, what gate ablation puts in its place
     value_range, value_label   the range and label of its colour bars
-    figure_builder()       the Plotly builder that draws it (a dotted reference resolved on use,
-                           so this module imports nothing of attnviz.render)
+    figure_builder()       the Plotly builder that draws it (a callable, or the name of a builder
+                           attnviz.render registers: this module imports nothing above it)
     axes, labels           which axis holds heads, queries, keys, channels ({"head": 1, ...}),
                            and their names: readers (max_queries, rows(), heads(), figures) take
                            them from here instead of assuming positions
@@ -31,8 +31,8 @@ model zoo read this table.
     kinds.spatial_kinds()                               # ("spatial", "group", "affinity", ...)
     kinds.block("cbam").display_name                    # "CBAM"
 
-Adding a block with an existing kind: its module plus one :func:`register_block` row (here, in
-BLOCK_TABLE, or from the code that defines it). Adding a kind: one :class:`KindSpec` (``register``)
+Adding a block with an existing kind: its module plus one :func:`register_block` row (in
+``attnviz.models.layers.BLOCK_TABLE``, or from the code that defines it). Adding a kind: one :class:`KindSpec` (``register``)
 and its figure builder. See docs/architecture.md.
 """
 from __future__ import annotations
@@ -45,6 +45,7 @@ from typing import Callable
 import torch
 
 from .errors import UnknownBlockError, UnknownKindError
+from .errors import CaptureError
 
 GATE, STANDALONE, CONV = "gate", "standalone", "conv"
 SLOTS = (GATE, STANDALONE, CONV)
@@ -205,7 +206,6 @@ class KindSpec:
 
     def validate(self, tensor: torch.Tensor, meta: dict | None = None) -> None:
         """Raise :class:`attnviz.errors.CaptureError` unless ``tensor`` fits the shape contract."""
-        from .errors import CaptureError
         if tensor.dim() != self.ndim:
             raise CaptureError(f"a {self.name} tensor is {self.shape}; got shape "
                                f"{tuple(tensor.shape)}")
@@ -236,17 +236,27 @@ class KindSpec:
         return self.neutral(tensor, mode)
 
     def figure_builder(self) -> Callable:
-        """The figure builder: f(record, **options), or f([records], **options) if ``grouped``."""
-        fn = _resolve(self.figure)
+        """The figure builder: f(record, **options), or f([records], **options) if ``grouped``.
+        A kind's ``figure`` is a callable, or the name of a builder in :mod:`attnviz.render`
+        (which registers its builders here when it is imported: this module imports nothing above
+        it)."""
+        fn = self.figure if callable(self.figure) else _FIGURES.get(self.figure)
         if fn is None:
-            raise UnknownKindError(f"no figure builder is registered for kind {self.name!r}")
+            raise UnknownKindError(f"no figure builder is registered for kind {self.name!r}"
+                                   + (f" (no builder named {self.figure!r} is registered)"
+                                      if isinstance(self.figure, str) else ""))
         return fn
 
     def caption(self, shape, meta) -> str:
         return self.caption_grid(tuple(shape), meta or {})
 
 
-_F = "attnviz.render.figures:"
+_FIGURES: dict[str, Callable] = {}
+
+
+def register_figures(builders: Mapping[str, Callable]) -> None:
+    """Make figure builders known by name (attnviz.render does this for its own)."""
+    _FIGURES.update(builders)
 _KINDS: dict[str, KindSpec] = {}
 
 
@@ -265,38 +275,38 @@ def unregister(name: str) -> None:
 
 for _spec in (
     KindSpec("spatial", "spatial", "(B, H, W)", 3, "Spatial", reduce=_identity,
-             value_label="attention", figure=_F + "spatial_heatmap", caption_grid=_grid_hw),
+             value_label="attention", figure="spatial_heatmap", caption_grid=_grid_hw),
     KindSpec("channel", "channel gate", "(B, C)", 2, "Channel",
-             value_label="gate value (0 = closed, 1 = open)", figure=_F + "channel_gate_bars",
+             value_label="gate value (0 = closed, 1 = open)", figure="channel_gate_bars",
              grouped=True, shows_tensor=True),
     KindSpec("kernel", "kernel selection", "(B, M, C)", 3, "Kernel selection",
              neutral=_uniform_over(1), value_label="branch weight",
-             figure=_F + "kernel_selection_bars", grouped=True, shows_tensor=True,
+             figure="kernel_selection_bars", grouped=True, shows_tensor=True,
              caption_grid=lambda s, m: f"{s[1]} branches x {s[2]} channels"),
     KindSpec("group", "group factors", "(B, G, H, W)", 4, "Group factors",
              reduce=_mean_over_dim1, value_label="mean group factor",
-             figure=_F + "group_factor_grid", shows_tensor=True, caption_grid=_grid_hw),
+             figure="group_factor_grid", shows_tensor=True, caption_grid=_grid_hw),
     KindSpec("affinity", "affinity", "(B, Nq, Nk)", 3, "Affinity", neutral=_uniform_over(-1),
              reduce=_affinity_received, value_label="mean attention received",
-             figure=_F + "affinity_figure", queried=True, pairwise=True,
+             figure="affinity_figure", queried=True, pairwise=True,
              caption_grid=_grid_keys, axes={"batch": 0, "query": 1, "key": 2},
              labels={"query": "query position", "key": "key position"}),
     KindSpec("channel_affinity", "channel affinity", "(B, C, C)", 3, "Channel affinity",
              neutral=_uniform_over(-1), value_label="affinity",
-             figure=_F + "channel_affinity_heatmap", pairwise=True, shows_tensor=True,
+             figure="channel_affinity_heatmap", pairwise=True, shows_tensor=True,
              tab="affinity", caption_grid=lambda s, m: f"{s[-1]}x{s[-1]} channels"),
     KindSpec("calibration", "calibration", "(B, C, H, W)", 4, "Calibration",
              reduce=_mean_over_dim1, value_label="mean calibration gate",
-             figure=_F + "spatial_heatmap", caption_grid=_grid_hw),
+             figure="spatial_heatmap", caption_grid=_grid_hw),
     KindSpec("multihead", "multi-head attention", "(B, heads, Nq, Nk)", 4, "Multi-head",
              neutral=_uniform_over(-1), reduce=_heads_received,
-             value_label="mean attention received", figure=_F + "affinity_figure",
+             value_label="mean attention received", figure="affinity_figure",
              queried=True, pairwise=True, caption_grid=_grid_heads, tab="affinity",
              axes={"batch": 0, "head": 1, "query": 2, "key": 3},
              labels={"head": "head", "query": "query position", "key": "key position"}),
     KindSpec("directional", "directional gate", "(B, C, H, 1) or (B, C, 1, W)", 4,
              "Directional", reduce=_directional, value_label="mean directional gate",
-             figure=_F + "spatial_heatmap", caption_grid=_grid_direction, tab="spatial",
+             figure="spatial_heatmap", caption_grid=_grid_direction, tab="spatial",
              axes={"batch": 0, "channel": 1},
              labels={"channel": "channel"}),
 ):
@@ -373,10 +383,11 @@ class BlockSpec:
             get(k)
 
     def block_class(self):
+        """The block's class (``cls``: a class, or a "package.module:Class" reference imported
+        on use)."""
         return _resolve(self.cls)
 
 
-_B = "attnviz.blocks."
 _BLOCKS: dict[str, BlockSpec] = {}
 
 
@@ -390,24 +401,6 @@ def register_block(spec: BlockSpec, replace: bool = False) -> BlockSpec:
 
 def unregister_block(name: str) -> None:
     _BLOCKS.pop(name, None)
-
-
-BLOCK_TABLE = (
-    BlockSpec("se", "SE", _B + "se:SEModule", GATE, ("channel",)),
-    BlockSpec("cbam", "CBAM", _B + "cbam:CBAM", GATE, ("channel", "spatial")),
-    BlockSpec("sk", "SK", _B + "sk:SelectiveKernel", CONV, ("kernel",)),
-    BlockSpec("sge", "SGE", _B + "sge:SpatialGroupEnhance", GATE, ("group",)),
-    BlockSpec("nonlocal", "non-local", _B + "non_local:NonLocalBlock", STANDALONE, ("affinity",)),
-    BlockSpec("danet_pam", "DANet position", _B + "danet:PositionAttention", STANDALONE,
-              ("affinity",)),
-    BlockSpec("danet_cam", "DANet", _B + "danet:ChannelAttention", STANDALONE,
-              ("channel_affinity",)),
-    BlockSpec("self_attn", "SAGAN self-attention", _B + "self_attn:SelfAttention", STANDALONE,
-              ("affinity",)),
-    BlockSpec("scconv", "SCNet", _B + "scconv:SCConv", CONV, ("calibration",)),
-)
-for _b in BLOCK_TABLE:
-    register_block(_b)
 
 
 def block(name) -> BlockSpec:

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import attnviz  # noqa: E402
-from attnviz import metrics  # noqa: E402
-from attnviz.datasets import make_shapes  # noqa: E402
-from attnviz.maps import to_spatial  # noqa: E402
+from attnviz.scores import metrics  # noqa: E402
+from attnviz.data.synthetic import make_shapes  # noqa: E402
+from attnviz.capture.maps import to_spatial  # noqa: E402
 from attnviz.render import (affinity_explorer, affinity_overlay, bars_figure, caption,  # noqa: E402
                             channel_affinity_heatmap, channel_gate_bars, colorbar, figure_kb,
                             figure_png, fit, group_factor_grid, kernel_selection_bars,

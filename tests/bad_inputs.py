@@ -5,7 +5,6 @@ attnviz error must come back) or "ok" (a correct result must come back)."""
 from __future__ import annotations
 
 import io
-import pickle
 import struct
 import zipfile
 import zlib

@@ -7,8 +7,8 @@ import torch
 
 import attnviz
 import paper_nets as P
-from attnviz.capture import hook_count
-from attnviz.model_info import ModelInfoError, info_of
+from attnviz.capture.recorder import hook_count
+from attnviz.models.info import ModelInfoError, info_of
 
 
 def _image(seed=0, hw=(120, 160)):
@@ -42,7 +42,7 @@ def test_describe_overrides_defaults_and_refuses_bad_values():
     info = attnviz.describe(model, input_size=96, classes=names, cam_layer="layer3",
                             mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     assert info_of(model) is info and info.card["defaults"] == []
-    from attnviz.preprocess import normalisation
+    from attnviz.data.images import normalisation
     assert normalisation(model) == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     a = attnviz.inspect(model, _image(1))
     assert a.preprocess.input_size == 96 and a.preprocess.mean == (0.5, 0.5, 0.5)

@@ -17,7 +17,7 @@ pytest.importorskip("gradio_client")
 from gradio_client import handle_file  # noqa: E402
 
 import attnviz  # noqa: E402
-from attnviz.capture import list_taps  # noqa: E402
+from attnviz.capture.recorder import list_taps  # noqa: E402
 
 REQUIRED = ["/inspect", "/compare", "/affinity", "/ablate", "/evaluate", "/train", "/export",
             "/maps", "/scores", "/attribute", "/rescale", "/sanity", "/models", "/model_card"]

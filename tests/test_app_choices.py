@@ -84,7 +84,7 @@ def test_target_layer_and_mask_through_inspect(server, tmp_path):
     for r in client.predict(api_name="/scores")["data"]:
         name = r[0] or name
         box_rows[(name, r[1])] = r[2]
-    from attnviz.inspect import box_mask
+    from attnviz.analysis.inspect import box_mask
     sb = attnviz.score_analysis(model, a, box_mask("0, 0, 127, 63", (128, 128)),
                                 faithfulness=False)
     assert box_rows[("energy in object", "LayerCAM")] == round(float(sb["energy"]["layercam"]), 3)

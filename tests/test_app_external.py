@@ -76,7 +76,7 @@ def test_evaluate_offers_your_model_on_its_own_class_folders(served, tmp_path):
 
     import attnviz
     from attnviz.datasets import load_image_folder, with_classes
-    from attnviz.evaluate import evaluate
+    from attnviz.scores.evaluate import evaluate
     client, model = served
     msg = ""
     try:
@@ -116,7 +116,7 @@ def test_evaluate_offers_your_model_on_its_own_class_folders(served, tmp_path):
     (["--serve"], ["unknown argument", "--model"]),
 ])
 def test_a_model_that_cannot_be_served_is_refused_clearly(args, words, monkeypatch):
-    from attnviz.external import ExternalModelError, register_args
+    from attnviz.models.external import ExternalModelError, register_args
     monkeypatch.chdir(ROOT)
     with pytest.raises(ExternalModelError) as e:
         register_args(args)

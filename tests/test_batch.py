@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import attnviz
-from attnviz.capture import hook_count
+from attnviz.capture.recorder import hook_count
 from attnviz.errors import AttnvizError, ImageError
-from attnviz.preprocess import preprocess
+from attnviz.data.images import preprocess
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_explain_batch_tensor_and_array(model, images):
         _close(a.map, b.map)
         _close(a.map, attnviz.explain(model, im, target=1).map)
     # explain_tensor on a batch: one Attribution, a target per sample
-    from attnviz.explain import explain_tensor
+    from attnviz.attribution.explain import explain_tensor
     att = explain_tensor(model, x, preprocess(model, same[0])[1], "gradcam", target=[0, 1, 2, 3])
     assert att.target == [0, 1, 2, 3] and att.map.shape == (4, 128, 128)
     assert att.raw.shape[:2] == (4, 1)  # Grad-CAM's raw: on the layer grid, one channel
@@ -106,7 +106,8 @@ def test_inspect_batch_equals_per_image(model, images):
 
 def test_inspect_paths_batches_a_folder_and_reports_bad_files(model, images, tmp_path):
     from PIL import Image
-    from attnviz.batch import image_paths, inspect_paths
+    from attnviz.analysis.paths import inspect_paths
+    from attnviz.data.batch import image_paths
     for i, im in enumerate(images[:3]):
         Image.fromarray(im).save(tmp_path / f"{i}.png")
     (tmp_path / "3.png").write_bytes(b"not an image")

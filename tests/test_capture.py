@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import attnviz
-from attnviz.blocks.tap import Tap, iter_taps
-from attnviz.capture import capture, hook_count, intervene, list_taps
+from attnviz.models.layers.tap import Tap, iter_taps
+from attnviz.capture.recorder import capture, hook_count, intervene, list_taps
 from attnviz.errors import CaptureError
 
 # what each model records (block, kind) — every kind and every block is covered

@@ -13,7 +13,7 @@ from bad_inputs import ico_bomb, progressive_jpeg_bomb
 from PIL import Image
 
 from attnviz.errors import DatasetError, ImageError
-from attnviz.preprocess import MAX_JPEG_SCANS, image_size, jpeg_scans, load_image
+from attnviz.data.images import MAX_JPEG_SCANS, image_size, jpeg_scans, load_image
 
 
 def _jpeg(size=(320, 240), **kw) -> bytes:

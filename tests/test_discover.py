@@ -8,7 +8,7 @@ from torch import nn
 
 import attnviz
 import paper_nets as P
-from attnviz.capture import hook_count
+from attnviz.capture.recorder import hook_count
 from attnviz.errors import CaptureError
 
 BLOCKS = {"SELayer": "se", "SEModule": "se", "ChannelGate": "cbam", "SpatialGate": "cbam",

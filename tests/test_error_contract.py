@@ -7,11 +7,11 @@ import torch
 
 import attnviz
 from attnviz import metrics
-from attnviz.capture import capture, intervene
+from attnviz.capture.recorder import capture, intervene
 from attnviz.errors import (CaptureError, ExplainError, ImageError, InspectError, LayerError,
                             MetricError, OptionError, TargetError, UnknownKindError,
                             UnknownOptionError, check_target)
-from attnviz.explain import explain
+from attnviz.attribution.explain import explain
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 import attnviz
-from attnviz.blocks.tap import Tap
-from attnviz.capture import hook_count
+from attnviz.models.layers.tap import Tap
+from attnviz.capture.recorder import hook_count
 from attnviz.datasets import ShapesData, make_shapes
-from attnviz.evaluate import evaluate, format_table, main, write_card
+from attnviz.scores.evaluate import evaluate, format_table, main, write_card
 from attnviz.models.resnet import ModelInfo
-from attnviz.train import TEST_SEED, accuracy
+from attnviz.training.train import TEST_SEED, accuracy
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -236,7 +236,7 @@ def test_write_card_merges(tmp_path):
 def test_faithfulness_with_bootstrap_intervals():
     """Deletion / insertion (ROAD) for Grad-CAM, each kind, the oracle and random, each with a
     95% interval over the images that holds its mean; the trained model's oracle beats random."""
-    from attnviz import faithfulness_eval as FE
+    from attnviz.scores import faithfulness_eval as FE
     model = attnviz.create_model("lite_cbam", pretrained=True)
     r = evaluate(model, n=6, batch_size=3, faithfulness=True, steps=4, seed=TEST_SEED + 7)
     f = r["faithfulness"]

@@ -10,10 +10,10 @@ from captum.attr import (GradientShap, GuidedGradCam, IntegratedGradients, Layer
                          NoiseTunnel, Occlusion, Saliency)
 
 import attnviz
-from attnviz.capture import hook_count
-from attnviz.explain import (CAPTUM_METHODS, Attribution, ExplainError, Explainer, explain,
+from attnviz.capture.recorder import hook_count
+from attnviz.attribution.explain import (CAPTUM_METHODS, Attribution, ExplainError, Explainer, explain,
                              model_lock)
-from attnviz.preprocess import make_baseline, preprocess
+from attnviz.data.images import make_baseline, preprocess
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import attnviz
-from attnviz import faithfulness as Fm
+from attnviz.scores import faithfulness as Fm
 from attnviz.datasets import make_shapes
 
 MODELS = ("lite_cbam", "lite_scnet", "lite_danet")

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 import attnviz
-from attnviz import sources, weights
+from attnviz.models import sources, weights
 from attnviz.errors import DownloadDisabledError, WeightsError
 from attnviz.models import hub
 

@@ -9,10 +9,10 @@ from PIL import Image
 from torch import nn
 
 import attnviz
-from attnviz.capture import hook_count
-from attnviz.inspect import Analysis, InspectError, inspect
-from attnviz.maps import has_spatial
-from attnviz.preprocess import Preprocess, preprocess
+from attnviz.capture.recorder import hook_count
+from attnviz.analysis.inspect import Analysis, InspectError, inspect
+from attnviz.capture.maps import has_spatial
+from attnviz.data.images import Preprocess, preprocess
 
 
 def _picture(w=140, h=90):
@@ -158,7 +158,7 @@ def test_scores(cbam):
     assert set(s["random_deletion_auc"]) == set(s["random_insertion_auc"]) == {"gradcam",
                                                                                 "saliency"}
     assert s["removal"] == "road"
-    from attnviz import faithfulness as Fm
+    from attnviz.scores import faithfulness as Fm
     x, _ = preprocess(cbam, img)
     grid = a.attributions["gradcam"].raw.shape[-2:]
     ref = Fm.deletion_auc(cbam, (x, Preprocess((128, 128), 128)), Fm.random_map(grid, 128),

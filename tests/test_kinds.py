@@ -4,12 +4,13 @@ import pytest
 import torch
 
 import attnviz
-from attnviz import blocks, kinds
-from attnviz.blocks.tap import Tap
-from attnviz.capture import capture
+from attnviz.models import layers as blocks
+from attnviz import kinds
+from attnviz.models.layers.tap import Tap
+from attnviz.capture.recorder import capture
 from attnviz.errors import OptionError, UnknownBlockError, UnknownKindError
-from attnviz.maps import to_spatial
-from attnviz.metrics import neutral_map
+from attnviz.capture.maps import to_spatial
+from attnviz.scores.metrics import neutral_map
 
 # one lite model per kind, as the block table says
 LITE_OF = {"channel": "lite_se", "spatial": "lite_cbam", "kernel": "lite_sk", "group": "lite_sge",

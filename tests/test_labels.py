@@ -15,8 +15,8 @@ from attnviz.analysis.labels import (
     record_labels,
     stage_keys,
 )
-from attnviz.blocks.cbam import CBAM
-from attnviz.capture import capture, hook_count
+from attnviz.models.layers.cbam import CBAM
+from attnviz.capture.recorder import capture, hook_count
 
 # ------------------------------------------------------------------------------ pure paths
 TIMM = [f"stages.{s}.blocks.{b}.attn" for s in range(4) for b in range(2)]
@@ -146,7 +146,7 @@ def test_torchvision_names_match_the_app_captions_users_know():
 def test_ablation_bars_one_per_module_for_timm_names():
     """gate_ablation on stages.N.blocks.M names: one distinct bar name per ablated tap (the
     bars merged 16 modules into 2 before)."""
-    from attnviz.metrics import gate_ablation
+    from attnviz.scores.metrics import gate_ablation
     model = TimmLike().eval()
     img = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
     attnviz.describe(model, input_size=64, classes=[f"c{i}" for i in range(5)])

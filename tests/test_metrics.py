@@ -7,9 +7,9 @@ from torch import nn
 
 import attnviz
 from attnviz import metrics as M
-from attnviz.capture import hook_count, intervene
+from attnviz.capture.recorder import hook_count, intervene
 from attnviz.models.resnet import ModelInfo
-from attnviz.preprocess import preprocess
+from attnviz.data.images import preprocess
 
 BOX = (slice(40, 80), slice(30, 70))  # the region the toy model looks at, on its 128 x 128 input
 

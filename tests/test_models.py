@@ -7,8 +7,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import attnviz
-from attnviz import blocks
-from attnviz.capture import capture
+from attnviz.models import layers as blocks
+from attnviz.capture.recorder import capture
 from attnviz.errors import UnknownModelError
 
 LITE = ["lite_resnet", "lite_se", "lite_cbam", "lite_sk", "lite_sge", "lite_nonlocal",

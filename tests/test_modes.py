@@ -8,7 +8,7 @@ from torch import nn
 
 import attnviz
 from attnviz import metrics
-from attnviz.evaluate import evaluate
+from attnviz.scores.evaluate import evaluate
 
 
 def _mixed_model():

@@ -11,7 +11,7 @@ from PIL import Image
 
 import attnviz
 from attnviz.errors import ImageError
-from attnviz.preprocess import Preprocess, gaussian_blur, load_image, make_baseline, preprocess
+from attnviz.data.images import Preprocess, gaussian_blur, load_image, make_baseline, preprocess
 
 
 def _rgb(w=40, h=30):

@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 import attnviz
-from attnviz import kinds, metrics
-from attnviz.blocks import Tap, get_attn
-from attnviz.capture import capture
+from attnviz import kinds
+from attnviz import metrics
+from attnviz.models.layers import Tap, get_attn
+from attnviz.capture.recorder import capture
 from attnviz.models import zoo
 from attnviz.render.figures import figure_for, figures_for
 from attnviz.render.overlay import caption

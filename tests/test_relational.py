@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from attnviz.datasets import PALETTE, RELATION_CLASSES, make_relational
-from attnviz.train import TASKS
+from attnviz.training.train import TASKS
 
 SEEDS = (11, 12)
 
@@ -98,9 +98,9 @@ def test_no_single_region_gives_the_label_away(many, region):
 
 @pytest.mark.slow
 def test_train_relational_writes_a_card_that_loads_and_evaluates(tmp_path):
-    from attnviz.evaluate import main as evaluate_main
+    from attnviz.scores.evaluate import main as evaluate_main
     from attnviz.models.checkpoint import load_checkpoint
-    from attnviz.train import main as train_main
+    from attnviz.training.train import main as train_main
     train_main(["--model", "lite_sagan", "--task", "relational", "--name", "lite_sagan_rel",
                 "--out", str(tmp_path), "--epochs", "1", "--images-per-epoch", "64",
                 "--batch-size", "32", "--size", "64", "--val-n", "20", "--threads", "1"])
@@ -118,7 +118,7 @@ def test_train_relational_writes_a_card_that_loads_and_evaluates(tmp_path):
 
 
 def test_evaluate_relational_without_checkpoints_says_what_to_do(tmp_path, capsys):
-    from attnviz.evaluate import main as evaluate_main
+    from attnviz.scores.evaluate import main as evaluate_main
     assert evaluate_main(["--task", "relational", "--model", "lite_sagan", "--models-dir",
                           str(tmp_path)]) == 2
     assert "train_relational.sh" in capsys.readouterr().err
@@ -129,7 +129,7 @@ def test_load_checkpoint_refuses_missing_files_and_cards(tmp_path):
 
     from attnviz.errors import WeightsError
     from attnviz.models.checkpoint import load_checkpoint
-    from attnviz.weights import MODELS_DIR
+    from attnviz.models.weights import MODELS_DIR
     with pytest.raises(WeightsError, match="no checkpoint"):
         load_checkpoint(tmp_path / "nothing.safetensors")
     shutil.copy(MODELS_DIR / "lite_sagan_rel.safetensors", tmp_path / "x.safetensors")

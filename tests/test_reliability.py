@@ -4,7 +4,6 @@ The server-level versions (8 gradio_client users, bad uploads through the API) a
 tests/test_app_reliability.py."""
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -13,11 +12,11 @@ import pytest
 import torch
 
 import attnviz
-from attnviz.capture import hook_count
+from attnviz.capture.recorder import hook_count
 from attnviz.datasets import make_shapes
 from attnviz.errors import AttnvizError, ImageError, WeightsError
-from attnviz.inspect import inspect
-from attnviz.preprocess import load_image
+from attnviz.analysis.inspect import inspect
+from attnviz.data.images import load_image
 
 from bad_inputs import image_cases, pickle_checkpoint
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import attnviz
-from attnviz.capture import AttentionMap
-from attnviz.maps import affinity_row, to_spatial
+from attnviz.capture.recorder import AttentionMap
+from attnviz.capture.maps import affinity_row, to_spatial
 from attnviz.render import (Normaliser, affinity_explorer, affinity_overlay, bars_figure,
                             channel_affinity_heatmap, channel_gate_bars, channel_order, colorbar,
                             colorize, figure_for, figure_kb, figures_for, fit, group_factor_grid,

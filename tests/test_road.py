@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from attnviz import road
+from attnviz.scores import road
 from attnviz.errors import AttnvizError
 
 

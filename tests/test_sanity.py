@@ -8,7 +8,7 @@ import pytest
 import attnviz
 from attnviz.datasets import make_shapes
 from attnviz.errors import AttnvizError
-from attnviz.sanity import format_sanity, sanity_check, sanity_verdict
+from attnviz.scores.sanity import format_sanity, sanity_check, sanity_verdict
 
 
 def _rows(values):

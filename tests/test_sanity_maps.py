@@ -27,7 +27,7 @@ def test_maps_match_rows(setup):
         assert r["spearman"] == pytest.approx(metrics.rank_correlation(maps[0], m))
         assert r["ssim"] == pytest.approx(metrics.ssim(maps[0], m))
     # "attention" is the mean of every spatial kind's maps: here CBAM's spatial gates
-    from attnviz.preprocess import Preprocess, preprocess
+    from attnviz.data.images import Preprocess, preprocess
     x, _ = preprocess(model, img)
     assert maps[0] == pytest.approx(metrics.map_source("spatial", 0, {})(
         model, x, Preprocess((S, S), S)))

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import attnviz
-from attnviz.evaluate import evaluate
-from attnviz.shard import Shard
+from attnviz.scores.evaluate import evaluate
+from attnviz.data.shard import Shard
 
 ROOT = Path(__file__).resolve().parent.parent
 

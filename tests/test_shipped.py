@@ -10,8 +10,8 @@ import torch
 import attnviz
 from attnviz.datasets import SHAPE_CLASSES, make_shapes
 from attnviz.models.zoo import LITE
-from attnviz.train import TEST_SEED, accuracy
-from attnviz.weights import MODELS_DIR
+from attnviz.training.train import TEST_SEED, accuracy
+from attnviz.models.weights import MODELS_DIR
 
 REQUIRED = ("architecture", "classes", "input_size", "mean", "std", "command", "training",
             "train_seconds", "machine", "val_accuracy")

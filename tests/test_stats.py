@@ -72,8 +72,8 @@ def test_dataset_stats_matches_a_hand_loop_on_real_models():
     r = dataset_stats(se, d, batch_size=5)
     assert r["n"] == 12 and len(r["channel"]) == 4 and not r["kernel"]
     # the same numbers from one forward pass by hand
-    from attnviz.capture import capture
-    from attnviz.train import to_tensor
+    from attnviz.capture.recorder import capture
+    from attnviz.training.train import to_tensor
     with torch.no_grad(), capture(se, kinds=["channel"]) as rec:
         se(to_tensor(d.images, se.info.mean, se.info.std))
     first = next(iter(rec))

@@ -22,10 +22,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import attnviz
-from attnviz import weights
+from attnviz.models import weights
 from attnviz.datasets import SHAPE_CLASSES, load_image_folder, make_shapes
 from attnviz.errors import AttnvizError
-from attnviz.train import VAL_SEED_BASE, accuracy, main, train, warm_start
+from attnviz.training.train import VAL_SEED_BASE, accuracy, main, train, warm_start
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(epochs=2, images_per_epoch=128, batch_size=32, size=64, val_n=64)

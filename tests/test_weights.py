@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 import attnviz
-from attnviz import sources, weights
+from attnviz.models import sources, weights
 from attnviz.errors import DownloadDisabledError, WeightsError
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..maps import has_spatial, to_spatial
+from ..capture.maps import has_spatial, to_spatial
 from .labels import record_stages
 
 __all__ = ["concentration", "deepest_stage", "grid_map", "headline_record"]

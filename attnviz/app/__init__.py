@@ -122,7 +122,7 @@ HEADER = ("# attnviz\nWhat the attention modules inside a CNN compute (CBAM, SE,
 def build_demo(models: dict | None = None) -> gr.Blocks:
     """Build the Blocks app (not launched). ``models``: {name: nn.Module or a function returning
     one}, served beside the shipped models (see :mod:`attnviz.external`)."""
-    from ..external import register_models
+    from ..models.external import register_models
     register_models(models)
     from . import cache_fix, compare_tab, experiment_tab, export, inspect_tab, models_tab
 
@@ -178,7 +178,7 @@ def health(request: gr.Request) -> dict:
     decided it, hooks: ``hooks_in_flight`` held by requests running on the model now,
     ``hooks_leaked`` left when none runs, which must stay 0), the heavy job running (named only
     to the session that started it), and the sessions' memory."""
-    from ..capture import hook_count
+    from ..capture.recorder import hook_count
     from . import jobs
     from .components import IN_FLIGHT
     from .model_cache import MODELS

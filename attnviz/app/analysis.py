@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..maps import has_spatial
+from ..capture.maps import has_spatial
 from . import views as V
 from .components import gpu
 from .errors import bad_request
@@ -80,7 +80,7 @@ def _to_cpu(a) -> None:
 
 @gpu
 def _run_inspect(model, pil, methods, amp: bool = False, target=None, explain_opts=None):
-    from ..inspect import inspect
+    from ..analysis.inspect import inspect
     with autocast(amp):
         return inspect(model, pil, attributions=methods, target=target,
                        explain_opts=explain_opts)
@@ -94,7 +94,7 @@ def check_image(image_path) -> None:
 
 def layer_opts(methods, layer) -> dict:
     """{method: {"layer": layer}} for the methods that take a layer (none without a layer)."""
-    from ..explain import LAYER_METHODS
+    from ..attribution.explain import LAYER_METHODS
     return {m: {"layer": layer} for m in methods if layer and m in LAYER_METHODS}
 
 
@@ -106,8 +106,8 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
     every localisation score then uses (else the shipped example's own mask, if any); ``box``:
     "x0, y0, x1, y1" in image pixels, the object's box, when no mask is given."""
     from ..attribution.choice import resolve_cam_layer, resolve_target
-    from ..inspect import box_mask, load_mask
-    from ..preprocess import load_image
+    from ..analysis.inspect import box_mask, load_mask
+    from ..data.images import load_image
     check_image(image_path)
     method = V.check_method(method)
     loaded = MODELS.get(model_name)
@@ -176,8 +176,8 @@ def summary(sess: Session) -> dict:
 
 @gpu(duration=120)
 def _slow_attribution(model, image, method, target, layer=None):
-    from ..explain import explain_tensor
-    from ..preprocess import preprocess
+    from ..attribution.explain import explain_tensor
+    from ..data.images import preprocess
     x, pre = preprocess(model, image)
     return explain_tensor(model, x, pre, method, target, **layer_opts([method], layer).get(
         method, {}))

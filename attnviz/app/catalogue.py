@@ -59,14 +59,14 @@ class Entry:
 
 
 def _lite_entry(name: str) -> Entry:
-    from ..weights import local_weights
+    from ..models.weights import local_weights
     path = local_weights(name)
     return Entry(name, name, "lite", BADGE_SHAPES if path else BADGE_RANDOM, path)
 
 
 def _imagenet_entry(name: str) -> Entry:
-    from .. import sources
-    from ..weights import local_weights
+    from ..models import sources
+    from ..models.weights import local_weights
     path = local_weights(name)
     src = sources.get_source(name)
     ok = path is not None or (src is not None and sources.downloads_allowed())
@@ -98,7 +98,7 @@ def user_entries() -> list[Entry]:
 
 def external_entries() -> list[Entry]:
     """Models given with ``app.py --model`` or ``build_demo(models=...)`` (see external.py)."""
-    from ..external import FAMILY, externals
+    from ..models.external import FAMILY, externals
     return [Entry(x.name, x.card.get("architecture", "custom"), FAMILY, x.badge, x.weights,
                   dict(x.card)) for x in externals()]
 

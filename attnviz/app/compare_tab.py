@@ -67,7 +67,7 @@ def _models_list(models) -> list[str]:
 
 @gpu
 def _analyse(model, pil, method, amp: bool = False, target=None, layer=None):
-    from ..inspect import inspect
+    from ..analysis.inspect import inspect
     from .analysis import layer_opts
     with autocast(amp):
         a = inspect(model, pil, attributions=[method], target=target,
@@ -86,8 +86,8 @@ def run_compare(image, models, kind, method, scale, target=None, layer=None):
     blank: each one's prediction) and ``layer`` (a module path every model has; blank: each
     one's default)."""
     from ..attribution.choice import resolve_cam_layer, resolve_target
-    from ..inspect import score_analysis
-    from ..preprocess import load_image
+    from ..analysis.inspect import score_analysis
+    from ..data.images import load_image
     with user_errors("comparing the models"):
         if image is None:
             raise bad_request("Upload an image (here or in the Inspect tab) first.", "No image")

@@ -106,7 +106,7 @@ def data_url_to_file(url: str, cache_dir: str) -> str:
     import binascii
 
     from ..errors import ImageError
-    from ..preprocess import image_size
+    from ..data.images import image_size
     from .limits import DATA_URL_MAX_BYTES
     head, _, body = url.partition(",")
     if ";base64" not in head[:200]:

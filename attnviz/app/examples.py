@@ -29,12 +29,12 @@ def pixel_key(image: np.ndarray) -> str:
 
 def ensure_examples(directory: Path = EXAMPLES_DIR) -> list[Path]:
     """Write the examples if missing; return the image paths (masks excluded), in class order."""
-    from ..datasets import make_shapes
+    from ..data.synthetic import make_shapes
 
     directory = Path(directory)
     data = None
     out = []
-    from ..datasets import SHAPE_CLASSES
+    from ..data.synthetic import SHAPE_CLASSES
     for cls_index, cls in enumerate(SHAPE_CLASSES):
         path = directory / f"{cls}.png"
         mask_path = directory / f"{cls}_mask.png"
@@ -55,7 +55,7 @@ def ensure_examples(directory: Path = EXAMPLES_DIR) -> list[Path]:
 @lru_cache(maxsize=1)
 def example_index() -> dict:
     """{pixel key: (class name, mask bool array)} of the shipped examples."""
-    from ..preprocess import load_image
+    from ..data.images import load_image
     index = {}
     for path in ensure_examples():
         img = np.asarray(load_image(path))

@@ -37,7 +37,7 @@ SANITY_HEADERS = ["step", "randomised", "Spearman", "Pearson", "SSIM", "changed"
 
 
 def _image_and_model(image, model_name):
-    from ..preprocess import load_image
+    from ..data.images import load_image
     if image is None:
         raise bad_request("Choose an image in the Inspect tab first.", "No image")
     loaded = MODELS.get(model_name)
@@ -49,8 +49,8 @@ def _image_and_model(image, model_name):
 def _ablate(model, pil):
     # forward passes on the shared model: under its lock, or a Captum call running in another
     # thread would see them through its layer hooks
-    from ..explain import model_lock
-    from ..metrics import gate_ablation
+    from ..attribution.explain import model_lock
+    from ..scores.metrics import gate_ablation
     with model_lock(model):
         return gate_ablation(model, pil)
 
@@ -121,8 +121,8 @@ def _block(row) -> str:
 def _sanity(model, pil, method, check=lambda: None):
     """Cascading randomisation on a copy of ``model`` (the library's randomisation_check, with
     the maps it compared): [(unit, map, spearman, pearson, ssim)] per step."""
-    from .. import metrics
-    from ..capture import list_taps
+    from ..scores import metrics
+    from ..capture.recorder import list_taps
     if method == metrics.ALL_ATTENTION:
         from ..kinds import is_spatial
         if not any(is_spatial(k) for _, _, k in list_taps(model)):
@@ -168,7 +168,7 @@ def run_sanity(image, model_name, method, progress=gr.Progress()):
                           "randomised (output first)", "layers randomised", "similarity")
         fig.update_layout(height=300)
         name = "attention maps" if method == "attention" else V.method_name(method)
-        from ..sanity import sanity_verdict  # the library's verdict (Adebayo et al. 2018)
+        from ..scores.sanity import sanity_verdict  # the library's verdict (Adebayo et al. 2018)
         v = sanity_verdict([{"step": r[0], "layer": r[1], "spearman": r[2]} for r in rows])
         for r, lv in zip(rows, v.layers):
             r.append("yes" if lv.changed else "no")
@@ -184,7 +184,7 @@ def run_sanity(image, model_name, method, progress=gr.Progress()):
 # ------------------------------------------------------------------------------ evaluate
 @gpu(duration=300)
 def _evaluate(model, n, seed, cb, data=None):
-    from ..evaluate import evaluate
+    from ..scores.evaluate import evaluate
     return evaluate(model, n=n, seed=seed, progress=cb, data=data)
 
 
@@ -203,7 +203,7 @@ def evaluate_choices() -> list[tuple[str, str]]:
 
 def knows_shapes(loaded) -> bool:
     """Whether the model's classes are the six synthetic shapes (its outputs are theirs)."""
-    from ..datasets import SHAPE_CLASSES
+    from ..data.synthetic import SHAPE_CLASSES
     classes = list(getattr(loaded.model.info, "classes", None) or [])
     return loaded.entry.family == "lite" or classes == list(SHAPE_CLASSES)
 
@@ -232,7 +232,7 @@ def run_evaluate(model_name, n, data_kind=EVAL_DATA[0], zip_file=None,
     models), or on an uploaded zip of class folders named after the model's labels (a model
     trained here or your own)."""
     import pandas as pd
-    from ..datasets import with_classes
+    from ..data.synthetic import with_classes
     with user_errors("evaluating the model"):
         try:
             n = int(n)
@@ -305,7 +305,7 @@ def run_evaluate(model_name, n, data_kind=EVAL_DATA[0], zip_file=None,
 # ------------------------------------------------------------------------------ train
 @gpu(duration=600)
 def _train(arch, out, epochs, images, data, name, cb):
-    from ..train import train
+    from ..training.train import train
     return train(arch, out, epochs=epochs, images_per_epoch=images, batch_size=64, lr=3e-3,
                  seed=0, data=data, val_n=256, progress=cb, save_name=name, overwrite=False)
 
@@ -313,7 +313,7 @@ def _train(arch, out, epochs, images, data, name, cb):
 def _read_zip(zip_file, job, progress, size: int = 128):
     """An uploaded set of class folders, within the zip and pixel limits, at ``size`` px;
     stops when the job must."""
-    from ..datasets import load_image_folder
+    from ..data.synthetic import load_image_folder
 
     def cb(d):
         job.check()

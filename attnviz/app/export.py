@@ -23,7 +23,7 @@ import gradio as gr
 import numpy as np
 
 from .. import kinds as K
-from ..maps import has_spatial
+from ..capture.maps import has_spatial
 from ..render import figures as F
 from ..render.overlay import affinity_overlay, fit, overlay, to_png_bytes, with_colorbar
 from . import leftovers

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import kinds as K
 from ..errors import AttnvizError
-from ..maps import has_spatial
+from ..capture.maps import has_spatial
 from . import limits
 from . import views as V
 from .analysis import (add_attribution, analyse, count, request_key,  # noqa: F401 - re-exported

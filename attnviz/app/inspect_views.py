@@ -18,7 +18,7 @@ import gradio as gr
 import numpy as np
 
 from .. import kinds as K
-from ..maps import has_spatial
+from ..capture.maps import has_spatial
 from ..render import figures as F
 from . import views as V
 from .analysis import agreement, shown_method, summary
@@ -120,7 +120,7 @@ def draw_record(sess: Session, rec, norm):
     to its caption). An affinity (a queried kind) is the row of the session's query, with the
     query marked, as in the Affinity tab; other kinds their spatial map."""
     if K.of(rec).queried:
-        from ..maps import affinity_row
+        from ..capture.maps import affinity_row
         qx, qy = query_display(sess)
         h, w = sess.display.shape[:2]
         values = affinity_row(rec, qy / h, qx / w)[0][0].float().numpy()
@@ -237,7 +237,7 @@ def affinity_gallery(sess: Session, scale: str) -> list:
     qx, qy = query_display(sess)
     out = []
     shared = None
-    from ..maps import affinity_row
+    from ..capture.maps import affinity_row
     h, w = sess.display.shape[:2]
     rows = {r.tap: affinity_row(r, qy / h, qx / w)[0][0].float().numpy() for r in recs}
     if scale == "shared" and recs:

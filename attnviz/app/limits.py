@@ -95,12 +95,12 @@ def describe() -> list[str]:
 
 
 def _max_pixels() -> int:
-    from ..preprocess import MAX_PIXELS
+    from ..data.images import MAX_PIXELS
     return MAX_PIXELS
 
 
 def _max_scans() -> int:
-    from ..preprocess import MAX_JPEG_SCANS
+    from ..data.images import MAX_JPEG_SCANS
     return MAX_JPEG_SCANS
 
 

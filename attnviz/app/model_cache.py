@@ -79,10 +79,10 @@ def _stamp(path) -> tuple | None:
 
 def _load(entry: Entry) -> Loaded:
     """Build ``entry``'s model with the best weights available, on DEVICE, in eval mode."""
-    from ..weights import load_weights
+    from ..models.weights import load_weights
     note = ""
     if entry.family == "external":
-        from ..external import load
+        from ..models.external import load
         return Loaded(entry, load(entry.name).to(DEVICE).eval(), entry.badge, note,
                       _stamp(entry.path))
     if entry.family == "user":
@@ -106,7 +106,7 @@ def _load(entry: Entry) -> Loaded:
         if not model.info.trained:
             badge = BADGE_RANDOM
     if badge == BADGE_RANDOM and entry.family == "lite" and not model.info.classes:
-        from ..datasets import SHAPE_CLASSES
+        from ..data.synthetic import SHAPE_CLASSES
         model.info.classes = list(SHAPE_CLASSES)  # the task's classes; the weights are random
     model = model.to(DEVICE).eval()
     return Loaded(entry, model, badge, note, _stamp(entry.path))
@@ -195,7 +195,7 @@ def precision(loaded: Loaded):
 def amp_agreement(model, image) -> dict:
     """Analyse ``image`` in float32 and under autocast; how closely they agree (the library's
     :func:`attnviz.scores.precision.precision_agreement`)."""
-    from ..inspect import inspect
+    from ..analysis.inspect import inspect
     from ..scores.precision import precision_agreement
     ref = inspect(model, image)
     with autocast():
@@ -212,7 +212,7 @@ def _decide_amp(loaded: Loaded) -> None:
         loaded.amp, loaded.amp_check = True, {"forced": True}
         return
     try:
-        from ..preprocess import load_image
+        from ..data.images import load_image
         from .examples import ensure_examples
         probe = load_image(ensure_examples()[0])
         loaded.amp_check = amp_agreement(loaded.model, probe)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from .. import sources
+from ..models import sources
 from ..models.zoo import LITE
 from .catalogue import (
     catalogue,

@@ -42,8 +42,8 @@ SCORE_WIDTHS = ["15%", "28%", "20%", "37%"]
 def _scores(sess: Session, faithfulness: bool) -> dict:
     """The table's rows from the library's :func:`attnviz.score_analysis` of the session's
     analysis (its own model input; the metrics take the model's lock themselves)."""
-    from .. import metrics
-    from ..inspect import score_analysis
+    from .. import scores as metrics
+    from ..analysis.inspect import score_analysis
     a = _with_full_maps(sess.analysis)
     loaded = MODELS.get(sess.model_name)
     method = shown_method(sess)

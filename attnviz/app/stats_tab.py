@@ -25,20 +25,20 @@ def bad_request(msg: str, title: str = "Cannot do that") -> gr.Error:
 
 def relational_names() -> list[str]:
     """The relational checkpoints shipped in the models folder (``*_rel.safetensors``)."""
-    from ..weights import MODELS_DIR
+    from ..models.weights import MODELS_DIR
     return sorted(p.stem for p in Path(MODELS_DIR).glob("*_rel.safetensors"))
 
 
 @functools.lru_cache(maxsize=8)
 def _relational_model(name: str):
     from ..models.checkpoint import load_checkpoint
-    from ..weights import MODELS_DIR
+    from ..models.weights import MODELS_DIR
     return load_checkpoint(Path(MODELS_DIR) / f"{name}.safetensors")
 
 
 def run_stats(model_name, n, progress=gr.Progress()):  # noqa: B008 - Gradio injects it
     """Dataset statistics of ``model_name`` over ``n`` fresh synthetic shapes (seed 424242)."""
-    from ..explain import model_lock
+    from ..attribution.explain import model_lock
     from ..render.stats_figures import stats_figures
     from ..scores.stats import dataset_stats
     from ..tools.stats_report import load_source, summary
@@ -84,13 +84,13 @@ def run_links(model_name, example):
     import pandas as pd
     import torch
 
-    from ..capture import capture
-    from ..datasets import make_relational
-    from ..explain import model_lock
+    from ..capture.recorder import capture
+    from ..data.synthetic import make_relational
+    from ..attribution.explain import model_lock
     from ..render.figures import affinity_explorer
     from ..render.stats_figures import LINK_REGIONS, outline_regions
     from ..scores.links import link_scores, query_rows, region_cover
-    from ..train import to_tensor
+    from ..training.train import to_tensor
     with user_errors("showing the links"):
         names = relational_names()
         if model_name not in names:

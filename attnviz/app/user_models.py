@@ -42,7 +42,7 @@ def runs_dir() -> Path:
 
 def models_dir() -> Path:
     """Where the shipped checkpoints live."""
-    from ..weights import MODELS_DIR
+    from ..models.weights import MODELS_DIR
     return Path(MODELS_DIR)
 
 

@@ -16,9 +16,9 @@ from .. import kinds as K
 from ..analysis.headline import concentration, grid_map, headline_record  # noqa: F401
 from ..analysis.labels import record_labels
 from ..attribution.cam import CAMS
-from ..explain import CAM_METHODS, FAST, METHODS, canonical_method
-from ..maps import has_spatial
-from ..render.overlay import (BLOCK_NAMES, KIND_NAMES, affinity_overlay, caption, colorbar,
+from ..attribution.explain import CAM_METHODS, FAST, METHODS, canonical_method
+from ..capture.maps import has_spatial
+from ..render.overlay import (affinity_overlay, caption, colorbar,
                               fit, overlay)
 from ..render.scale import shared_range
 
@@ -57,7 +57,7 @@ def method_name(method: str) -> str:
 
 def check_method(method) -> str:
     """A canonical attribution method name, or an ExplainError listing the choices."""
-    from ..explain import ExplainError
+    from ..attribution.explain import ExplainError
     from .limits import echo
     if method is None or (isinstance(method, str) and not method.strip()):
         return "gradcam"
@@ -139,7 +139,7 @@ def map_figure(rec, records, shared: bool, query, image_hw, max_size: int = 64):
 def attribution_grid(analysis, method: str) -> np.ndarray:
     """An attribution's map on its own grid (Grad-CAM: the layer's grid, ReLU'd; pixel methods:
     |attribution| summed over colour channels on the model-input grid), float32."""
-    from ..explain import reduce_attribution
+    from ..attribution.explain import reduce_attribution
     m = reduce_attribution(analysis.attributions[method].raw, method)
     return m[0].cpu().numpy().astype(np.float32)
 
@@ -182,7 +182,7 @@ def draw(display: np.ndarray, m: np.ndarray, norm="minmax", mark=None) -> tuple[
 
 def draw_affinity(display: np.ndarray, rec, qx: float, qy: float, norm="minmax"):
     """The affinity row of the query at display pixel (qx, qy), marked: (RGB, (vmin, vmax))."""
-    from ..maps import affinity_row
+    from ..capture.maps import affinity_row
     from ..render.scale import resolve_range
     h, w = display.shape[:2]
     row, _ = affinity_row(rec, qy / h, qx / w)

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from ..errors import LayerError, TargetError
-from ..model_info import cam_layer_of, info_of
+from ..capture.discover import cam_layer_of
+from ..models.info import info_of
 
 _LAYERS: weakref.WeakKeyDictionary[nn.Module, tuple] = weakref.WeakKeyDictionary()
 _GUARD = threading.Lock()

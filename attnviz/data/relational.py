@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..datasets import ShapesData
+from .synthetic import ShapesData
 
 RELATION_CLASSES = ["same", "different"]
 PALETTE = np.array([[220, 40, 40],     # red

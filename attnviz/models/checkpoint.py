@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 
 from ..errors import WeightsError
+from .weights import load_weights
+from .registry import create_model
 
 
 def load_checkpoint(path) -> object:
     """Build the card's architecture with the card's classes, load ``path`` strictly, and carry
     the card (input size, mean, std, classes) into ``model.info``. Raises WeightsError when the
     checkpoint or its card is missing or unusable."""
-    from ..weights import load_weights
-    from .registry import create_model
 
     path = Path(path)
     card_path = path.with_suffix(".json")

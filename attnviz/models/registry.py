@@ -8,6 +8,7 @@ import torch
 
 from ..errors import OptionError, UnknownModelError
 from .zoo import IMAGENET, LITE, REGISTRY
+from .weights import load_pretrained
 
 SEED_ENV = "ATTNVIZ_SEED"
 DEFAULT_SEED = 0
@@ -61,6 +62,5 @@ def create_model(name: str, num_classes: int | None = None, pretrained: bool = F
         torch.manual_seed(model_seed(name, seed))
         model = build(**kw) if num_classes is None else build(num_classes=num_classes, **kw)
     if pretrained:
-        from ..weights import load_pretrained
         load_pretrained(model, name)
     return model.eval()

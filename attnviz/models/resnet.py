@@ -2,30 +2,11 @@
 stand-alone attention inserted into a stage, and a head (pooling + ``fc``, or a DANet head)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
-from ..blocks import ChannelAttention, PositionAttention
-from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
-
-
-@dataclass
-class ModelInfo:
-    """What travels with a model: its name, input conventions, classes and where weights came from."""
-
-    name: str
-    family: str  # "lite" or "imagenet"
-    input_size: int
-    mean: tuple = IMAGENET_MEAN
-    std: tuple = IMAGENET_STD
-    resize: int | None = None  # short side before a centre crop (ImageNet: 256)
-    classes: list | None = None
-    trained: bool = False  # False: random weights
-    weights_source: str = "random initialisation"
-    cam_layer: str = "layer4"
-    card: dict = field(default_factory=dict)
+from .layers import ChannelAttention, PositionAttention
+from .info import ModelInfo  # noqa: F401 - re-exported (attnviz.models.resnet.ModelInfo)
 
 
 class DANetHead(nn.Module):

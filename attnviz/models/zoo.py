@@ -2,11 +2,11 @@
 images. Each entry builds a :class:`ResNet` body with a block and attention given by parameter."""
 from __future__ import annotations
 
-from functools import partial
 
-from ..blocks import get_attn
-from .blocks import BasicBlock, Bottleneck, SCBottleneck, SKBasic, SKBottleneck
+from .layers import get_attn
+from .residual import BasicBlock, Bottleneck, SCBottleneck, SKBasic, SKBottleneck
 from .resnet import ModelInfo, ResNet
+from .info import imagenet_classes
 
 R50 = (3, 4, 6, 3)
 R101 = (3, 4, 23, 3)
@@ -20,7 +20,6 @@ def _imagenet(name, block, layers=R50, cam_layer="layer4", **kw):
         model.info = ModelInfo(name=name, family="imagenet", input_size=224, resize=256,
                                cam_layer=cam_layer)
         if num_classes == 1000:  # the ImageNet-1k names (also with random weights)
-            from ..model_info import imagenet_classes
             model.info.classes = list(imagenet_classes())
         return model
     return build

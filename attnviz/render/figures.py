@@ -28,6 +28,7 @@ from ..analysis.labels import record_labels
 from ..errors import OptionError
 from .overlay import BLOCK_NAMES, DEFAULT_COLORMAP, caption, colorize
 from .scale import as_numpy, display_values, resolve_range, shared_range, widen
+from ..capture.maps import affinity_row
 
 MAX_FIGURE_KB = 1024
 _MARGIN = dict(l=60, r=20, t=60, b=50)
@@ -317,7 +318,6 @@ def affinity_explorer(rec, qx: float, qy: float, image_hw, batch: int = 0, zmin=
                       title: str | None = None) -> go.Figure:
     """The affinity row of the query at image pixel (qx, qy) over the key grid, with the query's
     position marked. ``image_hw`` = (H, W) of the image the pixel refers to."""
-    from ..maps import affinity_row
     h, w = image_hw
     row, q = affinity_row(rec, qy / h, qx / w)
     values = as_numpy(row[batch])
@@ -507,7 +507,6 @@ def displayed_values(rec, batch: int = 0, **query) -> np.ndarray:
     if spec.queried:
         if not any(query.get(k) is not None for k in _QUERY_OPTIONS):
             return as_numpy(rec.tensor[batch])
-        from ..maps import affinity_row
         qx, qy, (h, w) = _query(rec, query)
         return as_numpy(affinity_row(rec, qy / h, qx / w)[0][batch])
     return display_values(rec, batch)
@@ -562,3 +561,9 @@ def shared_zrange(records, norm="minmax", batch: int = 0, **query) -> tuple[floa
     models. Ranges are taken over what each figure shows (:func:`displayed_values`); give the
     affinity query (``qx``, ``qy``, ``image_hw``) to range over its rows only."""
     return shared_range([displayed_values(r, batch, **query) for r in records], norm)
+
+
+# the built-in kinds name their figure builders; they are these
+_kinds.register_figures({f.__name__: f for f in (
+    spatial_heatmap, channel_gate_bars, kernel_selection_bars, group_factor_grid, affinity_figure,
+    channel_affinity_heatmap)})

@@ -16,6 +16,8 @@ import numpy as np
 
 from .. import kinds as _kinds
 from .scale import as_numpy, normalise, resolve_range
+from ..capture.maps import to_spatial
+from ..capture.maps import affinity_row
 
 DEFAULT_COLORMAP = "jet"
 COLORMAPS = {name[len("COLORMAP_"):].lower(): getattr(cv2, name)
@@ -223,7 +225,6 @@ def caption(rec) -> str:
 def overlay_record(image, rec, batch: int = 0, reduce: str = "mean", **kw) -> np.ndarray:
     """Overlay a capture record's spatial reduction (see ``attnviz.maps.to_spatial``): spatial
     maps, group and calibration means, affinity column means. ``kw`` go to :func:`overlay`."""
-    from ..maps import to_spatial
     m = to_spatial(rec, reduce=reduce)
     if m is None:
         raise ValueError(f"{rec.label} has no spatial layout to overlay")
@@ -236,7 +237,6 @@ def affinity_overlay(image, rec, x: float, y: float, batch: int = 0, alpha: floa
                      label: str | None = None) -> np.ndarray:
     """The affinity row of the query at image pixel (x, y) (nearest query cell; with capped
     captures the nearest kept query), upsampled over the image, with the query marked."""
-    from ..maps import affinity_row
     img = as_rgb(image)
     h, w = img.shape[:2]
     row, q = affinity_row(rec, y / h, x / w)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
+from ..capture.maps import to_spatial
 
 PERCENTILES = (1.0, 99.0)
 
@@ -32,7 +33,6 @@ def display_values(obj, batch: int = 0) -> np.ndarray:
     reduction (spatial, group mean, calibration mean, affinity column mean) or, for kinds without
     a spatial layout (channel, kernel, channel_affinity), the tensor of batch item ``batch``."""
     if hasattr(obj, "kind") and hasattr(obj, "tensor"):
-        from ..maps import to_spatial
         spatial = to_spatial(obj)
         return as_numpy((spatial if spatial is not None else obj.tensor)[batch])
     return as_numpy(obj)

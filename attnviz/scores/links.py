@@ -27,6 +27,10 @@ import torch
 
 from ..errors import OptionError
 from .stats import mean_interval, region_cover
+from ..capture.recorder import capture
+from ..data.synthetic import to_tensor
+from ..data.relational import make_relational
+from ..models.checkpoint import load_checkpoint
 
 REGIONS = ("partner", "distractor", "own", "background")
 
@@ -104,8 +108,6 @@ def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=N
     per-image scores, and ``per_image`` arrays are kept under ``"_per_image"`` for pooling over
     seeds. progress: called with (images done, total).
     """
-    from ..capture import capture
-    from ..train import to_tensor
 
     for f in ("partner_masks", "distractor_masks", "query_masks", "query_points"):
         if getattr(data, f, None) is None:
@@ -192,8 +194,6 @@ def evaluate_links(model, n: int = 400, seeds=LINK_SEEDS, batch_size: int = 50,
     """Accuracy and link scores of ``model`` on ``n`` fresh relational images per seed, pooled
     over the seeds (intervals over all images, and over the per-seed means). A model without an
     affinity (the plain-CNN control) gets its accuracy only."""
-    from ..datasets import make_relational
-    from ..train import to_tensor
 
     size = int(model.info.input_size)
     per_seed, accs = [], []
@@ -251,7 +251,6 @@ def run_relational(names, models_dir, n: int, write_card: bool, batch_size: int 
     import sys
     from pathlib import Path
 
-    from ..models.checkpoint import load_checkpoint
 
     out = out or sys.stdout
     results = {}

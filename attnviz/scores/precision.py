@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..maps import to_spatial
-from ..metrics import rank_correlation
+from ..capture.maps import to_spatial
+from .metrics import rank_correlation
 
 TOLERANCE = {"prob": 0.01, "spearman": 0.98}
 

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 
 from ..errors import OptionError
+from ..capture.recorder import capture
+from ..data.synthetic import to_tensor
 
 Z95 = 1.959964  # two-sided 95% normal quantile
 ANALYSES = ("channel", "kernel", "group")
@@ -152,8 +154,6 @@ def dataset_stats(model, data, batch_size: int = 50, progress=None) -> dict:
     the run. Returns a dict: n, classes, seconds, and per analysis {layer: ...} (empty when the
     model has no such attention or the data lacks what it needs: masks, object sizes).
     """
-    from ..capture import capture
-    from ..train import to_tensor
 
     n = len(data.labels)
     if n < 3:

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..bench import CLOCKS, interleaved, load_model, set_clock
-from ..explain import METHODS, Explainer
-from ..model_info import cam_layer_of
+from .timing import CLOCKS, interleaved, load_model, set_clock
+from ..attribution.explain import METHODS, Explainer
+from ..capture.discover import cam_layer_of
 
 # options that keep the slow Captum methods at the app's settings
 OPTIONS = {"integrated_gradients": {"n_steps": 32, "internal_batch_size": 16},

@@ -23,6 +23,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+import attnviz
+from .serving_client import RawClient
 
 ROOT = Path(__file__).resolve().parents[2]
 LITE = ("lite_cbam", "lite_danet", "lite_sge", "lite_nonlocal", "lite_se", "lite_sk",
@@ -108,10 +110,8 @@ def _pct_ms(xs, q) -> float:
 
 def bench_ratio(server: Server, model: str, reps: int) -> dict:
     """HTTP /inspect, HTTP /models and in-process attnviz.inspect, timed alternately."""
-    import attnviz
     from PIL import Image
 
-    from .serving_client import RawClient
     c = RawClient(server.url)
     path = c.upload(_sample_image())
     args = [c.file(path), model, "gradcam", "per map"]
@@ -159,7 +159,6 @@ def bench_ratio(server: Server, model: str, reps: int) -> dict:
 
 def bench_clients(server: Server, model: str, clients: int, per_client: int) -> dict:
     """``clients`` raw-HTTP clients, each ``per_client`` /inspect calls back to back."""
-    from .serving_client import RawClient
     warm = RawClient(server.url)
     path = warm.upload(_sample_image())
     warm.call("inspect", [warm.file(path), model, "gradcam", "per map"])

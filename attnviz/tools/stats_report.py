@@ -15,6 +15,15 @@ import json
 from pathlib import Path
 
 from ..errors import AttnvizError, OptionError
+from ..models.checkpoint import load_checkpoint
+from ..models.registry import create_model
+from ..data.relational import make_relational
+from ..data.synthetic import load_image_folder, make_shapes
+from ..render.static import figure_png
+from ..render.stats_figures import stats_figures
+from ..scores.stats import csv_tables
+from ..scores.stats import dataset_stats
+from ..scores.stats import mean_interval, slope_interval
 
 SYNTHETIC = ("synthetic", "relational")
 MAX_IMAGES = 20000
@@ -22,8 +31,6 @@ MAX_IMAGES = 20000
 
 def load_model(spec: str, random: bool = False):
     """A model by registry name (pretrained unless ``random``) or from a checkpoint path."""
-    from ..models.checkpoint import load_checkpoint
-    from ..models.registry import create_model
     path = Path(spec)
     if path.suffix == ".safetensors":
         return load_checkpoint(path)
@@ -32,7 +39,6 @@ def load_model(spec: str, random: bool = False):
 
 def load_source(source: str, n: int, seed: int, size: int):
     """The images to run over: a synthetic set of ``n`` or a user's folder / zip."""
-    from ..datasets import load_image_folder, make_relational, make_shapes
     if not 3 <= n <= MAX_IMAGES:
         raise OptionError(f"--n must be between 3 and {MAX_IMAGES} images, not {n}")
     if source == "synthetic":
@@ -44,9 +50,6 @@ def load_source(source: str, n: int, seed: int, size: int):
 
 def write_report(result: dict, out: Path) -> list[Path]:
     """stats.json, the CSV tables and the figures into ``out``; returns the paths written."""
-    from ..render.static import figure_png
-    from ..render.stats_figures import stats_figures
-    from ..scores.stats import csv_tables
     out.mkdir(parents=True, exist_ok=True)
     written = []
     p = out / "stats.json"
@@ -68,7 +71,6 @@ def write_report(result: dict, out: Path) -> list[Path]:
 def run(source: str, model: str, out, n: int = 500, seed: int = 424_242, batch_size: int = 50,
         random: bool = False, quiet: bool = False) -> dict:
     """Load, run the statistics with a progress bar, write the report; returns the result."""
-    from ..scores.stats import dataset_stats
     m = load_model(model, random)
     data = load_source(source, n, seed, int(m.info.input_size))
     bar = None
@@ -135,7 +137,6 @@ def findings(model: str, n: int = 500, seeds=FINDING_SEEDS, batch_size: int = 50
     """
     import numpy as np
 
-    from ..scores.stats import dataset_stats, mean_interval, slope_interval
     m = load_model(model)
     runs = [dataset_stats(m, load_source("synthetic", n, s, int(m.info.input_size)),
                           batch_size=batch_size) for s in seeds]
