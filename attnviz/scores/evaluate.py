@@ -50,6 +50,7 @@ from .metrics import energy_pointing_game, pointing_game
 from ..data.shard import Shard, current as current_shard, finish as finish_shard
 from ..data.synthetic import TEST_SEED, to_tensor
 from ..models.info import info_of
+from .links import run_relational
 from ..models.registry import create_model
 from .metrics import eval_mode
 from ..models.weights import MODELS_DIR
@@ -425,6 +426,10 @@ def main(argv=None):
     p.add_argument("--random", action="store_true", help="random weights instead of the "
                                                          "pretrained ones")
     p.add_argument("--markdown", action="store_true", help="also print a Markdown summary table")
+    p.add_argument("--task", default="shapes", choices=["shapes", "relational"],
+                   help="relational: score the <model>_rel checkpoints on fresh same/different "
+                        "images (accuracy, link scores against a random affinity and the "
+                        "oracle, over 3 seeds; --images per seed)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--threads", type=int, help="torch threads")
     a = p.parse_args(argv)
@@ -433,6 +438,17 @@ def main(argv=None):
     if a.random and a.write_card:
         p.error("--write-card records the pretrained model's figures; drop --random")
     folder = Path(a.models_dir or MODELS_DIR)
+    if a.task == "relational":  # the relational checkpoints: <model>_rel.safetensors
+        names = lite if a.model == "all" else [a.model]
+        found = run_relational(names, folder, a.n, a.write_card, a.batch_size)
+        if not found:
+            print(f"error: no relational checkpoint ({names[0]}_rel.safetensors, ...) in "
+                  f"{folder}; train one with scripts/train_relational.sh", file=sys.stderr)
+            return 2
+        if a.json:
+            text = json.dumps(found, indent=2)
+            print(text) if a.json == "-" else Path(a.json).write_text(text)
+        return 0
     if a.model == "all":
         names = lite if a.random else [m for m in lite if (folder / f"{m}.safetensors").is_file()]
         if not names:

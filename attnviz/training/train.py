@@ -38,6 +38,14 @@ TRAIN_SEED_BASE = 1_000_000  # training images: seeds 1e6 + 10000*seed + epoch
 VAL_SEED_BASE = 500_000  # validation: 5e5 + seed
 
 
+# synthetic tasks: name -> (generator(n, seed, size, indices), classes, card's data description)
+TASKS = {
+    "shapes": (make_shapes, SHAPE_CLASSES, "synthetic shapes (fresh each epoch)"),
+    "relational": (make_relational, RELATION_CLASSES,
+                   "synthetic relational same/different squares (fresh each epoch)"),
+}
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     return TRAIN_SEED_BASE + 10_000 * int(seed) + int(epoch)
 
@@ -126,7 +134,7 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
           batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 5e-4, seed: int = 0,
           size: int = 128, data: ShapesData | None = None, val_n: int = 1000, progress=None,
           device=None, save_name: str | None = None, command: str | None = None,
-          overwrite: bool = True, init: str | None = None) -> dict:
+          overwrite: bool = True, init: str | None = None, task: str = "shapes") -> dict:
     """Train ``model_name`` (a lite model) and write its checkpoint and card to ``out_dir``.
 
     data: None for fresh synthetic shapes every epoch, or a ShapesData (e.g. from
@@ -137,10 +145,15 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
         drawing the next epoch's images).
     init: warm start from a checkpoint: every tensor whose name and shape match is copied (for
         instance the shared body of ``lite_resnet`` into an attention variant).
+    task: the synthetic task when ``data`` is None: "shapes" (six classes) or "relational" (same
+        or different colour of two far-apart squares, :func:`attnviz.datasets.make_relational`).
     Returns the model card (a dict).
     """
     if model_name not in LITE:
         raise AttnvizError(f"training supports the lite models {sorted(LITE)}, not {model_name!r}")
+    if task not in TASKS:
+        raise AttnvizError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
+    make_task, task_classes, task_desc = TASKS[task]
     if epochs < 1 or images_per_epoch < batch_size:
         raise AttnvizError("need at least one epoch and images_per_epoch >= batch_size")
     rank, world = _dist()
@@ -150,9 +163,8 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
     device = torch.device(device)
     torch.manual_seed(seed)
     np.random.seed(seed)
-    classes = list(data.classes) if data is not None else None
-    model = create_model(model_name, num_classes=len(classes) if classes else None)
-    classes = classes or list(SHAPE_CLASSES)
+    classes = list(data.classes) if data is not None else list(task_classes)
+    model = create_model(model_name, num_classes=len(classes))
     info = model.info
     # the card records the size the model was trained at (not the family's default)
     info.input_size = int(data.images.shape[1]) if data is not None else int(size)
@@ -171,13 +183,13 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
             progress({"stage": "data", "epoch": epoch + 1, "epochs": epochs})
 
     if data is None:
-        val = make_shapes(val_n, seed=VAL_SEED_BASE + seed, size=size, check=poll)
+        val = make_task(val_n, seed=VAL_SEED_BASE + seed, size=size, check=poll)
 
         def epoch_data(epoch, check=None):
             n = images_per_epoch // world
             idx = np.arange(rank * n, (rank + 1) * n)
-            return make_shapes(images_per_epoch, seed=epoch_seed(seed, epoch), size=size,
-                               indices=idx, check=check)
+            return make_task(images_per_epoch, seed=epoch_seed(seed, epoch), size=size,
+                             indices=idx, check=check)
     else:
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(data.labels))
@@ -260,7 +272,8 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
         card = _write(model, out_dir, save_name or model_name, model_name, classes, history,
                       dict(epochs=epochs, images_per_epoch=images_per_epoch, batch_size=batch_size,
                            lr=lr, weight_decay=weight_decay, seed=seed, size=size, world_size=world,
-                           data="synthetic shapes (fresh each epoch)" if data is None else
+                           task=task if data is None else None,
+                           data=task_desc if data is None else
                            f"user image folder ({len(data.labels)} images)", val_n=len(val.labels),
                            init=warm),
                       elapsed, device, command, overwrite)
@@ -318,6 +331,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--val-n", type=int, default=1000)
+    p.add_argument("--task", default="shapes", choices=sorted(TASKS),
+                   help="synthetic task (without --data): shapes or relational")
     p.add_argument("--data", type=Path, help="a folder or zip of class sub-folders instead of "
                                              "synthetic shapes")
     p.add_argument("--threads", type=int, help="torch threads per process")
@@ -335,7 +350,8 @@ def main(argv=None):
               " ".join(shlex.quote(s) for s in (argv or sys.argv[1:]))
     card = train(a.model, a.out, epochs=a.epochs, images_per_epoch=a.images_per_epoch,
                  batch_size=a.batch_size, lr=a.lr, seed=a.seed, size=a.size, data=data,
-                 val_n=a.val_n, save_name=a.name, command=cmd, init=a.init)
+                 val_n=a.val_n, save_name=a.name, command=cmd, init=a.init,
+                 task=a.task)
     if card is not None:
         print(json.dumps({k: card[k] for k in ("name", "val_accuracy", "train_seconds")}))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
