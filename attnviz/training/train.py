@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..data.relational import RELATION_CLASSES, make_relational
 from ..data.synthetic import SHAPE_CLASSES, TEST_SEED, ShapesData, make_shapes, to_tensor  # noqa: F401
 from ..errors import AttnvizError
 from ..models.registry import create_model
