@@ -21,7 +21,7 @@ from . import sources
 from ..errors import DownloadDisabledError, WeightsError
 
 MODELS_DIR = Path(os.environ.get("ATTNVIZ_MODELS_DIR")
-                  or Path(__file__).resolve().parent.parent / "models")
+                  or Path(__file__).resolve().parents[2] / "models")
 LOCAL_SUFFIXES = (".safetensors", ".pth", ".pt")
 _WRAPPER_KEYS = ("state_dict", "model", "model_state", "model_state_dict", "net", "params")
 _CLASS_KEYS = ("classes", "class_names")
