@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import attnviz  # noqa: E402
-from attnviz.scores import metrics  # noqa: E402
+from attnviz import metrics  # noqa: E402
 from attnviz.data.synthetic import make_shapes  # noqa: E402
 from attnviz.capture.maps import to_spatial  # noqa: E402
 from attnviz.render import (affinity_explorer, affinity_overlay, bars_figure, caption,  # noqa: E402

@@ -373,7 +373,7 @@ def test_parity_with_pytorch_grad_cam_lite_cbam_every_method():
                                   "lite_nonlocal", "lite_sagan", "lite_scnet"])
 def test_parity_with_pytorch_grad_cam_every_shipped_model(name):
     model = attnviz.create_model(name, pretrained=True)
-    from attnviz.models.info import cam_layer_of
+    from attnviz.capture.discover import cam_layer_of
     res = parity(name, (cam_layer_of(model),))
     bad = {k: round(v, 4) for k, v in res.items() if not v >= 0.98}
     assert not bad, bad
@@ -415,7 +415,7 @@ def test_parity_with_the_real_pytorch_grad_cam(name):
                     "scikit-learn and ttach); pgc_reference.py follows its code instead")
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from attnviz.models.info import cam_layer_of
+    from attnviz.capture.discover import cam_layer_of
     model = attnviz.create_model(name, pretrained=True)
     layer = cam_layer_of(model)
     mod = model.get_submodule(layer)

@@ -50,7 +50,7 @@ def test_layers_are_the_stages_by_path(lite):
     net.add_module("features", nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3)))
     net.add_module("head", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)))
     attnviz.describe(net, input_size=16)
-    from attnviz.models.info import cam_layer_of
+    from attnviz.capture.discover import cam_layer_of
     assert cam_layers(net)[:2] == ["features.0", "features.2"]
     assert cam_layer_of(net) in cam_layers(net)  # the default layer is always a choice
     att = attnviz.explain(net, torch.rand(16, 16, 3).mul(255).byte().numpy(), "layercam",

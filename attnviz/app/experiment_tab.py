@@ -121,7 +121,7 @@ def _block(row) -> str:
 def _sanity(model, pil, method, check=lambda: None):
     """Cascading randomisation on a copy of ``model`` (the library's randomisation_check, with
     the maps it compared): [(unit, map, spearman, pearson, ssim)] per step."""
-    from ..scores import metrics
+    from .. import scores as metrics
     from ..capture.recorder import list_taps
     if method == metrics.ALL_ATTENTION:
         from ..kinds import is_spatial
