@@ -17,6 +17,7 @@ import numpy as np
 
 from ..capture.maps import has_spatial
 from . import views as V
+from .batching import BATCHER
 from .components import gpu
 from .errors import bad_request
 from .examples import known_mask
@@ -80,10 +81,22 @@ def _to_cpu(a) -> None:
 
 @gpu
 def _run_inspect(model, pil, methods, amp: bool = False, target=None, explain_opts=None):
+    """The analysis of one image; concurrent ones of the same model and options share one
+    batched pass (:mod:`.batching`)."""
     from ..analysis.inspect import inspect
-    with autocast(amp):
-        return inspect(model, pil, attributions=methods, target=target,
-                       explain_opts=explain_opts)
+
+    def single(image):
+        with autocast(amp):
+            return inspect(model, image, attributions=methods, target=target,
+                           explain_opts=explain_opts)
+
+    def batch(images):
+        with autocast(amp):
+            return inspect(model, images, attributions=methods, target=target,
+                           explain_opts=explain_opts)
+
+    key = (id(model), tuple(methods), bool(amp), repr(target), repr(explain_opts))
+    return BATCHER.run(key, pil, single, batch)
 
 
 def check_image(image_path) -> None:

@@ -1,12 +1,12 @@
-"""How the server spends its cores: one intra-op thread per analysis, as many analyses at once
-as there are cores.
+"""How the server spends its cores: one intra-op thread per analysis, one pass per model at a
+time, batched.
 
 On a CPU, torch splits each convolution over every core by default; with several requests at
 once those threads contend (measured on 2 busy cores: a lite analysis took 155 ms with 2 threads
 against 16 ms with 1). The server therefore runs each analysis on one thread
-(``ATTNVIZ_TORCH_THREADS``, default 1 on a CPU) and admits one analysis per core at a time
-(``ATTNVIZ_ANALYSES``, default the cores this process may use), so requests run side by side
-instead of fighting over the same cores.
+(``ATTNVIZ_TORCH_THREADS``, default 1 on a CPU). It admits four analysis requests per core at
+once (``ATTNVIZ_ANALYSES``): requests for one model that arrive while its pass runs are then
+answered together by its next, batched pass (:mod:`.batching`), one pass per model at a time.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def torch_threads() -> int:
 
 def analyses_at_once() -> int:
     v = os.environ.get("ATTNVIZ_ANALYSES", "").strip()
-    return max(1, int(v)) if v.isdigit() else cores()
+    return max(1, int(v)) if v.isdigit() else 4 * cores()
 
 
 def configure() -> None:

@@ -41,7 +41,7 @@ from .catalogue import default_model, find_entry, model_choices
 from .model_cache import MODELS
 from .sessions import SESSIONS, Session, exclusive, free_session, request_session, use
 
-# analyses at once: one per core, each on one torch thread (see .capacity)
+# analysis requests at once (4 per core; one batched pass per model, see .capacity)
 ANALYSES = analyses_at_once()
 INSPECT_OUTPUTS = ("top5", "badge", *HEADLINE_OUTPUTS, "summary", "state")
 # the browser's analysis also clears the tabs and scores of the previous one, and says how it went
