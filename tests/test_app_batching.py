@@ -14,7 +14,7 @@ pytest.importorskip("gradio")
 from attnviz.app import analysis  # noqa: E402
 from attnviz.app.batching import Batcher  # noqa: E402
 from attnviz.app.model_cache import MODELS  # noqa: E402
-from attnviz.preprocess import load_image  # noqa: E402
+from attnviz.data.images import load_image  # noqa: E402
 
 from app_fixtures import EXAMPLES  # noqa: E402
 
