@@ -28,6 +28,7 @@ from torch import nn
 from .. import kinds as _kinds
 from ..models.layers.tap import Tap, iter_taps
 from ..errors import CaptureError, LayerError
+from .hooks import Hooks
 from .structure import hook_points, structure  # noqa: F401 - hook_points re-exported
 from .discover.discovery import select_sites, sites_for_capture
 from .discover.hooks import SiteHooks
@@ -180,31 +181,21 @@ class Recorder:
         return t, meta
 
 
-class _TapHooks:
-    """Register one forward hook per selected tap for the duration of a ``with`` block, each
-    acting only in the context that opened it."""
+class _TapHooks(Hooks):
+    """One forward hook per selected tap for the duration of a ``with`` block, each acting only
+    in the context that opened it (the lifecycle, removal and train/eval restore: :class:`Hooks`)."""
 
     def __init__(self, model, taps, fn: Callable):
-        self.model, self.taps, self.fn = model, taps, fn
-        self.handles = []
-        self.token = None
-        self.modules, self.modes = [], []
-
-    def __enter__(self):
         # per module, so a model with some submodules frozen in eval mode comes back as it was
-        self.modules = structure(self.model).modules
-        self.modes = [m.training for m in self.modules]
+        super().__init__(model, structure(model).modules)
+        self.taps, self.fn = taps, fn
+        self.token = None
+
+    def attach(self):
         owner = object()
-        self.owner = owner
-        try:
-            for name, tap in self.taps:
-                self.handles.append(tap.register_forward_hook(self._make_hook(name, tap, owner),
-                                                              with_kwargs=True))
-            self.token = _ACTIVE.set(_ACTIVE.get() + (owner,))
-        except BaseException:
-            self._remove()
-            raise
-        return self
+        for name, tap in self.taps:
+            self.forward(tap, self._make_hook(name, tap, owner), with_kwargs=True)
+        self.token = _ACTIVE.set(_ACTIVE.get() + (owner,))
 
     def _make_hook(self, name, tap, owner):
         fn = self.fn
@@ -219,27 +210,10 @@ class _TapHooks:
             return fn(name, tap, output, kwargs)
         return hook
 
-    def _remove(self):
-        for h in self.handles:
-            h.remove()
-        self.handles.clear()
-
-    def __exit__(self, *exc):
-        try:
-            if self.token is not None:
-                _ACTIVE.reset(self.token)
-        finally:
-            self._remove()
-            self._restore_modes()
-        return False
-
-    def _restore_modes(self):
-        # only where a flag changed (the snapshot is a list aligned with the cached modules)
-        if [m.training for m in self.modules] != self.modes:
-            for m, training in zip(self.modules, self.modes):
-                if m.training is not training:
-                    m.training = training
-        self.modes = []
+    def detach(self):
+        if self.token is not None:
+            _ACTIVE.reset(self.token)
+            self.token = None
 
 
 _DISCOVERY: list = []

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import weakref
 
-import torch
 from torch import nn
 
 from ..models.layers.tap import iter_taps
@@ -11,28 +10,19 @@ from ..models.layers.tap import iter_taps
 
 # ------------------------------------------------------------------------------ per-model cache
 # What a capture needs from a model's structure (its hook points and its modules, for the
-# train/eval snapshot) is found once per model and reused. Any submodule registered anywhere in
-# the process (``module.x = nn.Conv2d(...)``, ``add_module``) bumps a generation counter that
-# invalidates every cache, so a model changed after its first capture is walked again.
-GENERATION = [0]
-
-
-def _bump_generation(module, name, submodule):
-    GENERATION[0] += 1
-
-
-torch.nn.modules.module.register_module_module_registration_hook(_bump_generation)
-
-
+# train/eval snapshot) is found once per model and reused while the model keeps the same modules:
+# each use walks ``model.modules()`` (no names built) and compares the modules by identity, so a
+# submodule added, removed or replaced after the first capture makes the next one walk again.
+# Nothing is installed in torch for this (no process-wide module-registration hook).
 class _Structure:
-    """A model's hook points and modules at one generation."""
+    """A model's hook points and modules, as they were when it was walked."""
 
-    __slots__ = ("generation", "points", "modules", "__weakref__")
+    __slots__ = ("points", "modules", "key", "__weakref__")
 
-    def __init__(self, model: nn.Module):
-        self.generation = GENERATION[0]
+    def __init__(self, model: nn.Module, modules: list):
+        self.modules = modules
+        self.key = tuple(map(id, modules))
         self.points = _find_points(model)
-        self.modules = list(model.modules())
 
 
 _STRUCTURES: "weakref.WeakKeyDictionary[nn.Module, _Structure]" = weakref.WeakKeyDictionary()
@@ -46,9 +36,11 @@ def _find_points(model: nn.Module) -> list:
 
 
 def structure(model: nn.Module) -> _Structure:
+    """The model's cached structure, walked again when its modules changed."""
+    modules = list(model.modules())
     st = _STRUCTURES.get(model)
-    if st is None or st.generation != GENERATION[0]:
-        st = _Structure(model)
+    if st is None or st.key != tuple(map(id, modules)):
+        st = _Structure(model, modules)
         try:
             _STRUCTURES[model] = st
         except TypeError:  # not weak-referenceable: no cache

@@ -23,6 +23,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ... import kinds as _kinds
+from ..hooks import Hooks
 from .discovery import FAMILY, Site, read_for_site
 from .read import canonical, raw_layout
 
@@ -51,13 +52,15 @@ class _SiteMode(TorchFunctionMode):
         return out
 
 
-class SiteHooks:
+class SiteHooks(Hooks):
     """``with SiteHooks(model, sites, on_hit):`` calls ``on_hit(site, tensor, meta)`` with each
-    site's tensor in canonical shape; a non-None return (canonical shape) replaces it."""
+    site's tensor in canonical shape; a non-None return (canonical shape) replaces it. The
+    lifecycle is :class:`~attnviz.capture.hooks.Hooks`' (its callers pair it with the taps'
+    hooks, which restore train/eval)."""
 
     def __init__(self, model: nn.Module, sites: list[Site], on_hit: Callable):
-        self.model, self.sites, self.on_hit = model, list(sites), on_hit
-        self.handles = []
+        super().__init__(model, keep_modes=False)
+        self.sites, self.on_hit = list(sites), on_hit
         self.token = None
         self.local = threading.local()
 
@@ -130,42 +133,30 @@ class SiteHooks:
                 break
 
     # -- context ------------------------------------------------------------------------------
-    def __enter__(self):
+    def attach(self):
         self.owner = object()
         get = self.model.get_submodule
-        try:
-            calls: dict[str, dict[int, Site]] = {}
-            grids = set()
-            for s in self.sites:
-                if s.form == "call":
-                    calls.setdefault(s.hook, {})[s.index] = s
-                else:
-                    self.handles.append(get(s.hook).register_forward_hook(self._output_hook(s)))
-                if s.form == "declared" or s.recipe[0] in ("grid", "affinity"):
-                    grids.add(s.layer)
-            for layer in grids:
-                self.handles.append(get(layer).register_forward_pre_hook(self._shape_hook(layer)))
-            for path, by_index in calls.items():
-                mod = get(path)
-                self.handles.append(mod.register_forward_pre_hook(self._enter_hook(by_index)))
-                self.handles.append(mod.register_forward_hook(self._exit_hook))
-            self.token = _ACTIVE.set(_ACTIVE.get() + (self.owner,))
-        except BaseException:
-            self._remove()
-            raise
-        return self
+        calls: dict[str, dict[int, Site]] = {}
+        grids = set()
+        for s in self.sites:
+            if s.form == "call":
+                calls.setdefault(s.hook, {})[s.index] = s
+            else:
+                self.forward(get(s.hook), self._output_hook(s))
+            if s.form == "declared" or s.recipe[0] in ("grid", "affinity"):
+                grids.add(s.layer)
+        for layer in grids:
+            self.forward_pre(get(layer), self._shape_hook(layer))
+        for path, by_index in calls.items():
+            mod = get(path)
+            self.forward_pre(mod, self._enter_hook(by_index))
+            self.forward(mod, self._exit_hook)
+        self.token = _ACTIVE.set(_ACTIVE.get() + (self.owner,))
 
-    def _remove(self):
-        for h in self.handles:
-            h.remove()
-        self.handles.clear()
-
-    def __exit__(self, *exc):
+    def detach(self):
         try:
             if self.token is not None:
                 _ACTIVE.reset(self.token)
                 self.token = None
         finally:
-            self._remove()
             self._pop_until(None)  # modes an exception left pushed on this thread
-        return False

@@ -11,6 +11,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ...models.layers.tap import Tap
+from ..hooks import Hooks
 from .sites import (ADAPTERS, CONTAINERS, FAMILY, MULS, PROBE_BATCH, SIGMOIDS, SOFTMAXES,
                     Discovery, Site, block_name, join_path)
 from .read import read_sigmoid, read_softmax
@@ -139,20 +140,13 @@ class Probe:
             dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
             g = torch.Generator().manual_seed(0)
             example = torch.randn(PROBE_BATCH, 3, size, size, generator=g).to(dev, dtype)
-        modes = {m: m.training for m in model.modules()}
-        handles = []
-        try:
+        with Hooks(model) as hooks:  # removed, and train/eval restored, however the pass ends
             for m in model.modules():
-                handles.append(m.register_forward_pre_hook(self._pre))
-                handles.append(m.register_forward_hook(self._post))
+                hooks.forward_pre(m, self._pre)
+                hooks.forward(m, self._post)
             model.eval()
             with torch.no_grad(), _ProbeMode(self):
                 output = model(example)
-        finally:
-            for h in handles:
-                h.remove()
-            for m, training in modes.items():
-                m.training = training
         outs = {_ptr(t) for t in _tensors(output)}
         return self.classify(outs, tuple(example.shape))
 
