@@ -1,4 +1,5 @@
-"""``python -m attnviz.bench``: the benchmark's documented entry point (:mod:`attnviz.tools.bench`)."""
+"""``python -m attnviz.bench``: the benchmark's documented entry point
+(:mod:`attnviz.tools.bench`)."""
 from .tools.bench import main
 
 if __name__ == "__main__":

@@ -76,8 +76,8 @@ def _write_analysis(a, folder: Path, plotly_src: str) -> None:
 
 
 def cmd_inspect(args) -> int:
-    """Analyse every image in batched passes (:func:`attnviz.analysis.paths.inspect_paths`; shared out
-    over processes under torchrun) and write each one's files as it is done."""
+    """Analyse every image in batched passes (:func:`attnviz.analysis.paths.inspect_paths`;
+    shared out over processes under torchrun) and write each one's files as it is done."""
     import plotly.offline
     from tqdm import tqdm
 

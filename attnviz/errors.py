@@ -1,4 +1,5 @@
-"""Exceptions raised for user errors. Messages are written for a person: what was wrong, what to do."""
+"""Exceptions raised for user errors. Messages are written for a person: what was wrong, what to
+do."""
 
 
 class AttnvizError(Exception):

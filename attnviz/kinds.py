@@ -32,7 +32,8 @@ model zoo read this table.
     kinds.block("cbam").display_name                    # "CBAM"
 
 Adding a block with an existing kind: its module plus one :func:`register_block` row (in
-``attnviz.models.layers.BLOCK_TABLE``, or from the code that defines it). Adding a kind: one :class:`KindSpec` (``register``)
+``attnviz.models.layers.BLOCK_TABLE``, or from the code that defines it). Adding a kind: one
+:class:`KindSpec` (``register``)
 and its figure builder. See docs/architecture.md.
 """
 from __future__ import annotations

@@ -294,7 +294,7 @@ class SKAttention(nn.Module):
                 nn.BatchNorm2d(channel), nn.ReLU()))
         self.fc = nn.Linear(channel, self.d)
         self.fcs = nn.ModuleList([])
-        for i in range(len(kernels)):
+        for _i in range(len(kernels)):
             self.fcs.append(nn.Linear(self.d, channel))
         self.softmax = nn.Softmax(dim=0)
 

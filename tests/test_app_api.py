@@ -92,7 +92,7 @@ def test_inspect_prediction_overlays_and_summary(client, example_paths):
     items = gallery(r["gallery"])
     n_spatial = sum(k == "spatial" for _, _, k in list_taps(attnviz.create_model("lite_cbam")))
     assert len(items) == n_spatial + 1  # every spatial map and the attribution
-    for im, cap in items:  # the overlay at the image's size, its colour bar beneath
+    for im, _cap in items:  # the overlay at the image's size, its colour bar beneath
         assert im.shape[1:] == original.shape[1:] and im.shape[0] > original.shape[0]
     caps = [c for _, c in items]
     assert caps[0].startswith("layer1.0 · CBAM spatial · 32x32"), caps
@@ -140,7 +140,7 @@ def test_maps_scores_and_rescale(client, example_paths):
     headers, rows = table(client.predict(api_name="/scores"))
     assert headers == ["score", "map", "value", "what it means"]
     kinds, last = [], None
-    for s, m, v, meaning in rows:
+    for s, _m, _v, meaning in rows:
         last = s or last
         kinds.append(last)
         if s:

@@ -58,4 +58,4 @@ def test_free_releases_one_session():
     store.free(a)
     assert a.dropped and store.stats()["freed"] == 1 and store.stats()["sessions"] == 0
     with pytest.raises(AttnvizError, match="page was closed"):
-        a.analysis.maps
+        _ = a.analysis.maps

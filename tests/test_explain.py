@@ -11,8 +11,8 @@ from captum.attr import (GradientShap, GuidedGradCam, IntegratedGradients, Layer
 
 import attnviz
 from attnviz.capture.recorder import hook_count
-from attnviz.attribution.explain import (CAPTUM_METHODS, Attribution, ExplainError, Explainer, explain,
-                             model_lock)
+from attnviz.attribution.explain import (CAPTUM_METHODS, Attribution, ExplainError, Explainer,
+                                         explain, model_lock)
 from attnviz.data.images import make_baseline, preprocess
 
 

@@ -49,7 +49,8 @@ def runs():
                     "random": Fm.random_map(GRID, 128, int(rs.randint(2 ** 31))),
                     "random2": Fm.random_map(GRID, 128, int(rs.randint(2 ** 31)))}
             cs = Fm.curves(model, img, maps, int(label), steps=STEPS)
-            pix = Fm.curves(model, img, {"pixel": Fm.random_map(128, 128, int(rs.randint(2 ** 31)))},
+            noise = Fm.random_map(128, 128, int(rs.randint(2 ** 31)))
+            pix = Fm.curves(model, img, {"pixel": noise},
                             int(label), steps=STEPS, kinds=("deletion",))
             cs.update(pix)
             rows.append({(k, kind): c.auc for k, v in cs.items() for kind, c in v.items()})

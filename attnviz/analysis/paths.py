@@ -16,7 +16,8 @@ def inspect_paths(model, paths, batch_size: int = DEFAULT_BATCH, shard=None, on_
 
     ``on_result(path, analysis)`` is called for each of this process's images (to write its
     overlays, say). ``masks``: {path: mask file or array} of ground-truth masks the size of
-    their images (an image whose mask does not fit is reported, not analysed). Returns every image's summary, ``{"path", **Analysis.to_dict()}`` or
+    their images (an image whose mask does not fit is reported, not analysed). Returns every
+    image's summary, ``{"path", **Analysis.to_dict()}`` or
     ``{"path", "error"}`` for a file that cannot be read, in the order of ``paths``, gathered
     from every process (so each process returns the same list)."""
     shard = shard or current()

@@ -181,7 +181,8 @@ def summary(sess: Session) -> dict:
         attribution=method, attribution_pending=None if method == sess.method else sess.method,
         headline=None if rec is None else {"tap": rec.tap, "caption": V.map_caption(rec, a.maps)},
         agreement=agreement(sess, rec, method),
-        overlays=[V.map_caption(r, a.maps) for r in a.maps if has_spatial(r)] + [V.method_name(method)],
+        overlays=([V.map_caption(r, a.maps) for r in a.maps if has_spatial(r)]
+                  + [V.method_name(method)]),
     )
     d.pop("preprocess", None)
     return d

@@ -109,7 +109,8 @@ def catalogue() -> list[Entry]:
     architectures."""
     lite = [_lite_entry(n) for n in list_models("lite")]
     imagenet = [_imagenet_entry(n) for n in list_models("imagenet")]
-    return (external_entries() + [e for e in lite if e.trained] + user_entries() + [e for e in lite if not e.trained]
+    return (external_entries() + [e for e in lite if e.trained] + user_entries()
+            + [e for e in lite if not e.trained]
             + sorted(imagenet, key=lambda e: not e.trained))
 
 

@@ -3,7 +3,8 @@
 prediction (a lite model knows only the six synthetic shapes; random weights make the label
 meaningless).
 
-    badge_pill(loaded)                   # "<span class='av-badge ...'>✓ trained on shapes · 99.9%</span>"
+    badge_pill(loaded)                   # "<span class='av-badge ...'>✓ trained on shapes ·
+    99.9%</span>"
     prediction_note(loaded, example)     # "" or a sentence saying how to read the label
 """
 from __future__ import annotations
@@ -87,11 +88,13 @@ def prediction_note(loaded, example: str | None) -> str:
                 "is meaningless</b> (an untrained network's output).</span>")
     if loaded.entry.family == "lite" and example is None:
         names = ", ".join(classes) if classes else "six synthetic shapes"
-        return (f"<span class='av-frame'><b>Note:</b> <b>{loaded.name} knows only {len(classes) or 'six'} "
+        return (f"<span class='av-frame'><b>Note:</b> <b>{loaded.name} knows only "
+                f"{len(classes) or 'six'} "
                 f"synthetic shapes</b> ({names}): on any other picture its label is the nearest "
                 "shape, not what the picture shows.</span>")
     if loaded.entry.family == "user" and example is None and classes:
-        return (f"<span class='av-frame'><b>Note:</b> <b>{loaded.name} knows only its {len(classes)} "
+        return (f"<span class='av-frame'><b>Note:</b> <b>{loaded.name} knows only its "
+                f"{len(classes)} "
                 f"training classes</b> ({', '.join(classes[:12])}"
                 f"{', …' if len(classes) > 12 else ''}).</span>")
     return ""

@@ -1,4 +1,5 @@
-"""Where the app keeps what it writes: trained runs and the models folder; the names users may give."""
+"""Where the app keeps what it writes: trained runs and the models folder; the names users may
+give."""
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Attributions: Captum's methods and the CAM family at any layer, built once per model and
-called with ``attribute(inputs, target)`` (:mod:`.cam` for the CAM family). :mod:`.explain` is callable as the function
+called with ``attribute(inputs, target)`` (:mod:`.cam` for the CAM family). :mod:`.explain` is
+callable as the function
 ``explain(model, image, method=...)``."""
 from . import explain  # noqa: F401 - the module, callable as attnviz.explain(...)
 from .explain import Attribution, Explainer

@@ -171,7 +171,8 @@ GRADIENT_MAPS = {
 # ------------------------------------------------------------------------- the layer's output
 def spatial(out, where: str = "the layer") -> torch.Tensor:
     """A module's output as a (B, C, h, w) map: the first tensor of a tuple/list/dict; (B, N, C)
-    tokens on a square grid (or a square grid after one class token) are laid out as (B, C, s, s)."""
+    tokens on a square grid (or a square grid after one class token) are laid out as
+    (B, C, s, s)."""
     if isinstance(out, dict):
         out = next(iter(out.values()), None)
     while isinstance(out, (tuple, list)) and out:
@@ -238,7 +239,8 @@ class CamMethod:
             raise UnknownOptionError(f"{method!r} is not a CAM method; choose from {list(CAMS)}")
         self.model, self.method, self.spec = model, name, CAMS[name]
         self.layer, self.layer_name = layer, layer_name or "the layer"
-        self._broadcast_ok = None  # Ablation-CAM: pre-layer part once per image? (see _ablated_scores)
+        # Ablation-CAM: pre-layer part once per image? (see _ablated_scores)
+        self._broadcast_ok = None
 
     @contextlib.contextmanager
     def _tapped(self, grad: bool):

@@ -11,7 +11,8 @@ model's convolutional stages, by their real module path).
 
 The layers come from one probe forward per model (cached): every module of the model's
 outermost level of stages (descending into a lone feature extractor or a container of stages:
-``features``, ``stages``, ``backbone``) whose output is a (B, C, H, W) map larger than 1 x 1 and that holds a convolution.
+``features``, ``stages``, ``backbone``) whose output is a (B, C, H, W) map larger than 1 x 1 and
+that holds a convolution.
 The probe's hooks are removed in ``finally``; the train/eval state is not touched."""
 from __future__ import annotations
 

@@ -112,7 +112,8 @@ def select_taps(model: nn.Module, layers=None, kinds=None, blocks=None, also=())
 
 def _matches(pattern: str, name: str) -> bool:
     return (name == pattern or name.startswith(pattern + ".")
-            or fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(_block_path(name), pattern))
+            or fnmatch.fnmatchcase(name, pattern)
+            or fnmatch.fnmatchcase(_block_path(name), pattern))
 
 
 class Recorder:
@@ -164,7 +165,8 @@ class Recorder:
 
     def _shrink_affinity(self, t, meta):
         dtype = self.affinity_dtype
-        if dtype is None and self.budget_bytes is not None and t.numel() * t.element_size() > self.budget_bytes:
+        if (dtype is None and self.budget_bytes is not None
+                and t.numel() * t.element_size() > self.budget_bytes):
             dtype = torch.float16
         if dtype is not None and t.dtype != dtype:
             t = t.to(dtype)
@@ -183,7 +185,8 @@ class Recorder:
 
 class _TapHooks(Hooks):
     """One forward hook per selected tap for the duration of a ``with`` block, each acting only
-    in the context that opened it (the lifecycle, removal and train/eval restore: :class:`Hooks`)."""
+    in the context that opened it (the lifecycle, removal and train/eval restore:
+    :class:`Hooks`)."""
 
     def __init__(self, model, taps, fn: Callable):
         # per module, so a model with some submodules frozen in eval mode comes back as it was

@@ -63,7 +63,10 @@ class ShapesData:
 
     def subset(self, idx) -> "ShapesData":
         idx = np.asarray(idx)
-        pick = (lambda a: None if a is None else a[idx])
+
+        def pick(a):
+            return None if a is None else a[idx]
+
         meta = dict(self.meta)
         if "has_mask" in meta:  # per-image entries of image-folder data
             meta["has_mask"] = np.asarray(meta["has_mask"])[idx]
@@ -530,7 +533,7 @@ def _read_class_folders(root: Path, size: int, max_files: int, max_image_pixels=
     labels = np.empty(n, np.int64)
     names = []
     j = 0
-    for c, (cname, files) in enumerate(per_class):
+    for c, (_cname, files) in enumerate(per_class):
         for f in files:
             rel = f.relative_to(root).as_posix()
             try:

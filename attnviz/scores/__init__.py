@@ -8,6 +8,7 @@ from .faithfulness import (DEFAULT_REMOVAL, REMOVALS, Curve, deletion_auc, delet
 from .metrics import *  # noqa: F401,F403 - the metrics are this package's face
 from .metrics import __all__ as _metrics_all
 
-__all__ = list(_metrics_all) + ["MetricError", "Curve", "DEFAULT_REMOVAL", "REMOVALS", "deletion_auc",
+__all__ = list(_metrics_all) + ["MetricError", "Curve", "DEFAULT_REMOVAL", "REMOVALS",
+                                "deletion_auc",
                                 "deletion_curve", "faithfulness", "insertion_auc",
                                 "insertion_curve", "random_map", "with_reference"]

@@ -80,7 +80,8 @@ def evaluate(model, n: int = 500, seed: int = TEST_SEED, batch_size: int = 50,
              steps: int = FE.STEPS) -> dict:
     """Accuracy and localisation figures of ``model`` (a model, or a model name for its
     pretrained weights) on ``n`` fresh synthetic images drawn with ``seed`` (default
-    :data:`attnviz.data.synthetic.TEST_SEED`, never used in training), or on ``data`` (a ShapesData with
+    :data:`attnviz.data.synthetic.TEST_SEED`, never used in training), or on ``data`` (a ShapesData
+    with
     masks at the model's input size, e.g. from ``datasets.load_image_folder``).
 
     progress: called after every batch with {"stage", "done", "total", "accuracy",

@@ -69,7 +69,8 @@ class Curve:
 def check_removal(removal: str) -> str:
     """The removal's name, or a MetricError naming the choices."""
     if not isinstance(removal, str) or removal not in REMOVALS:
-        raise UnknownOptionError(f"unknown removal {removal!r}; choose from {list(REMOVALS)} (road: "
+        raise UnknownOptionError(f"unknown removal {removal!r}; choose from {list(REMOVALS)} "
+                                 "(road: "
                           "ROAD's noisy linear imputation, the default)")
     return removal
 

@@ -47,7 +47,8 @@ def query_rows(points_yx: np.ndarray, image_hw: tuple[int, int], query_hw: tuple
 def link_scores(rows: np.ndarray, partner: np.ndarray, distractor: np.ndarray,
                 own: np.ndarray) -> dict:
     """Per-image scores of affinity ``rows`` (N, K) against region covers (N, K) from
-    :func:`region_cover` (a cell belongs to a region when the cover is above 0). Returns a dict of (N,) arrays: the four mass shares and ``pointing``
+    :func:`region_cover` (a cell belongs to a region when the cover is above 0). Returns a dict of
+    (N,) arrays: the four mass shares and ``pointing``
     (1.0 / 0.0; NaN where every key cell touches the query region)."""
     rows = np.asarray(rows, np.float64)
     if rows.ndim != 2 or rows.shape != np.shape(partner):

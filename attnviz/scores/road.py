@@ -78,26 +78,26 @@ def _cg(x: torch.Tensor, removed: torch.Tensor, guess: torch.Tensor | None, tol:
     nothing.) Systems that have converged leave the working set."""
     M, _, H, W = x.shape
     g = _Grid(H, W)
-    I = g.inner
-    r = g.pad(removed.to(x.dtype))[:, I]
+    inner = g.inner
+    r = g.pad(removed.to(x.dtype))[:, inner]
     known = g.pad(x * (~removed).to(x.dtype))
     ones = g.pad(torch.ones(1, H, W, dtype=x.dtype, device=x.device))
     # the sum of the weights of each pixel's existing neighbours: 1 inside, less at the edge
-    s = (g.stencil(ones) - 4 * ones[:, I]) / 12
+    s = (g.stencil(ones) - 4 * ones[:, inner]) / 12
     c = r * (s + 1 / 3)     # A p = r (s p - neighbours(p)) = c p - d (12 neighbours(p) + 4 p)
     d = r / 12
     b = d * g.stencil(known)  # the kept pixels' pull on the removed ones (known is 0 there)
     vfull = torch.zeros_like(known)  # the unknowns (0 on kept pixels and the border)
     if guess is not None:
-        vfull[:, I] = r * g.pad(guess)[:, I]
+        vfull[:, inner] = r * g.pad(guess)[:, inner]
 
     def A(pfull):
-        return torch.addcmul(c * pfull[:, I], d, g.stencil(pfull), value=-1)
+        return torch.addcmul(c * pfull[:, inner], d, g.stencil(pfull), value=-1)
 
     res = b - A(vfull) if guess is not None else b.clone()
     bb = _dot(b, b).clamp_min(1e-24) * tol * tol
     pfull = torch.zeros_like(known)
-    pfull[:, I] = res
+    pfull[:, inner] = res
     rr = _dot(res, res)
     out = vfull.clone()
     act = torch.arange(M, device=x.device)
@@ -112,10 +112,10 @@ def _cg(x: torch.Tensor, removed: torch.Tensor, guess: torch.Tensor | None, tol:
                 act, vfull, res, pfull, rr, c, d, bb = (
                     t[keep] for t in (act, vfull, res, pfull, rr, c, d, bb))
         Ap = A(pfull)
-        p = pfull[:, I]
+        p = pfull[:, inner]
         pAp = _dot(p, Ap)
         alpha = torch.where(pAp > 0, rr / pAp.clamp_min(1e-30), torch.zeros_like(pAp))[:, None]
-        vfull[:, I].addcmul_(alpha, p)
+        vfull[:, inner].addcmul_(alpha, p)
         res.addcmul_(alpha, Ap, value=-1)
         rr_new = _dot(res, res)
         beta = torch.where(rr > 0, rr_new / rr.clamp_min(1e-30), torch.zeros_like(rr))[:, None]

@@ -126,7 +126,7 @@ def bench_model(name, device, reps, amp=False, batches=None, scoring=True):
             insertion_auc(model, img, cam, target=target)
 
         out["deletion_insertion_ms"] = timed(scoring, max(3, reps // 3), device) * 1e3
-    del model
+    model = exp = None  # freed before the next model is built
     gc.collect()
     return out
 
@@ -395,7 +395,8 @@ def run(quick=False, device="cpu", load=True, models=None, extras=True, clock="w
         try:
             ld = bench_load(per_user=2 if quick else 5)
             result["load"] = ld
-            result["response_kb"] = round(ld["response_kb_max"], 1) if ld["response_kb_max"] else None
+            kb = ld["response_kb_max"]
+            result["response_kb"] = round(kb, 1) if kb else None
         except Exception as e:  # noqa: BLE001 - reported, never fatal
             result["load"] = {"error": repr(e)[:300]}
     return result
@@ -436,7 +437,7 @@ def table(r) -> str:
     lines.append("-" * len(lines[-1]))
     for name in r.get("models") or r["capture_overhead"]:
         cells = []
-        for (h, key, fmt, target), w in zip(cols, widths):
+        for (_h, key, fmt, target), w in zip(cols, widths):
             if target == "lite":
                 target = T["inspect_ms_lite"] if name.startswith("lite") else None
             cells.append(f"{_cell(r.get(key, {}).get(name), fmt, target):>{w}}")
@@ -455,7 +456,8 @@ def table(r) -> str:
             f"{k}: {v['held_mb']:.2f} MB held (full {v['full_mb']:.2f} MB)" for k, v in a.items()))
     road = r.get("road")
     if road:
-        lines.append(f"ROAD deletion curve, lite_cbam {road['image_px']} px, {road['steps']} steps, "
+        lines.append(f"ROAD deletion curve, lite_cbam {road['image_px']} px, "
+                     f"{road['steps']} steps, "
                      f"{road['threads']} thread(s): {road['curve_ms']:.0f} ms wall "
                      f"[<={T.get('road_curve_ms', 1000):.0f}], {road['curve_cpu_ms']:.0f} ms CPU "
                      f"(imputation {road['impute_ms']:.0f} ms, forward passes "
@@ -516,7 +518,8 @@ def main(argv=None):
     p.add_argument("--no-load", action="store_true", help="skip the concurrent-client load test")
     p.add_argument("--models", nargs="*", help="only these models")
     p.add_argument("--models-only", action="store_true",
-                   help="only the per-model table (no ROAD, discovery, memory, figure or load runs)")
+                   help="only the per-model table (no ROAD, discovery, memory, figure or load "
+                        "runs)")
     p.add_argument("--reps", type=int, help="repetitions per lite-model figure (default 21, "
                                               "--quick 5; the 224 px models a third)")
     p.add_argument("--no-scoring", action="store_true",

@@ -62,11 +62,11 @@ def bench_discovered(device, reps):
         model = discovered_resnet50(gate).to(device)
         found = discover(model)
 
-        def plain():
+        def plain(model=model):
             with torch.no_grad():
                 model(x)
 
-        def captured():
+        def captured(model=model, found=found):
             with torch.no_grad(), capture(model) as rec:
                 model(x)
             if len(rec.maps) != len(found):

@@ -126,7 +126,8 @@ def accuracy(model, data: ShapesData, batch_size: int = 256) -> float:
     correct = 0
     for i in range(0, len(data.labels), batch_size):
         x = to_tensor(data.images[i:i + batch_size], info.mean, info.std).to(device)
-        correct += int((model(x).argmax(1).cpu() == torch.from_numpy(data.labels[i:i + batch_size])).sum())
+        labels = torch.from_numpy(data.labels[i:i + batch_size])
+        correct += int((model(x).argmax(1).cpu() == labels).sum())
     model.train(was)
     return correct / len(data.labels)
 
