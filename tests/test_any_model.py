@@ -15,6 +15,7 @@ def _image(seed=0, hw=(120, 160)):
     return (np.random.default_rng(seed).random((*hw, 3)) * 255).astype(np.uint8)
 
 
+@pytest.mark.slow  # ~20 s: a plain torchvision-style network, every default, several analyses
 def test_plain_module_inspected_with_defaults_it_reports():
     torch.manual_seed(0)
     model = P.affinity_net().eval()

@@ -19,6 +19,8 @@ from gradio_client import handle_file  # noqa: E402
 import attnviz  # noqa: E402
 from attnviz.capture.recorder import list_taps  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts a Gradio server
+
 REQUIRED = ["/inspect", "/compare", "/affinity", "/ablate", "/evaluate", "/train", "/export",
             "/maps", "/scores", "/attribute", "/rescale", "/sanity", "/models", "/model_card"]
 

@@ -16,6 +16,8 @@ from safetensors.torch import save_file  # noqa: E402
 
 from app_fixtures import EXAMPLES, ROOT, app_env, free_port, serve_app  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts Gradio servers
+
 EXAMPLE = ROOT / "examples" / "paper_style_net.py"
 KINDS = {"channel", "spatial", "kernel", "group", "affinity", "calibration", "channel_affinity"}
 LABELS = [f"label {i}" for i in range(10)]

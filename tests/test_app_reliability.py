@@ -14,6 +14,8 @@ from attnviz.datasets import make_shapes
 from bad_inputs import image_cases, oversized_zip, traversal_zip
 from test_app_api import path_of
 
+pytestmark = pytest.mark.slow  # starts a Gradio server (parallel clients)
+
 USERS, PER_USER = 8, 25
 
 

@@ -13,7 +13,7 @@ import pytest
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.slow, pytest.mark.browser]  # a server and a browser
 
 from app_fixtures import ARTIFACTS, ROOT  # noqa: E402
 

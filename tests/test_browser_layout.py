@@ -14,7 +14,7 @@ from app_fixtures import ARTIFACTS
 from test_browser import TIMEOUT, choose, open_tab
 
 sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.slow, pytest.mark.browser]  # a server and a browser
 
 SIZES = {"laptop": (1280, 800), "wide": (1920, 1080), "phone": (390, 844)}
 SHAPES = {"square": (300, 300), "portrait": (600, 400), "landscape": (360, 720)}  # (h, w)

@@ -1,33 +1,30 @@
-"""Faithfulness scores that cannot be fooled: oracle and random baselines on fresh seeds.
+"""Faithfulness scores that cannot be fooled: oracle and random baselines on several seeds.
 
-For each shipped model below, on images drawn from a seed taken fresh from os.urandom (printed,
-and named in every failure, so a failure reproduces), with the default removal (ROAD):
+For each shipped model below, on images drawn from several seeds (tests/seeds.py: a fixed list by
+default, fresh ones with ATTNVIZ_FRESH_SEEDS=1; printed and named in every failure, so a failure
+reproduces), with the default removal (ROAD):
 - ordering by the object's own mask (the oracle) beats a random map on deletion and insertion,
   and beats a per-pixel random map on deletion (the comparison a constant fill got wrong);
 - the trained model's Grad-CAM beats a random map of Grad-CAM's grid on both;
 - two random maps score the same within noise (pooled over the models' images).
 "Beats" is a paired comparison over the images (the random score of an image: the mean of two
 random maps): the mean difference is positive and at least one standard error; the margins
-measured are printed (pytest -s). Reproduce a run with ATTNVIZ_TEST_SEED=<seed>.
+measured are printed (pytest -s). Reproduce a seed with ATTNVIZ_TEST_SEED=<seed>.
 """
-import os
-
 import numpy as np
 import pytest
 
 import attnviz
 from attnviz.scores import faithfulness as Fm
 from attnviz.datasets import make_shapes
+from seeds import seeds as test_seeds
+
+pytestmark = pytest.mark.slow  # deletion/insertion curves for three models on several seeds
 
 MODELS = ("lite_cbam", "lite_scnet", "lite_danet")
 N_IMAGES = 6
 STEPS = 8
 GRID = 16  # Grad-CAM's grid on the lite models (layer4 of a 128 px input)
-
-
-def _fresh_seed() -> int:
-    env = os.environ.get("ATTNVIZ_TEST_SEED")
-    return int(env) if env else int.from_bytes(os.urandom(4), "little") % (2 ** 31 - 1)
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +35,17 @@ def runs():
             model = attnviz.create_model(name, pretrained=True)
         except attnviz.errors.WeightsError as e:
             pytest.skip(f"no trained {name} checkpoint in models/ ({str(e)[:80]})")
-        seed = _fresh_seed()
-        print(f"\n{name}: images from seed {seed} (ATTNVIZ_TEST_SEED={seed} reproduces)")
-        data = make_shapes(N_IMAGES, seed=seed, size=model.info.input_size)
+        seeds = test_seeds()
+        print(f"\n{name}: images from seeds {seeds} (ATTNVIZ_TEST_SEED=<one> reproduces one)")
+        per = N_IMAGES // len(seeds)
+        parts = [make_shapes(per, seed=s, size=model.info.input_size) for s in seeds]
+        images = [i for d in parts for i in d.images]
+        labels = [lab for d in parts for lab in d.labels]
+        masks = [m for d in parts for m in d.masks]
+        seed = seeds[0]
         rs = np.random.RandomState(seed)
         rows = []
-        for img, label, mask in zip(data.images, data.labels, data.masks):
+        for img, label, mask in zip(images, labels, masks):
             cam = attnviz.explain(model, img, "gradcam", target=int(label)).map
             maps = {"oracle": Fm.oracle_map(mask), "gradcam": cam,
                     "random": Fm.random_map(GRID, 128, int(rs.randint(2 ** 31))),
@@ -54,7 +56,7 @@ def runs():
                             int(label), steps=STEPS, kinds=("deletion",))
             cs.update(pix)
             rows.append({(k, kind): c.auc for k, v in cs.items() for kind, c in v.items()})
-        out[name] = (seed, rows)
+        out[name] = (seeds, rows)
     return out
 
 
@@ -72,12 +74,12 @@ def _paired(rows, a, b, kind, score=_score):
 
 
 def _better(runs, name, a, b, kind):
-    seed, rows = runs[name]
+    seed, rows = runs[name]  # the seeds the images came from
     mean, se = _paired(rows, a, b, kind)
     gain = -mean if kind == "deletion" else mean  # deletion: lower is better
     ma = np.mean([_score(r, a, kind) for r in rows])
     mb = np.mean([_score(r, b, kind) for r in rows])
-    msg = (f"{name}, seed {seed}: {kind} {a} {ma:.3f} vs {b} {mb:.3f}, margin {gain:.3f} "
+    msg = (f"{name}, seeds {seed}: {kind} {a} {ma:.3f} vs {b} {mb:.3f}, margin {gain:.3f} "
            f"(se {se:.3f}, {len(rows)} images)")
     print(msg)
     assert gain > 0 and gain >= se, msg  # measured: 2.5 to 40 standard errors

@@ -16,6 +16,8 @@ from gradio_client import Client, handle_file
 
 from app_fixtures import ROOT, serve_app
 
+pytestmark = pytest.mark.slow  # starts Gradio servers
+
 LIMITS = {  # small limits make each attack cheap; each test states which one it reaches
     "ATTNVIZ_JOB_MAX_SECONDS": "300",
     "ATTNVIZ_SLOT_WAIT_SECONDS": "2",

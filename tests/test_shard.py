@@ -6,9 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import attnviz
 from attnviz.scores.evaluate import evaluate
 from attnviz.data.shard import Shard
+
+pytestmark = pytest.mark.slow  # runs torchrun
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,6 +13,8 @@ from attnviz.models.zoo import LITE
 from attnviz.training.train import TEST_SEED, accuracy
 from attnviz.models.weights import MODELS_DIR
 
+pytestmark = pytest.mark.slow  # every shipped model on 200 images
+
 REQUIRED = ("architecture", "classes", "input_size", "mean", "std", "command", "training",
             "train_seconds", "machine", "val_accuracy")
 SAMPLE_SEED = TEST_SEED + 1  # fresh: neither training, validation nor `evaluate`'s default

@@ -27,6 +27,8 @@ from attnviz.datasets import SHAPE_CLASSES, load_image_folder, make_shapes
 from attnviz.errors import AttnvizError
 from attnviz.training.train import VAL_SEED_BASE, accuracy, main, train, warm_start
 
+pytestmark = pytest.mark.slow  # trains
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(epochs=2, images_per_epoch=128, batch_size=32, size=64, val_n=64)
 CARD_FIELDS = ("name", "architecture", "classes", "input_size", "mean", "std", "command",
