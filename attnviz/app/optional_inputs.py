@@ -3,8 +3,8 @@
 gradio_client fills an event's inputs that the caller left out with their defaults, but a raw
 ``POST /gradio_api/call/<api_name>`` with fewer values than the event has inputs is refused
 ("didn't receive enough input values"). The analysis events gained optional inputs at their end
-(target, layer, mask, box); :func:`install` lets a request leave out up to that many trailing values,
-which then arrive as None (blank: the prediction, the default layer, no mask), so a request
+(target, layer, mask, box); :func:`install` lets a request leave out up to that many trailing
+values, which then arrive as None (blank: the prediction, the default layer, no mask), so a request
 written before they existed is answered as before. Only the events in :data:`OPTIONAL_TAIL`,
 only at the end, and never more than their count."""
 from __future__ import annotations
