@@ -42,7 +42,7 @@ def run_stats(model_name, n, progress=gr.Progress()):  # noqa: B008 - Gradio inj
     from ..render.stats_figures import stats_figures
     from ..scores.stats import dataset_stats
     from ..tools.stats_report import load_source, summary
-    from .state import MODELS
+    from .model_cache import MODELS
     with user_errors("computing dataset statistics"):
         try:
             n = int(n)
@@ -143,7 +143,7 @@ def run_links(model_name, example):
 
 def build(ui) -> None:
     """The tab's components and events (inside ``gr.Tab``)."""
-    from .state import model_choices
+    from .catalogue import model_choices
     gr.Markdown("Dataset-level statistics, as the papers draw them, over many fresh synthetic "
                 "images in batched passes; and the relational task's links.")
     with gr.Row():

@@ -35,7 +35,7 @@ def precision_agreement(ref, low, dtype: str = "bfloat16", tolerance: dict | Non
     of the same model and image); ``exact_enough`` when within ``tolerance`` (TOLERANCE)."""
     tol = {**TOLERANCE, **(tolerance or {})}
     rhos = []
-    for a, b in zip(ref.maps, low.maps):
+    for a, b in zip(ref.maps, low.maps, strict=False):  # one model: the same records
         sa, sb = to_spatial(a), to_spatial(b)
         if sa is not None and sb is not None:
             rhos.append(_spearman(sa[0].float().cpu().numpy(), sb[0].float().cpu().numpy()))
