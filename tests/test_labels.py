@@ -164,3 +164,15 @@ def test_channel_gate_chart_names_each_module_by_its_label():
     names = [t.name for t in fig.data]
     assert len(set(names)) == len(recs) == 8
     assert names[1].startswith("stages.0.blocks.1 (")
+
+
+def test_headline_skips_a_deeper_stage_without_a_spatial_map():
+    """DANet's head: the position map (head.sa) runs before the channel affinity (head.sc),
+    which has no spatial layout; the headline is the position map, not nothing."""
+    model = attnviz.create_model("lite_danet").eval()
+    with torch.no_grad(), capture(model) as rec:
+        model(torch.randn(1, 3, 128, 128))
+    kinds_seen = [r.kind for r in rec.maps]
+    assert kinds_seen[-1] == "channel_affinity"  # the deepest record is not spatial
+    head = headline_record(rec.maps)
+    assert head is not None and head.tap.startswith("head.sa") and head.kind == "affinity"

@@ -29,13 +29,15 @@ def concentration(m) -> float:
 
 
 def deepest_stage(records) -> list:
-    """The spatial records of the deepest stage (forward order), or [] without any."""
+    """The spatial records of the deepest stage that has any (forward order), or [] without
+    any: DANet's head holds a position map (``head.sa``) before a channel affinity
+    (``head.sc``) that has no spatial layout, and the position map heads."""
     records = list(records)
     recs = [r for r in records if has_spatial(r)]
     if not recs:
         return []
     stages = record_stages(records)  # stages from every module, not only the spatial ones
-    last = max(stages.values())
+    last = max(stages[r.tap] for r in recs)
     return [r for r in recs if stages[r.tap] == last]
 
 
