@@ -195,6 +195,45 @@ def bench_clients(server: Server, model: str, clients: int, per_client: int) -> 
             "load": round((load0 + loadavg()) / 2, 2)}
 
 
+def bench_browser(server: Server, model: str, uploads: int = 3) -> dict | None:
+    """Headless Chromium (Debian's /usr/bin/chromium through playwright): an upload's time to
+    its first results (the status line names the file: prediction and headline maps are on
+    the page) and to its scores. None when chromium or playwright is missing."""
+    chromium = Path("/usr/bin/chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if not chromium.exists():
+        return None
+    from PIL import Image
+    tmp = Path(tempfile.mkdtemp(prefix="attnviz-bench-browser-"))
+    first, scores = [], []
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(chromium), headless=True,
+                              args=["--no-sandbox", "--disable-gpu"])
+        pg = b.new_page(viewport={"width": 1280, "height": 800})
+        pg.goto(server.url, timeout=120_000)
+        pg.wait_for_function("() => /AUC/.test((document.querySelector('#av-scores') || "
+                             "{}).innerText || '')", timeout=120_000)
+        for i in range(uploads):
+            path = tmp / f"upload{i}.png"
+            Image.open(_sample_image()).convert("RGB").rotate(90 * (i + 1)).save(path)
+            t0 = time.perf_counter()
+            pg.set_input_files("#av-image input[type=file]", str(path))
+            pg.wait_for_function("(n) => ((document.querySelector('#av-status') || {})"
+                                 ".innerText || '').includes(n)", arg=path.name,
+                                 timeout=120_000, polling=20)
+            first.append(time.perf_counter() - t0)
+            pg.wait_for_function("() => /AUC/.test((document.querySelector('#av-scores') || "
+                                 "{}).innerText || '')", timeout=120_000, polling=20)
+            scores.append(time.perf_counter() - t0)
+            time.sleep(1)
+        b.close()
+    return {"model": model, "uploads": uploads, "first_results_ms": _median_ms(first),
+            "scores_ms": _median_ms(scores), "load": loadavg()}
+
+
 def run(quick: bool = False, models=None) -> dict:
     models = list(models or (("lite_cbam", "lite_danet", "lite_sge") if quick else LITE))
     reps = 8 if quick else 25
@@ -204,6 +243,8 @@ def run(quick: bool = False, models=None) -> dict:
             out["ratio"].append(bench_ratio(server, m, reps))
         for n in (1, 8, 16):
             out["clients"].append(bench_clients(server, models[0], n, 4 if quick else 10))
+    with Server() as server:  # a fresh server: the browser's page opens on its default model
+        out["browser"] = bench_browser(server, "default")
     out["load_end"] = loadavg()
     return out
 
@@ -229,6 +270,13 @@ def table(r: dict) -> str:
         lines.append(f"| {x['clients']} | {x['rps']:.1f} | {x['p50_ms'] or 0:.0f} | "
                      f"{x['p95_ms'] or 0:.0f} | {x['server_cpu_ms_per_request']:.0f} | "
                      f"{x['errors']} | {x['load']:.1f} |")
+    br = r.get("browser")
+    if br:
+        lines += ["", "| browser (headless Chromium) | upload to first results ms (target <= 500) "
+                  "| upload to scores ms | load |", "|---|---|---|---|",
+                  f"| {br['uploads']} uploads, default model | {br['first_results_ms']:.0f} "
+                  f"({'ok' if br['first_results_ms'] <= 500 else 'over'}) | "
+                  f"{br['scores_ms']:.0f} | {br['load']:.1f} |"]
     lines.append(f"\n{r['cores']} cores, load average {r['load_start']:.1f} at the start, "
                  f"{r['load_end']:.1f} at the end.")
     return "\n".join(lines)
