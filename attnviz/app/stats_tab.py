@@ -85,7 +85,7 @@ def run_links(model_name, example):
     import torch
 
     from ..capture.recorder import capture
-    from ..data.synthetic import make_relational
+    from ..data.relational import make_relational
     from ..attribution.explain import model_lock
     from ..render.figures import affinity_explorer
     from ..render.stats_figures import LINK_REGIONS, outline_regions
