@@ -136,3 +136,16 @@ def test_new_kind_through_the_library(row_gate_model):
     with torch.no_grad(), capture(model, kinds="row_gate") as rec:
         model(torch.zeros(1, 3, 64, 64))
     assert len(rec.maps) == 4
+
+
+@pytest.mark.slow
+def test_a_kind_registered_before_the_demo_is_built_gets_its_tab(row_gate_model):
+    gr = pytest.importorskip("gradio")
+    from attnviz.app import build_demo
+    from attnviz.app import inspect_views as IV
+    demo = build_demo()
+    tabs = [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+    assert "Row gates" in tabs and "Affinity" in tabs
+    assert "row_gate" in {k for t in IV.KIND_TABS for k in t.kinds}
+    assert "gal_row_gate" in IV.KIND_OUTPUTS
+    demo.close()

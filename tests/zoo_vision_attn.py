@@ -30,6 +30,7 @@ Forms (sources read, every line written here):
   ``GeneralizedAttention`` (energy viewed (n, heads, hw, hw_kv));
 - ultralytics ``Attention`` / ``PSABlock`` / ``C2PSA`` ((B, heads, N, N), heads = c // 64).
 """
+
 import math
 
 import torch
@@ -65,8 +66,11 @@ def _sdpa_weights(q, k, attn_mask, is_causal, scale):
 
 
 def conv_bn(cin, cout, k=1, s=1, g=1, act=True):
-    return nn.Sequential(nn.Conv2d(cin, cout, k, s, k // 2, groups=g, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True) if act else nn.Identity())
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, s, k // 2, groups=g, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True) if act else nn.Identity(),
+    )
 
 
 # ----------------------------------------------------------------------------- timm: BoTNet
@@ -79,7 +83,7 @@ def rel_logits_1d(q, rel_k, permute_mask):
     x_pad = F.pad(x, [0, 1]).flatten(1)
     x_pad = F.pad(x_pad, [0, rel_size - W])
     x_pad = x_pad.reshape(-1, W + 1, rel_size)
-    x = x_pad[:, :W, win_size - 1:]
+    x = x_pad[:, :W, win_size - 1 :]
     x = x.reshape(B, H, 1, W, win_size).expand(-1, -1, win_size, -1, -1)
     return x.permute(permute_mask)
 
@@ -111,7 +115,7 @@ class BottleneckAttn(nn.Module):
         self.dim_head_v = dim // num_heads
         self.dim_out_qk = num_heads * dim_head
         self.dim_out_v = dim
-        self.scale = dim_head ** -0.5
+        self.scale = dim_head**-0.5
         self.qkv = nn.Conv2d(dim, self.dim_out_qk * 2 + self.dim_out_v, 1, bias=False)
         self.pos_embed = PosEmbedRel(feat_size, dim_head, self.scale)
         self.pool = nn.Identity()
@@ -141,7 +145,7 @@ class HaloAttn(nn.Module):
         self.dim_head_qk = dim_head
         self.dim_head_v = dim // num_heads
         self.dim_out_v = dim
-        self.scale = dim_head ** -0.5
+        self.scale = dim_head**-0.5
         self.block_size = block_size
         self.halo_size = halo_size
         self.win_size = block_size + halo_size * 2
@@ -159,8 +163,12 @@ class HaloAttn(nn.Module):
         q = q.reshape(B * self.num_heads, self.dim_head_qk, -1, num_blocks).transpose(1, 3)
         kv = self.kv(x)
         kv = F.pad(kv, [self.halo_size] * 4)
-        kv = kv.unfold(2, self.win_size, bs).unfold(3, self.win_size, bs).reshape(
-            B * self.num_heads, self.dim_head_qk + self.dim_head_v, num_blocks, -1).permute(0, 2, 3, 1)
+        kv = (
+            kv.unfold(2, self.win_size, bs)
+            .unfold(3, self.win_size, bs)
+            .reshape(B * self.num_heads, self.dim_head_qk + self.dim_head_v, num_blocks, -1)
+            .permute(0, 2, 3, 1)
+        )
         k, v = torch.split(kv, [self.dim_head_qk, self.dim_head_v], dim=-1)
         attn = (q @ k.transpose(-1, -2)) * self.scale
         attn = attn.softmax(dim=-1)
@@ -254,8 +262,12 @@ class BilinearAttnTransform(nn.Module):
     def __init__(self, in_channels, block_size=4, groups=2):
         super().__init__()
         self.conv1 = conv_bn(in_channels, groups, 1)
-        self.conv_p = nn.Conv2d(groups, block_size * block_size * groups, kernel_size=(block_size, 1))
-        self.conv_q = nn.Conv2d(groups, block_size * block_size * groups, kernel_size=(1, block_size))
+        self.conv_p = nn.Conv2d(
+            groups, block_size * block_size * groups, kernel_size=(block_size, 1)
+        )
+        self.conv_q = nn.Conv2d(
+            groups, block_size * block_size * groups, kernel_size=(1, block_size)
+        )
         self.conv2 = conv_bn(in_channels, in_channels, 1)
         self.block_size = block_size
         self.groups = groups
@@ -298,7 +310,7 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
         self.fused_attn = fused_attn
         self.qkv = nn.Linear(dim, dim * 3)
         self.attn_drop = nn.Dropout(0.0)
@@ -344,8 +356,9 @@ class MobileVitBlock(nn.Module):
         self.patch_area = patch_size * patch_size
         self.conv_kxk = conv_bn(dim, dim, 3)
         self.conv_1x1 = nn.Conv2d(dim, dim, 1, bias=False)
-        self.transformer = nn.Sequential(*[
-            TransformerBlock(dim, num_heads, fused_attn, self.patch_area) for _ in range(depth)])
+        self.transformer = nn.Sequential(
+            *[TransformerBlock(dim, num_heads, fused_attn, self.patch_area) for _ in range(depth)]
+        )
         self.norm = nn.LayerNorm(dim)
         self.conv_proj = conv_bn(dim, dim, 1)
         self.conv_fusion = conv_bn(dim * 2, dim, 3)
@@ -358,8 +371,11 @@ class MobileVitBlock(nn.Module):
         num_patch_h, num_patch_w = H // patch_h, W // patch_w
         num_patches = num_patch_h * num_patch_w
         x = x.reshape(B * C * num_patch_h, patch_h, num_patch_w, patch_w).transpose(1, 2)
-        x = x.reshape(B, C, num_patches, self.patch_area).transpose(1, 3).reshape(
-            B * self.patch_area, num_patches, -1)
+        x = (
+            x.reshape(B, C, num_patches, self.patch_area)
+            .transpose(1, 3)
+            .reshape(B * self.patch_area, num_patches, -1)
+        )
         x = self.norm(self.transformer(x))
         x = x.contiguous().view(B, self.patch_area, num_patches, -1)
         x = x.transpose(1, 3).reshape(B * C * num_patch_h, num_patch_w, patch_h, patch_w)
@@ -401,7 +417,11 @@ class MobileVitV2Block(nn.Module):
         ph, pw = self.patch_size
         nh, nw = H // ph, W // pw
         x = self.conv_1x1(self.conv_kxk(x))
-        x = x.reshape(B, C, nh, ph, nw, pw).permute(0, 1, 3, 5, 2, 4).reshape(B, C, ph * pw, nh * nw)
+        x = (
+            x.reshape(B, C, nh, ph, nw, pw)
+            .permute(0, 1, 3, 5, 2, 4)
+            .reshape(B, C, ph * pw, nh * nw)
+        )
         x = self.transformer(x)
         x = x.reshape(B, C, ph, pw, nh, nw).permute(0, 1, 4, 2, 5, 3).reshape(B, C, H, W)
         return self.conv_proj(x)
@@ -417,7 +437,9 @@ def window_partition(x, window_size):
 def window_reverse(windows, window_size, img_size):
     H, W = img_size
     C = windows.shape[-1]
-    x = windows.view(-1, H // window_size[0], W // window_size[1], window_size[0], window_size[1], C)
+    x = windows.view(
+        -1, H // window_size[0], W // window_size[1], window_size[0], window_size[1], C
+    )
     return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, H, W, C)
 
 
@@ -439,7 +461,9 @@ class RelPosBias(nn.Module):
         super().__init__()
         wh, ww = window_size
         self.table = nn.Parameter(torch.randn(num_heads, (2 * wh - 1) * (2 * ww - 1)) * 0.2)
-        coords = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij")).flatten(1)
+        coords = torch.stack(
+            torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij")
+        ).flatten(1)
         rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
         index = (rel[..., 0] + wh - 1) * (2 * ww - 1) + rel[..., 1] + ww - 1
         self.register_buffer("index", index, persistent=False)
@@ -462,7 +486,12 @@ class AttentionCl(nn.Module):
     def forward(self, x, lead):
         B = x.shape[0]
         restore_shape = x.shape[:-1]
-        q, k, v = self.qkv(x).view(B, -1, self.num_heads, self.dim_head * 3).transpose(1, 2).chunk(3, dim=3)
+        q, k, v = (
+            self.qkv(x)
+            .view(B, -1, self.num_heads, self.dim_head * 3)
+            .transpose(1, 2)
+            .chunk(3, dim=3)
+        )
         bias = self.rel_pos.get_bias()
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         w = sdpa_weights(q, k, attn_mask=bias)
@@ -536,7 +565,13 @@ class Conv(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(c1, c2, k, s, k // 2 if p is None else p, groups=g, bias=False)
         self.bn = nn.BatchNorm2d(c2)
-        self.act = self.default_act if act is True else act if isinstance(act, nn.Module) else nn.Identity()
+        self.act = (
+            self.default_act
+            if act is True
+            else act
+            if isinstance(act, nn.Module)
+            else nn.Identity()
+        )
 
     def forward(self, x):
         return self.act(self.bn(self.conv(x)))
@@ -548,7 +583,7 @@ class YoloAttention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.key_dim = int(self.head_dim * attn_ratio)
-        self.scale = self.key_dim ** -0.5
+        self.scale = self.key_dim**-0.5
         nh_kd = self.key_dim * num_heads
         h = dim + nh_kd * 2
         self.qkv = Conv(dim, h, 1, act=False)
@@ -560,7 +595,8 @@ class YoloAttention(nn.Module):
         N = H * W
         qkv = self.qkv(x)
         q, k, v = qkv.view(B, self.num_heads, self.key_dim * 2 + self.head_dim, N).split(
-            [self.key_dim, self.key_dim, self.head_dim], dim=2)
+            [self.key_dim, self.key_dim, self.head_dim], dim=2
+        )
         attn = (q.transpose(-2, -1) @ k) * self.scale
         attn = attn.softmax(dim=-1)
         if self.num_heads == 1:
@@ -590,8 +626,9 @@ class C2PSA(nn.Module):
         self.c = int(c1 * e)
         self.cv1 = Conv(c1, 2 * self.c, 1, 1)
         self.cv2 = Conv(2 * self.c, c1, 1)
-        self.m = nn.Sequential(*(PSABlock(self.c, attn_ratio=0.5, num_heads=max(1, self.c // 64))
-                                 for _ in range(n)))
+        self.m = nn.Sequential(
+            *(PSABlock(self.c, attn_ratio=0.5, num_heads=max(1, self.c // 64)) for _ in range(n))
+        )
 
     def forward(self, x):
         a, b = self.cv1(x).split((self.c, self.c), dim=1)
@@ -608,7 +645,9 @@ class PSA(nn.Module):
         self.cv1 = Conv(c1, 2 * self.c, 1, 1)
         self.cv2 = Conv(2 * self.c, c1, 1)
         self.attn = YoloAttention(self.c, attn_ratio=0.5, num_heads=self.c // 64)
-        self.ffn = nn.Sequential(Conv(self.c, self.c * 2, 1), Conv(self.c * 2, self.c, 1, act=False))
+        self.ffn = nn.Sequential(
+            Conv(self.c, self.c * 2, 1), Conv(self.c * 2, self.c, 1, act=False)
+        )
 
     def forward(self, x):
         a, b = self.cv1(x).split((self.c, self.c), dim=1)
@@ -669,8 +708,9 @@ class ELA(nn.Module):
 
     def __init__(self, channel, kernel_size=7):
         super().__init__()
-        self.conv = nn.Conv1d(channel, channel, kernel_size, padding=kernel_size // 2,
-                              groups=channel, bias=False)
+        self.conv = nn.Conv1d(
+            channel, channel, kernel_size, padding=kernel_size // 2, groups=channel, bias=False
+        )
         self.gn = nn.GroupNorm(16, channel)
         self.sigmoid = nn.Sigmoid()
 
@@ -697,8 +737,9 @@ class AttentionGate(nn.Module):
         super(AttentionGate, self).__init__()
         kernel_size = 7
         self.compress = ZPool()
-        self.conv = nn.Sequential(nn.Conv2d(2, 1, kernel_size, padding=3, bias=False),
-                                  nn.BatchNorm2d(1))
+        self.conv = nn.Sequential(
+            nn.Conv2d(2, 1, kernel_size, padding=3, bias=False), nn.BatchNorm2d(1)
+        )
         self.kind, self.view = kind, view
 
     def forward(self, x):
@@ -758,19 +799,19 @@ class SplitAttention(nn.Module):
 
 def spatial_shift1(x):
     b, w, h, c = x.size()
-    x[:, 1:, :, :c // 4] = x[:, :w - 1, :, :c // 4]
-    x[:, :w - 1, :, c // 4:c // 2] = x[:, 1:, :, c // 4:c // 2]
-    x[:, :, 1:, c // 2:c * 3 // 4] = x[:, :, :h - 1, c // 2:c * 3 // 4]
-    x[:, :, :h - 1, 3 * c // 4:] = x[:, :, 1:, 3 * c // 4:]
+    x[:, 1:, :, : c // 4] = x[:, : w - 1, :, : c // 4]
+    x[:, : w - 1, :, c // 4 : c // 2] = x[:, 1:, :, c // 4 : c // 2]
+    x[:, :, 1:, c // 2 : c * 3 // 4] = x[:, :, : h - 1, c // 2 : c * 3 // 4]
+    x[:, :, : h - 1, 3 * c // 4 :] = x[:, :, 1:, 3 * c // 4 :]
     return x
 
 
 def spatial_shift2(x):
     b, w, h, c = x.size()
-    x[:, :, 1:, :c // 4] = x[:, :, :h - 1, :c // 4]
-    x[:, :, :h - 1, c // 4:c // 2] = x[:, :, 1:, c // 4:c // 2]
-    x[:, 1:, :, c // 2:c * 3 // 4] = x[:, :w - 1, :, c // 2:c * 3 // 4]
-    x[:, :w - 1, :, 3 * c // 4:] = x[:, 1:, :, 3 * c // 4:]
+    x[:, :, 1:, : c // 4] = x[:, :, : h - 1, : c // 4]
+    x[:, :, : h - 1, c // 4 : c // 2] = x[:, :, 1:, c // 4 : c // 2]
+    x[:, 1:, :, c // 2 : c * 3 // 4] = x[:, : w - 1, :, c // 2 : c * 3 // 4]
+    x[:, : w - 1, :, 3 * c // 4 :] = x[:, 1:, :, 3 * c // 4 :]
     return x
 
 
@@ -786,8 +827,8 @@ class S2Attention(nn.Module):
         x = x.permute(0, 2, 3, 1)
         x = self.mlp1(x)
         x1 = spatial_shift1(x[:, :, :, :c])
-        x2 = spatial_shift2(x[:, :, :, c:c * 2])
-        x3 = x[:, :, :, c * 2:]
+        x2 = spatial_shift2(x[:, :, :, c : c * 2])
+        x3 = x[:, :, :, c * 2 :]
         x_all = torch.stack([x1, x2, x3], 1)
         a = self.split_attention(x_all)
         x = self.mlp2(a)
@@ -800,14 +841,24 @@ class EPSA(nn.Module):
     def __init__(self, channel=32, reduction=4, S=4):
         super().__init__()
         self.S = S
-        self.convs = nn.ModuleList([nn.Conv2d(channel // S, channel // S, kernel_size=2 * (i + 1) + 1,
-                                              padding=i + 1) for i in range(S)])
-        self.se_blocks = nn.ModuleList([nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(channel // S, channel // (S * reduction), kernel_size=1, bias=False),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(channel // (S * reduction), channel // S, kernel_size=1, bias=False),
-            nn.Sigmoid()) for i in range(S)])
+        self.convs = nn.ModuleList(
+            [
+                nn.Conv2d(channel // S, channel // S, kernel_size=2 * (i + 1) + 1, padding=i + 1)
+                for i in range(S)
+            ]
+        )
+        self.se_blocks = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.AdaptiveAvgPool2d(1),
+                    nn.Conv2d(channel // S, channel // (S * reduction), kernel_size=1, bias=False),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(channel // (S * reduction), channel // S, kernel_size=1, bias=False),
+                    nn.Sigmoid(),
+                )
+                for i in range(S)
+            ]
+        )
         self.softmax = nn.Softmax(dim=1)
 
     def forward(self, x):
@@ -861,27 +912,65 @@ class CrissCrossAttention(nn.Module):
         self.refuse = "criss-cross"
 
     def INF(self, B, H, W, device):
-        return -torch.diag(torch.tensor(float("inf"), device=device).repeat(H), 0).unsqueeze(0).repeat(B * W, 1, 1)
+        return (
+            -torch.diag(torch.tensor(float("inf"), device=device).repeat(H), 0)
+            .unsqueeze(0)
+            .repeat(B * W, 1, 1)
+        )
 
     def forward(self, x):
         m_batchsize, _, height, width = x.size()
         proj_query = self.query_conv(x)
-        proj_query_H = proj_query.permute(0, 3, 1, 2).contiguous().view(m_batchsize * width, -1, height).permute(0, 2, 1)
-        proj_query_W = proj_query.permute(0, 2, 1, 3).contiguous().view(m_batchsize * height, -1, width).permute(0, 2, 1)
+        proj_query_H = (
+            proj_query.permute(0, 3, 1, 2)
+            .contiguous()
+            .view(m_batchsize * width, -1, height)
+            .permute(0, 2, 1)
+        )
+        proj_query_W = (
+            proj_query.permute(0, 2, 1, 3)
+            .contiguous()
+            .view(m_batchsize * height, -1, width)
+            .permute(0, 2, 1)
+        )
         proj_key = self.key_conv(x)
         proj_key_H = proj_key.permute(0, 3, 1, 2).contiguous().view(m_batchsize * width, -1, height)
         proj_key_W = proj_key.permute(0, 2, 1, 3).contiguous().view(m_batchsize * height, -1, width)
         proj_value = self.value_conv(x)
-        proj_value_H = proj_value.permute(0, 3, 1, 2).contiguous().view(m_batchsize * width, -1, height)
-        proj_value_W = proj_value.permute(0, 2, 1, 3).contiguous().view(m_batchsize * height, -1, width)
-        energy_H = (torch.bmm(proj_query_H, proj_key_H) + self.INF(m_batchsize, height, width, x.device)).view(
-            m_batchsize, width, height, height).permute(0, 2, 1, 3)
+        proj_value_H = (
+            proj_value.permute(0, 3, 1, 2).contiguous().view(m_batchsize * width, -1, height)
+        )
+        proj_value_W = (
+            proj_value.permute(0, 2, 1, 3).contiguous().view(m_batchsize * height, -1, width)
+        )
+        energy_H = (
+            (torch.bmm(proj_query_H, proj_key_H) + self.INF(m_batchsize, height, width, x.device))
+            .view(m_batchsize, width, height, height)
+            .permute(0, 2, 1, 3)
+        )
         energy_W = torch.bmm(proj_query_W, proj_key_W).view(m_batchsize, height, width, width)
         concate = self.softmax(torch.cat([energy_H, energy_W], 3))
-        att_H = concate[:, :, :, 0:height].permute(0, 2, 1, 3).contiguous().view(m_batchsize * width, height, height)
-        att_W = concate[:, :, :, height:height + width].contiguous().view(m_batchsize * height, width, width)
-        out_H = torch.bmm(proj_value_H, att_H.permute(0, 2, 1)).view(m_batchsize, width, -1, height).permute(0, 2, 3, 1)
-        out_W = torch.bmm(proj_value_W, att_W.permute(0, 2, 1)).view(m_batchsize, height, -1, width).permute(0, 2, 1, 3)
+        att_H = (
+            concate[:, :, :, 0:height]
+            .permute(0, 2, 1, 3)
+            .contiguous()
+            .view(m_batchsize * width, height, height)
+        )
+        att_W = (
+            concate[:, :, :, height : height + width]
+            .contiguous()
+            .view(m_batchsize * height, width, width)
+        )
+        out_H = (
+            torch.bmm(proj_value_H, att_H.permute(0, 2, 1))
+            .view(m_batchsize, width, -1, height)
+            .permute(0, 2, 3, 1)
+        )
+        out_W = (
+            torch.bmm(proj_value_W, att_W.permute(0, 2, 1))
+            .view(m_batchsize, height, -1, width)
+            .permute(0, 2, 1, 3)
+        )
         return self.gamma * (out_H + out_W) + x
 
 
@@ -903,6 +992,45 @@ class ExternalAttention(nn.Module):
         attn = attn / torch.sum(attn, dim=2, keepdim=True)
         out = self.mv(attn)
         return out.transpose(1, 2).reshape(b, c, h, w)
+
+
+class ParallelPolarizedSelfAttention(nn.Module):
+    """Polarized self-attention, parallel form: its gates are found; the spatial branch's
+    softmax over C/2 reduced channels (B, 1, C/2) fits no kind."""
+
+    def __init__(self, channel=64):
+        super().__init__()
+        self.ch_wv = nn.Conv2d(channel, channel // 2, kernel_size=(1, 1))
+        self.ch_wq = nn.Conv2d(channel, 1, kernel_size=(1, 1))
+        self.softmax_channel = nn.Softmax(1)
+        self.softmax_spatial = nn.Softmax(-1)
+        self.ch_wz = nn.Conv2d(channel // 2, channel, kernel_size=(1, 1))
+        self.ln = nn.LayerNorm(channel)
+        self.sigmoid = nn.Sigmoid()
+        self.sp_wv = nn.Conv2d(channel, channel // 2, kernel_size=(1, 1))
+        self.sp_wq = nn.Conv2d(channel, channel // 2, kernel_size=(1, 1))
+        self.agp = nn.AdaptiveAvgPool2d((1, 1))
+        self.refuse = "fits no kind"
+
+    def forward(self, x):
+        b, c, h, w = x.size()
+        channel_wv = self.ch_wv(x).reshape(b, c // 2, -1)
+        channel_wq = self.ch_wq(x).reshape(b, -1, 1)
+        channel_wq = self.softmax_channel(channel_wq)
+        _see(self, "spatial", channel_wq.view(b, h, w))
+        channel_wz = torch.matmul(channel_wv, channel_wq).unsqueeze(-1)
+        channel_weight = self.sigmoid(
+            self.ln(self.ch_wz(channel_wz).reshape(b, c, 1).permute(0, 2, 1))
+        )
+        _see(self, "channel", channel_weight.view(b, c))
+        channel_out = channel_weight.permute(0, 2, 1).reshape(b, c, 1, 1) * x
+        spatial_wv = self.sp_wv(x).reshape(b, c // 2, -1)
+        spatial_wq = self.agp(self.sp_wq(x)).permute(0, 2, 3, 1).reshape(b, 1, c // 2)
+        spatial_wq = self.softmax_spatial(spatial_wq)
+        spatial_wz = torch.matmul(spatial_wq, spatial_wv)
+        spatial_weight = self.sigmoid(spatial_wz.reshape(b, 1, h, w))
+        _see(self, "spatial", spatial_weight.view(b, h, w))
+        return spatial_weight * x + channel_out
 
 
 class DANetPAM4d(nn.Module):
@@ -944,8 +1072,9 @@ class ConvModule(nn.Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, act=None, norm=False):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
-                              bias=not norm)
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=not norm
+        )
         self.bn = nn.BatchNorm2d(out_channels) if norm else None
         self.activate = act if act is not None else nn.ReLU(inplace=True)
 
@@ -963,8 +1092,9 @@ class MMSELayer(nn.Module):
         super().__init__()
         self.global_avgpool = nn.AdaptiveAvgPool2d(1)
         self.conv1 = ConvModule(channels, channels // ratio, 1, act=nn.ReLU())
-        self.conv2 = ConvModule(channels // ratio, channels, 1,
-                                act=HSigmoid() if hsigmoid else nn.Sigmoid())
+        self.conv2 = ConvModule(
+            channels // ratio, channels, 1, act=HSigmoid() if hsigmoid else nn.Sigmoid()
+        )
 
     def forward(self, x):
         out = self.global_avgpool(x)
@@ -975,8 +1105,9 @@ class MMSELayer(nn.Module):
 
 
 class NonLocal2d(nn.Module):
-    def __init__(self, in_channels, reduction=2, use_scale=True, mode="embedded_gaussian",
-                 sub_sample=False):
+    def __init__(
+        self, in_channels, reduction=2, use_scale=True, mode="embedded_gaussian", sub_sample=False
+    ):
         super().__init__()
         self.in_channels = in_channels
         self.inter_channels = max(in_channels // reduction, 1)
@@ -988,8 +1119,9 @@ class NonLocal2d(nn.Module):
             self.theta = nn.Conv2d(in_channels, self.inter_channels, 1)
             self.phi = nn.Conv2d(in_channels, self.inter_channels, 1)
         if mode == "concatenation":
-            self.concat_project = nn.Sequential(nn.Conv2d(self.inter_channels * 2, 1, 1, bias=False),
-                                                nn.ReLU())
+            self.concat_project = nn.Sequential(
+                nn.Conv2d(self.inter_channels * 2, 1, 1, bias=False), nn.ReLU()
+            )
         self.sub_sample = sub_sample
         if sub_sample:
             self.g = nn.Sequential(self.g, nn.MaxPool2d(2))
@@ -1029,8 +1161,11 @@ class NonLocal2d(nn.Module):
         g_x = self.g(x).view(n, self.inter_channels, -1).permute(0, 2, 1)
         if self.mode == "gaussian":
             theta_x = x.view(n, self.in_channels, -1).permute(0, 2, 1)
-            phi_x = self.phi(x).view(n, self.in_channels, -1) if self.sub_sample \
+            phi_x = (
+                self.phi(x).view(n, self.in_channels, -1)
+                if self.sub_sample
                 else x.view(n, self.in_channels, -1)
+            )
         elif self.mode == "concatenation":
             theta_x = self.theta(x).view(n, self.inter_channels, -1, 1)
             phi_x = self.phi(x).view(n, self.inter_channels, 1, -1)
@@ -1076,9 +1211,15 @@ class GeneralizedAttention(nn.Module):
         else:
             _see(self, "multihead", attention)
         proj_value = self.value_conv(x_kv)
-        proj_value_reshape = proj_value.view((n, num_heads, self.v_dim, h_kv * w_kv)).permute(0, 1, 3, 2)
-        out = torch.matmul(attention, proj_value_reshape).permute(0, 1, 3, 2).contiguous().view(
-            n, self.v_dim * self.num_heads, h, w)
+        proj_value_reshape = proj_value.view((n, num_heads, self.v_dim, h_kv * w_kv)).permute(
+            0, 1, 3, 2
+        )
+        out = (
+            torch.matmul(attention, proj_value_reshape)
+            .permute(0, 1, 3, 2)
+            .contiguous()
+            .view(n, self.v_dim * self.num_heads, h, w)
+        )
         out = self.proj_conv(out)
         return self.gamma * out + x_input
 
@@ -1095,8 +1236,11 @@ class Bottleneck(nn.Module):
         self.pool = nn.AvgPool2d(2) if stride > 1 and mid is not None else nn.Identity()
         self.conv3 = conv_bn(cout, cout, 1, act=False)
         self.attn = gate(cout) if gate is not None else nn.Identity()
-        self.shortcut = conv_bn(cin, cout, 1, s=stride, act=False) if stride > 1 or cin != cout \
+        self.shortcut = (
+            conv_bn(cin, cout, 1, s=stride, act=False)
+            if stride > 1 or cin != cout
             else nn.Identity()
+        )
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x):
@@ -1110,13 +1254,17 @@ class Host(nn.Module):
 
     def __init__(self, stages=None, after=None, widths=(32, 64, 128), num_classes=10):
         super().__init__()
-        self.stem = nn.Sequential(conv_bn(3, widths[0], 3, s=2), conv_bn(widths[0], widths[0], 3, s=2))
+        self.stem = nn.Sequential(
+            conv_bn(3, widths[0], 3, s=2), conv_bn(widths[0], widths[0], 3, s=2)
+        )
         cin = widths[0]
         layers = []
         for i, w in enumerate(widths):
             kws = (stages or {}).get(i, [{}, {}])
-            blocks = [Bottleneck(cin if j == 0 else w, w, 2 if (j == 0 and i > 0) else 1, **kw)
-                      for j, kw in enumerate(kws)]
+            blocks = [
+                Bottleneck(cin if j == 0 else w, w, 2 if (j == 0 and i > 0) else 1, **kw)
+                for j, kw in enumerate(kws)
+            ]
             layers.append(nn.Sequential(*blocks))
             cin = w
         self.stages = nn.ModuleList(layers)
@@ -1144,39 +1292,87 @@ def _m(factory):
 NETWORKS = {
     # timm self-attention CNNs (BoTNet needs its own input size: rel-pos on a fixed grid)
     "botnet": (lambda: Host({2: _m(lambda c: BottleneckAttn(c, (5, 5)))}), 80),
-    "halonet": (lambda: Host({1: _m(lambda c: HaloAttn(c, 2, 8, 4, 1)),
-                              2: _m(lambda c: HaloAttn(c, 4, 8, 4, 2))}), 128),
+    "halonet": (
+        lambda: Host(
+            {1: _m(lambda c: HaloAttn(c, 2, 8, 4, 1)), 2: _m(lambda c: HaloAttn(c, 4, 8, 4, 2))}
+        ),
+        128,
+    ),
     "lambda": (lambda: Host({2: _m(lambda c: LambdaLayer(c))}), 64),
-    "resnest": (lambda: Host({0: _m(lambda c: SplitAttn(c, radix=2, groups=1)),
-                              1: _m(lambda c: SplitAttn(c, radix=2, groups=2)),
-                              2: _m(lambda c: SplitAttn(c, radix=4, groups=2))}), 64),
+    "resnest": (
+        lambda: Host(
+            {
+                0: _m(lambda c: SplitAttn(c, radix=2, groups=1)),
+                1: _m(lambda c: SplitAttn(c, radix=2, groups=2)),
+                2: _m(lambda c: SplitAttn(c, radix=4, groups=2)),
+            }
+        ),
+        64,
+    ),
     "bat": (lambda: Host({2: _g(lambda c: BilinearAttnTransform(c, 4, 2))}), 128),
     # hybrids
-    "mobilevit": (lambda: Host(after={1: MobileVitBlock(64, 2, 2, fused_attn=False, depth=2),
-                                      2: MobileVitBlock(128, 4, 2, fused_attn=True)}), 96),
+    "mobilevit": (
+        lambda: Host(
+            after={
+                1: MobileVitBlock(64, 2, 2, fused_attn=False, depth=2),
+                2: MobileVitBlock(128, 4, 2, fused_attn=True),
+            }
+        ),
+        96,
+    ),
     "mobilevitv2": (lambda: Host(after={2: MobileVitV2Block(128)}), 64),
-    "maxvit": (lambda: Host(after={1: MaxxVitBlock(64, (4, 4)),
-                                   2: CoAtTransformerBlock(128, (8, 8))}), 128),
-    "yolo_psa": (lambda: Host(after={1: C2PSA(64, 64), 2: PSA(128 * 2, 128 * 2)},
-                              widths=(32, 64, 256)), 64),
+    "maxvit": (
+        lambda: Host(after={1: MaxxVitBlock(64, (4, 4)), 2: CoAtTransformerBlock(128, (8, 8))}),
+        128,
+    ),
+    "yolo_psa": (
+        lambda: Host(after={1: C2PSA(64, 64), 2: PSA(128 * 2, 128 * 2)}, widths=(32, 64, 256)),
+        64,
+    ),
     # directional and permuted gates
     "coord": (lambda: Host({0: _g(lambda c: CoordAtt(c, c)), 2: _g(lambda c: ELA(c))}), (96, 128)),
     "triplet": (lambda: Host({1: _g(lambda c: TripletAttention())}), (80, 96)),
     # branch softmaxes with extra axes, channels-last
     "epsa_s2": (lambda: Host({1: _g(lambda c: EPSA(c)), 2: _g(lambda c: S2Attention(c))}), 64),
     # mmcv / mmdet
-    "mmcv_se": (lambda: Host({0: _g(lambda c: MMSELayer(c)), 1: _g(lambda c: MMSELayer(c, 4, True))}), 64),
-    "mmcv_nonlocal": (lambda: Host(after={0: NonLocal2d(32, mode="dot_product"),
-                                          1: NonLocal2d(64, mode="concatenation"),
-                                          2: nn.Sequential(NonLocal2d(128, mode="embedded_gaussian",
-                                                                      sub_sample=True),
-                                                           NonLocal2d(128, mode="gaussian"))}), 64),
-    "mmcv_gen_attn": (lambda: Host(after={1: GeneralizedAttention(64, num_heads=1),
-                                          2: GeneralizedAttention(128, num_heads=4, kv_stride=2)}), 64),
+    "mmcv_se": (
+        lambda: Host({0: _g(lambda c: MMSELayer(c)), 1: _g(lambda c: MMSELayer(c, 4, True))}),
+        64,
+    ),
+    "mmcv_nonlocal": (
+        lambda: Host(
+            after={
+                0: NonLocal2d(32, mode="dot_product"),
+                1: NonLocal2d(64, mode="concatenation"),
+                2: nn.Sequential(
+                    NonLocal2d(128, mode="embedded_gaussian", sub_sample=True),
+                    NonLocal2d(128, mode="gaussian"),
+                ),
+            }
+        ),
+        64,
+    ),
+    "mmcv_gen_attn": (
+        lambda: Host(
+            after={
+                1: GeneralizedAttention(64, num_heads=1),
+                2: GeneralizedAttention(128, num_heads=4, kv_stride=2),
+            }
+        ),
+        64,
+    ),
     "danet4d": (lambda: Host(after={2: DANetPAM4d(128)}), 64),
     # forms with no kind: each refused with its reason
-    "refused_zoo": (lambda: Host(after={0: DoubleAttention(32), 1: CrissCrossAttention(64),
-                                        2: ExternalAttention(128)}), 64),
+    "refused_zoo": (
+        lambda: Host(
+            after={
+                0: DoubleAttention(32),
+                1: CrissCrossAttention(64),
+                2: nn.Sequential(ExternalAttention(128), ParallelPolarizedSelfAttention(128)),
+            }
+        ),
+        64,
+    ),
 }
 
 
@@ -1218,7 +1414,11 @@ class SoftPool(nn.Module):
 
     def forward(self, x):
         B, C, H, W = x.shape
-        p = x.reshape(B, C, H // 2, 2, W // 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(B, C, H // 2, W // 2, 4)
+        p = (
+            x.reshape(B, C, H // 2, 2, W // 2, 2)
+            .permute(0, 1, 2, 4, 3, 5)
+            .reshape(B, C, H // 2, W // 2, 4)
+        )
         return (p * p.softmax(-1)).sum(-1)
 
 
@@ -1229,9 +1429,13 @@ class PlainNet(nn.Module):
         if kind == "mobile":
             self.body = nn.Sequential(MBConv(16), nn.SiLU(), MBConv(16), nn.Hardsigmoid())
         elif kind == "mixer":
-            self.body = nn.Sequential(nn.Conv2d(16, 16, 4, 4), MixerBlock(64, 16), MixerBlock(64, 16))
+            self.body = nn.Sequential(
+                nn.Conv2d(16, 16, 4, 4), MixerBlock(64, 16), MixerBlock(64, 16)
+            )
         else:
-            self.body = nn.Sequential(conv_bn(16, 16, 3), SoftPool(), conv_bn(16, 16, 3), nn.Sigmoid())
+            self.body = nn.Sequential(
+                conv_bn(16, 16, 3), SoftPool(), conv_bn(16, 16, 3), nn.Sigmoid()
+            )
         self.head = nn.Linear(16, 10)
 
     def forward(self, x):
@@ -1240,5 +1444,9 @@ class PlainNet(nn.Module):
         return logits.softmax(-1)
 
 
-PLAIN = {"plain_host": lambda: Host(), "plain_mobile": lambda: PlainNet("mobile"),
-         "plain_mixer": lambda: PlainNet("mixer"), "plain_softpool": lambda: PlainNet("softpool")}
+PLAIN = {
+    "plain_host": lambda: Host(),
+    "plain_mobile": lambda: PlainNet("mobile"),
+    "plain_mixer": lambda: PlainNet("mixer"),
+    "plain_softpool": lambda: PlainNet("softpool"),
+}

@@ -42,8 +42,11 @@ def deepest_stage(records) -> list:
 
 
 def headline_record(records):
-    """The most concentrated spatial map of the deepest stage, or None."""
+    """The most concentrated spatial map of the deepest stage (a map over both axes when there
+    is one: a directional gate's row or column only when nothing else is), or None."""
     recs = deepest_stage(records)
     if not recs:
         return None
-    return max(recs, key=lambda r: concentration(grid_map(r)))
+    maps = {r.tap: grid_map(r) for r in recs}
+    both = [r for r in recs if min(maps[r.tap].shape) > 1] or recs
+    return max(both, key=lambda r: concentration(maps[r.tap]))

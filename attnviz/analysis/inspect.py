@@ -357,13 +357,14 @@ def _analyse(model, x, pres, pils, targets, methods, top_k, capture_opts, explai
         if "gradcam" in methods:
             opts = dict(explain_opts.get("gradcam", {}))
             exp = get_explainer(model, "gradcam", opts.pop("layer", None))
-            with capture(model, **capture_opts) as rec:
+            # discovery at this batch's geometry before Captum's pass (not inside it)
+            with capture(model, example=x, **capture_opts) as rec:
                 raw, tgt, logits = exp.attribute_with_logits(x, tgt_arg, **opts)
             gc = {"raw": raw, "layer": exp.layer_name,
                   "opts": dict(explain_opts.get("gradcam", {}))}
             stage = "forward_capture_gradcam"
         else:
-            with torch.no_grad(), capture(model, **capture_opts) as rec:
+            with torch.no_grad(), capture(model, example=x, **capture_opts) as rec:
                 logits = model(x)
             stage = "forward_capture"
     timings[stage] = _ms(t0)

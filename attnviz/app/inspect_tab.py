@@ -33,9 +33,9 @@ from .components import InputImage, Outputs
 from .errors import bad_request, to_gr_error, user_errors
 from .examples import ensure_examples
 from .framing import entry_badge_md
-from .inspect_views import (HEADLINE_OUTPUTS, KIND_OUTPUTS, KIND_TABS, affinity_gallery, all_maps,
-                            cleared,
-                            headline, inspect_values, kind_views, of_kinds, record_figure)
+from . import inspect_views as IV
+from .inspect_views import (HEADLINE_OUTPUTS, affinity_gallery, all_maps, cleared, headline,
+                            inspect_values, kind_views, of_kinds, record_figure)
 from .scores_view import SCORE_HEADERS, SCORE_WIDTHS, scores_table, update_scores
 from .catalogue import default_model, find_entry, model_choices
 from .model_cache import MODELS
@@ -45,7 +45,8 @@ from .sessions import SESSIONS, Session, exclusive, free_session, request_sessio
 ANALYSES = analyses_at_once()
 INSPECT_OUTPUTS = ("top5", "badge", *HEADLINE_OUTPUTS, "summary", "state")
 # the browser's analysis also clears the tabs and scores of the previous one, and says how it went
-UI_OUTPUTS = INSPECT_OUTPUTS + KIND_OUTPUTS + ("scores", "status")
+UI_TAIL = ("scores", "status")  # the browser's analysis fills INSPECT_OUTPUTS, the kind tabs'
+# outputs (inspect_views.KIND_OUTPUTS, taken when the demo is built) and these
 
 # the results column is greyed with an "Analysing…" sign from the click until the maps are drawn
 MARK_STALE = ("() => { const r = document.getElementById('av-right'); "
@@ -253,9 +254,10 @@ def pick_query(evt: gr.SelectData):
         return gr.skip(), gr.skip()
 
 
-def run_affinity(sess, x, y, scale) -> dict:
+def run_affinity(sess, x, y, scale, head=None) -> dict:
     """The affinity rows of the query at image pixel (x, y): every affinity overlay with the query
-    marked, and the explorer figure of the deepest affinity map."""
+    marked, and the explorer figure of the deepest affinity map. ``head``: the head selector's
+    choice for multi-head maps ("mean over heads", "rollout across layers", "head 2")."""
     use(sess)  # this session's analysis was just used (sessions' LRU)
     with user_errors("computing the affinity of the query"):
         if sess is None:
@@ -275,6 +277,11 @@ def run_affinity(sess, x, y, scale) -> dict:
                               "pixels).", "Query outside the image")
         recs = V.queried_records(sess.analysis.maps)
         sess.query = (x, y)
+        if head is not None:
+            if head not in V.head_choices(sess.analysis.maps):
+                raise bad_request(f"{head!r} is not a head of {sess.model_name}'s attention; "
+                                  f"choose from {V.head_choices(sess.analysis.maps)}.")
+            sess.head = head
         if not recs:  # an error, not a warning: API clients are told why too
             raise bad_request(f"{sess.model_name} has no position-affinity module, so there is "
                               "no affinity to query; lite_nonlocal, lite_danet and lite_sagan "
@@ -381,6 +388,8 @@ def _kind_tab(ui: SimpleNamespace, t) -> None:
                                   min_width=100, elem_id="av-qx")
                 ui.qy = gr.Number(None, label="query y (image px)", precision=0,
                                   min_width=100, elem_id="av-qy")
+                ui.head = gr.Dropdown([V.MEAN_HEADS], value=V.MEAN_HEADS, label="Heads",
+                                      interactive=False, min_width=200, elem_id="av-head")
         if t.gallery:
             setattr(ui, f"gal_{t.key}", _gallery(t.gallery, f"av-gal-{t.key}",
                                                  columns=3 if t.spec.queried else 4))
@@ -413,7 +422,7 @@ def _right_column(ui: SimpleNamespace) -> None:
         with gr.Tab("All maps", id="all") as ui.tab_all:
             ui.gal_all = _gallery("Every spatial map and the attribution", "av-gal-all",
                                   columns=5, preview=True)
-        for t in KIND_TABS:
+        for t in IV.KIND_TABS:
             _kind_tab(ui, t)
     with gr.Accordion("Scores", open=True, elem_id="av-scores-box", elem_classes=["av-result"]):
         with gr.Row():
@@ -432,7 +441,10 @@ def _right_column(ui: SimpleNamespace) -> None:
 
 
 def build(ui: SimpleNamespace) -> None:
-    """Lay out the Inspect tab and wire its events; shared components go on ``ui``."""
+    """Lay out the Inspect tab and wire its events; shared components go on ``ui``. The kind
+    tabs are taken from the kind registry now, so a kind registered before the demo is built
+    gets its tab."""
+    IV.build_kind_tabs()
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=330, elem_id="av-left"):  # the longest model label fits
             _left_column(ui)
@@ -446,13 +458,13 @@ def build(ui: SimpleNamespace) -> None:
 
 
 def _wire(ui: SimpleNamespace) -> None:
-    for key in ["all"] + [t.key for t in KIND_TABS]:
+    for key in ["all"] + [t.key for t in IV.KIND_TABS]:
         getattr(ui, f"tab_{key}").select(lambda k=key: k, None, ui.kind_sel, queue=False,
                                          api_name=f"tab_{key}", api_visibility="private",
                                          show_progress="hidden")
     inspect_out = Outputs(ui, *INSPECT_OUTPUTS)
-    ui_out = Outputs(ui, *UI_OUTPUTS)
-    kind_out = Outputs(ui, *KIND_OUTPUTS)
+    ui_out = Outputs(ui, *INSPECT_OUTPUTS, *IV.KIND_OUTPUTS, *UI_TAIL)
+    kind_out = Outputs(ui, *IV.KIND_OUTPUTS)
     head_out = Outputs(ui, *HEADLINE_OUTPUTS)
     attr_out = head_out + Outputs(ui, "state")
     score_out = Outputs(ui, "scores", "state")
@@ -520,19 +532,22 @@ def _wire(ui: SimpleNamespace) -> None:
                     api_name="rescale", show_progress="hidden").then(
         kind_out.handler(run_maps), [ui.state, ui.scale, ui.kind_sel], kind_out.components,
         api_name="maps_rescale", api_visibility="undocumented", show_progress="hidden")
+    aff_in = [ui.state, ui.qx, ui.qy, ui.scale, ui.head]
     ui.image.select(pick_query, None, [ui.qx, ui.qy], api_name="pick_query",
                     api_visibility="private", show_progress="hidden").then(
-        aff_out.handler(run_affinity), [ui.state, ui.qx, ui.qy, ui.scale], aff_out.components,
+        aff_out.handler(run_affinity), aff_in, aff_out.components,
         api_name="affinity", show_progress="minimal").success(
         # the headline and the all-maps tiles mark the new query too; the result is brought
         # into view beside the image
         head_out.handler(rescale), [ui.state, ui.scale], head_out.components,
         api_name="affinity_headline", api_visibility="private", show_progress="hidden").then(
         None, js=SHOW_AFFINITY)
-    gr.on([ui.qx.submit, ui.qy.submit], aff_out.handler(run_affinity),
-          [ui.state, ui.qx, ui.qy, ui.scale], aff_out.components, api_name="affinity_typed",
-          api_visibility="undocumented")
-    for t in KIND_TABS:
+    gr.on([ui.qx.submit, ui.qy.submit], aff_out.handler(run_affinity), aff_in,
+          aff_out.components, api_name="affinity_typed", api_visibility="undocumented")
+    ui.head.input(aff_out.handler(run_affinity), aff_in, aff_out.components,
+                  api_name="affinity_head", api_visibility="undocumented",
+                  show_progress="minimal")
+    for t in IV.KIND_TABS:
         if t.gallery:
             getattr(ui, f"gal_{t.key}").select(
                 figure_for_kind(t.kinds[0]), [ui.state, ui.scale], getattr(ui, f"plot_{t.key}"),

@@ -6,7 +6,8 @@ are the names :mod:`attnviz.app.inspect_tab` gives them on ``ui``):
     kind_views(sess, "shared")  # {"tab_spatial": gr.Tab(...), "gal_spatial": [...],
                                 #  "plot_spatial": fig, ..., "kind_note": ...}
 
-The kind tabs are one table (:data:`KIND_TABS`): a tab per kind with the layers' overlays (kinds
+The kind tabs are one table (:data:`KIND_TABS`, taken from the kind registry when the demo is
+built): a tab per kind with the layers' overlays (kinds
 with a spatial map) and a Plotly figure; the components and the values are derived from it.
 """
 from __future__ import annotations
@@ -68,12 +69,31 @@ def _kind_tab(key: str, title: str, kinds: tuple) -> KindTab:
     return KindTab(key, title, tuple(kinds), gallery, _PLOT_LABELS.get(key, spec.title))
 
 
-KIND_TABS = tuple(_kind_tab(key, title, kinds) for key, title, kinds in V.KIND_TABS)
-# every output the kind tabs fill, in a stable order (the /maps endpoint returns them so)
-KIND_OUTPUTS = tuple(
-    [n for t in KIND_TABS for n in (f"tab_{t.key}", *((f"gal_{t.key}",) if t.gallery else ()),
-                                     f"plot_{t.key}", *t.extra_plots)]
-    + ["kind_note", "kind_tabs", "qx", "qy"])
+def kind_tab_list() -> tuple:
+    """The kind tabs for the kinds registered now (:func:`attnviz.kinds.register`)."""
+    return tuple(_kind_tab(key, title, kinds) for key, title, kinds in V.kind_tabs())
+
+
+def kind_outputs(tabs) -> tuple:
+    """Every output the kind tabs fill, in a stable order (the /maps endpoint returns them so)."""
+    return tuple(
+        [n for t in tabs for n in (f"tab_{t.key}", *((f"gal_{t.key}",) if t.gallery else ()),
+                                   f"plot_{t.key}", *t.extra_plots)]
+        + ["kind_note", "kind_tabs", "qx", "qy", "head"])
+
+
+# The tabs of the demo built last: set when the demo is built (:func:`build_kind_tabs`), so a
+# kind registered before ``build_demo()`` gets its tab; the handlers read these.
+KIND_TABS: tuple = ()
+KIND_OUTPUTS: tuple = ()
+
+
+def build_kind_tabs() -> tuple:
+    """Take the kind tabs from the registry now (at demo build time)."""
+    global KIND_TABS, KIND_OUTPUTS
+    KIND_TABS = kind_tab_list()
+    KIND_OUTPUTS = kind_outputs(KIND_TABS)
+    return KIND_TABS
 HEADLINE_OUTPUTS = ("head_att", "head_attr", "agreement", "gal_all", "legend")
 
 
@@ -228,7 +248,10 @@ def record_figure(rec, sess: Session, scale: str):
         return None
     h, w = sess.analysis.image.shape[:2]
     query = sess.query if sess.query is not None else ((w - 1) / 2, (h - 1) / 2)
-    return V.map_figure(rec, sess.analysis.maps, scale == "shared", query, (h, w))
+    if sess.head == V.ROLLOUT and K.of(rec).queried:
+        rec = V.rollout_record(sess.analysis.maps) or rec
+    return V.map_figure(rec, sess.analysis.maps, scale == "shared", query, (h, w),
+                        head=V.head_of(sess.head, rec))
 
 
 def affinity_gallery(sess: Session, scale: str) -> list:
@@ -237,18 +260,26 @@ def affinity_gallery(sess: Session, scale: str) -> list:
     qx, qy = query_display(sess)
     out = []
     shared = None
-    from ..capture.maps import affinity_row
-    h, w = sess.display.shape[:2]
-    rows = {r.tap: affinity_row(r, qy / h, qx / w)[0][0].float().numpy() for r in recs}
+    heads = {r.tap: V.head_of(sess.head, r) for r in recs}
     if scale == "shared" and recs:
+        from ..capture.maps import affinity_row
         from ..render.scale import shared_range
-        shared = shared_range(list(rows.values()))
+        h, w = sess.display.shape[:2]
+        shared = shared_range([affinity_row(r, qy / h, qx / w, heads[r.tap])[0][0].float()
+                               .numpy() for r in recs])
+    ox, oy = qx / sess.scale, qy / sess.scale
+    roll = V.rollout_record(sess.analysis.maps) if sess.head == V.ROLLOUT else None
+    if roll is not None:  # first: what the chosen view adds
+        img, rng = V.draw_affinity(sess.display, roll, qx, qy, "minmax")
+        out.append((tile(img, rng), f"attention rollout across {roll.meta['layers']} layers · "
+                                    f"from query ({ox:.0f}, {oy:.0f}) · {V.fmt_range(*rng)}"))
     for r in recs:
-        img, rng = V.draw_affinity(sess.display, r, qx, qy, shared or "minmax")
-        ox, oy = qx / sess.scale, qy / sess.scale
-        out.append((tile(img, rng), f"{V.map_caption(r, sess.analysis.maps)} · attention from "
-                                    f"query ({ox:.0f}, {oy:.0f}) · "
-                                    f"{V.range_text(rows[r.tap], rng, shared is not None)}"))
+        img, rng = V.draw_affinity(sess.display, r, qx, qy, shared or "minmax", heads[r.tap])
+        n = K.of(r).heads(r.meta, r.tensor)
+        which = "" if n == 1 else (f" · head {heads[r.tap]} of {n}" if heads[r.tap] is not None
+                                   else f" · mean of {n} heads")
+        out.append((tile(img, rng), f"{V.map_caption(r, sess.analysis.maps)}{which} · attention "
+                                    f"from query ({ox:.0f}, {oy:.0f}) · {V.fmt_range(*rng)}"))
     return out
 
 
@@ -294,9 +325,13 @@ def kind_views(sess: Session, scale: str, selected: str = "all") -> dict:
         if t.gallery:
             out[f"gal_{t.key}"] = (affinity_gallery(sess, scale) if t.spec.queried else
                                    _overlays(sess, of_kinds(recs, t.kinds[:1]), norms))
-        out[f"plot_{t.key}"] = kind_figure(t.kinds[0], recs, sess, scale)
+        if t.spec.queried:  # the explorer: the deepest map of any queried kind of the tab
+            queried = [r for r in by[t.key] if K.of(r).queried]
+            out[f"plot_{t.key}"] = record_figure(queried[-1], sess, scale) if queried else None
+        else:
+            out[f"plot_{t.key}"] = kind_figure(t.kinds[0], recs, sess, scale)
         for kind, name in zip(t.kinds[1:], t.extra_plots):
-            fig = kind_figure(kind, recs, sess, scale)
+            fig = None if K.get(kind).queried else kind_figure(kind, recs, sess, scale)
             out[name] = gr.Plot(value=fig, visible=fig is not None)
     present = [f"{t.title} ({len(by[t.key])})" for t in KIND_TABS if by[t.key]]
     out["kind_note"] = ("**Attention in this model:** " + ", ".join(present) if present else
@@ -305,6 +340,11 @@ def kind_views(sess: Session, scale: str, selected: str = "all") -> dict:
     if selected in by and not by[selected]:
         out["kind_tabs"] = gr.Tabs(selected="all")
     out["qx"], out["qy"] = (round(v / sess.scale) for v in query_display(sess))
+    choices = V.head_choices(recs)
+    if sess.head not in choices:
+        sess.head = V.MEAN_HEADS
+    out["head"] = gr.Dropdown(choices=choices, value=sess.head,
+                              interactive=len(choices) > 1)
     return out
 
 

@@ -39,6 +39,7 @@ class Session:
     mask: np.ndarray | None = None  # object mask: uploaded, or the shipped example's
     example: str | None = None
     query: tuple | None = None  # (x, y) in original-image pixels
+    head: str | None = None  # the Affinity tab's head choice (views.head_choices)
     scores: dict = field(default_factory=dict)
     badge: str = ""
     version: int = 0

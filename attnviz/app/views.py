@@ -46,8 +46,6 @@ def kind_tabs() -> list[tuple[str, str, tuple]]:
             for key, names in tabs.items()]
 
 
-KIND_TABS = kind_tabs()
-GALLERY_KINDS = K.spatial_kinds()  # kinds with a gallery of overlays
 SCALES = ("per map", "shared")
 
 
@@ -118,10 +116,53 @@ def queried_records(records) -> list:
     return [r for r in records if K.of(r).queried]
 
 
-def map_figure(rec, records, shared: bool, query, image_hw, max_size: int = 64):
+MEAN_HEADS, ROLLOUT = "mean over heads", "rollout across layers"
+
+
+def head_choices(records) -> list[str]:
+    """The Affinity tab's head selector: the mean over heads, attention rollout when two or
+    more layers chain, and each head of the model's multi-head maps."""
+    from ..capture.maps import rollout_chain
+    n = max((K.of(r).heads(r.meta, r.tensor) for r in queried_records(records)), default=1)
+    out = [MEAN_HEADS]
+    if len(rollout_chain(records)) >= 2:
+        out.append(ROLLOUT)
+    return out + ([f"head {i}" for i in range(n)] if n > 1 else [])
+
+
+def head_of(choice, rec=None):
+    """A head selector's choice as ``head=`` for a record: an index (None beyond the record's
+    heads), or None for the mean (and for rollout, drawn apart)."""
+    if not isinstance(choice, str) or not choice.startswith("head "):
+        return None
+    try:
+        i = int(choice.split()[1])
+    except (IndexError, ValueError):
+        return None
+    if rec is not None and not 0 <= i < K.of(rec).heads(rec.meta, rec.tensor):
+        return None
+    return i
+
+
+def rollout_record(records):
+    """Attention rollout across the chained layers as an affinity-like record (drawn like one),
+    or None when fewer than two layers chain."""
+    from ..capture.recorder import AttentionMap
+    from ..capture.maps import rollout, rollout_chain
+    chain = rollout_chain(records)
+    if len(chain) < 2:
+        return None
+    roll, grid = rollout(chain)
+    return AttentionMap(layer=f"rollout of {len(chain)} layers", tap="rollout", block="rollout",
+                        kind="affinity", tensor=roll,
+                        meta={"query_hw": grid, "key_hw": grid, "layers": len(chain)})
+
+
+def map_figure(rec, records, shared: bool, query, image_hw, max_size: int = 64, head=None):
     """The Plotly figure of one record for a kind tab: on a scale shared with the other records
     of its kind when ``shared`` (over what each figure shows); queried kinds (affinities) show
-    the row of ``query`` = (x, y) in pixels of an image ``image_hw``."""
+    the row of ``query`` = (x, y) in pixels of an image ``image_hw`` (multi-head maps: one
+    ``head`` or the mean over heads)."""
     from ..render import figures as F
     spec = K.of(rec)
     kw = {"max_size": max_size}
@@ -130,6 +171,8 @@ def map_figure(rec, records, shared: bool, query, image_hw, max_size: int = 64):
         kw["zmin"], kw["zmax"] = shared_range([F.displayed_values(r) for r in same])
     if spec.queried:
         kw.update(qx=query[0], qy=query[1], image_hw=tuple(image_hw))
+        if head is not None and spec.axis("head") is not None:
+            kw["head"] = head
     fig = F.figure_for(rec, **kw)
     tall = spec.shows_tensor and spec.spatial  # a grid of panels (group factors): its own height
     fig.update_layout(height=None if tall else 380, margin=dict(l=50, r=10, t=50, b=40))
@@ -180,15 +223,16 @@ def draw(display: np.ndarray, m: np.ndarray, norm="minmax", mark=None) -> tuple[
     return overlay(display, m, norm=rng, mark=mark), rng
 
 
-def draw_affinity(display: np.ndarray, rec, qx: float, qy: float, norm="minmax"):
-    """The affinity row of the query at display pixel (qx, qy), marked: (RGB, (vmin, vmax))."""
+def draw_affinity(display: np.ndarray, rec, qx: float, qy: float, norm="minmax", head=None):
+    """The affinity row of the query at display pixel (qx, qy), marked: (RGB, (vmin, vmax));
+    multi-head maps: one ``head`` or (None) the mean over heads."""
     from ..capture.maps import affinity_row
     from ..render.scale import resolve_range
     h, w = display.shape[:2]
-    row, _ = affinity_row(rec, qy / h, qx / w)
+    row, _ = affinity_row(rec, qy / h, qx / w, head)
     m = row[0].float().cpu().numpy()
     rng = resolve_range(m, norm)
-    return affinity_overlay(display, rec, qx, qy, norm=rng), rng
+    return affinity_overlay(display, rec, qx, qy, norm=rng, head=head), rng
 
 
 def scale_norms(records, scale: str) -> dict:

@@ -30,8 +30,8 @@ from ..models.layers.tap import Tap, iter_taps
 from ..errors import CaptureError, LayerError
 from .hooks import Hooks
 from .structure import hook_points, structure  # noqa: F401 - hook_points re-exported
-from .discover.discovery import select_sites, sites_for_capture
-from .discover.hooks import SiteHooks
+from .discover.discovery import own_model, probed_geometry, select_sites, sites_for_capture
+from .discover.hooks import SiteHooks, suspended
 
 _ACTIVE: contextvars.ContextVar[tuple] = contextvars.ContextVar("attnviz_active", default=())
 
@@ -150,7 +150,7 @@ class Recorder:
             meta = {}
         full = t.numel() * t.element_size()
         if _kinds.get(tap.kind).pairwise:
-            t, meta = self._shrink_affinity(t, meta)
+            t, meta = self._shrink_affinity(t, meta, tap.kind)
             kept = t.numel() * t.element_size()
         else:
             kept = full
@@ -163,21 +163,25 @@ class Recorder:
         self.maps.append(AttentionMap(_block_path(name) if layer is None else layer, name,
                                       tap.block, tap.kind, t, meta))
 
-    def _shrink_affinity(self, t, meta):
+    def _shrink_affinity(self, t, meta, kind):
         dtype = self.affinity_dtype
         if (dtype is None and self.budget_bytes is not None
                 and t.numel() * t.element_size() > self.budget_bytes):
             dtype = torch.float16
         if dtype is not None and t.dtype != dtype:
             t = t.to(dtype)
-        nq = t.shape[1]
+        spec = _kinds.get(kind)
+        qa = spec.axis("query")
+        if qa is None:  # a pairwise kind without query rows (channel affinity): rows = axis 1
+            qa = 1
+        nq = t.shape[qa]
         cap = self.max_queries
         if self.budget_bytes is not None:
-            per_row = t.shape[0] * t.shape[2] * t.element_size()
+            per_row = t.numel() // nq * t.element_size()
             cap = min(cap or nq, max(1, self.budget_bytes // per_row))
-        if cap is not None and cap < nq:
+        if cap is not None and cap < nq:  # whole query rows go, never a head or a batch item
             idx = torch.linspace(0, nq - 1, cap, device=t.device).round().long().unique()
-            t = t.index_select(1, idx).clone()
+            t = t.index_select(qa, idx).clone()
             meta["query_index"] = idx.cpu()
             self.memory["affinity_capped"] += 1
         return t, meta
@@ -219,32 +223,35 @@ class _TapHooks(Hooks):
             self.token = None
 
 
-_DISCOVERY: list = []
+
 
 
 def _discovery():
-    """(select_sites, sites_for_capture, SiteHooks), imported once (not on every capture)."""
-    if not _DISCOVERY:
-        _DISCOVERY[:] = [select_sites, sites_for_capture, SiteHooks]
-    return _DISCOVERY
+    """(select_sites, sites_for_capture, SiteHooks, probed_geometry, own_model, suspended),
+    imported once (not on every capture)."""
+    return [select_sites, sites_for_capture, SiteHooks, probed_geometry, own_model, suspended]
 
 
 @contextlib.contextmanager
 def capture(model: nn.Module, layers=None, kinds=None, blocks=None, affinity_dtype=None,
             max_queries: int | None = None, budget_mb: float | None = None,
-            extra: dict | None = None, discover: bool = True):
+            extra: dict | None = None, discover: bool = True,
+            example: torch.Tensor | None = None):
     """Record every attention tap's output during the ``with`` block.
 
     Args:
         layers: fnmatch patterns or prefixes of tap/block paths to record (default: all).
         kinds: kinds to record (default: all). blocks: block names to record.
         affinity_dtype: store affinity matrices in this dtype (e.g. ``torch.float16``).
-        max_queries: keep at most this many query rows of each affinity (evenly spaced; the kept
-            indices are in ``meta["query_index"]``).
+        max_queries: keep at most this many query rows of each affinity or multi-head map
+            (evenly spaced along the kind's query axis; every head kept; the kept indices are
+            in ``meta["query_index"]``).
         budget_mb: cap per affinity matrix: above it, float16 and then fewer query rows.
         extra: ``{module path: kind}``: record these modules' outputs as that kind (attention
             that discovery does not find). discover: also record the attention that
-            :func:`attnviz.discover` finds in modules attnviz did not write (default True).
+            :func:`attnviz.discover` finds in modules attnviz did not write (default True); it
+            is found at the size of the input the model is given in the block (probed once per
+            model and input geometry) or of ``example`` (an input batch) when given.
     The recorder's ``memory`` dict reports bytes at full size, bytes kept and how many matrices
     were capped.
     """
@@ -252,8 +259,14 @@ def capture(model: nn.Module, layers=None, kinds=None, blocks=None, affinity_dty
         raise CaptureError("max_queries must be a positive number of query rows")
     if budget_mb is not None and budget_mb <= 0:
         raise CaptureError("budget_mb must be positive")
-    select_sites, sites_for_capture, SiteHooks = _discovery()
-    sites = sites_for_capture(model, extra, discover)
+    select_sites, sites_for_capture, SiteHooks, geometry_of, own, suspended = _discovery()
+    geometry = tuple(example.shape[1:]) if example is not None else None
+    lazy = discover and not own(model)
+    if lazy and geometry is None and layers is None and geometry_of(model) is None:
+        sites = sites_for_capture(model, extra, False)  # found at the first input's size
+    else:
+        sites = sites_for_capture(model, extra, discover, geometry)
+        geometry = geometry or geometry_of(model)
     taps = select_taps(model, layers, kinds, blocks,
                        also=[n for s in sites for n in (s.name, s.layer)])
     rec = Recorder(affinity_dtype, max_queries, budget_mb)
@@ -262,7 +275,7 @@ def capture(model: nn.Module, layers=None, kinds=None, blocks=None, affinity_dty
         rec._add(name, tap, output, kwargs)
         return None
 
-    if not sites:
+    if not sites and not lazy:
         with _TapHooks(model, taps, record):
             yield rec
         return
@@ -272,8 +285,34 @@ def capture(model: nn.Module, layers=None, kinds=None, blocks=None, affinity_dty
         return None
 
     sites = select_sites(sites, layers, kinds, blocks)
-    with _TapHooks(model, taps, record), SiteHooks(model, sites, record_site):
-        yield rec
+    with _TapHooks(model, taps, record) as taps_on, \
+            SiteHooks(model, sites, record_site) as hooks:
+        handle = None
+        if lazy:
+            seen = [geometry]
+
+            def at_size(module, args):
+                """Probe at the size of the input given (once per geometry, cached) and hook
+                the sites found there, before the model runs on it."""
+                if taps_on.owner not in _ACTIVE.get():
+                    return
+                x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+                if x is None or x.dim() < 2 or tuple(x.shape[1:]) == seen[0]:
+                    return
+                seen[0] = tuple(x.shape[1:])
+                token = _ACTIVE.set(())
+                try:
+                    with suspended():
+                        found = sites_for_capture(model, extra, True, seen[0])
+                finally:
+                    _ACTIVE.reset(token)
+                hooks.rebind(select_sites(found, layers, kinds, blocks))
+            handle = model.register_forward_pre_hook(at_size)
+        try:
+            yield rec
+        finally:
+            if handle is not None:
+                handle.remove()
 
 
 @contextlib.contextmanager

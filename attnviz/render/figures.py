@@ -315,11 +315,12 @@ def group_factor_grid(rec, max_groups: int = 16, cols: int | None = None, with_m
 # -- affinity ---------------------------------------------------------------------------------
 def affinity_explorer(rec, qx: float, qy: float, image_hw, batch: int = 0, zmin=None, zmax=None,
                       norm="minmax", colormap: str = DEFAULT_COLORMAP, max_size: int = 128,
-                      title: str | None = None) -> go.Figure:
+                      title: str | None = None, head: int | None = None) -> go.Figure:
     """The affinity row of the query at image pixel (qx, qy) over the key grid, with the query's
-    position marked. ``image_hw`` = (H, W) of the image the pixel refers to."""
+    position marked. ``image_hw`` = (H, W) of the image the pixel refers to; multi-head maps:
+    one ``head`` or (None) the mean over heads."""
     h, w = image_hw
-    row, q = affinity_row(rec, qy / h, qx / w)
+    row, q = affinity_row(rec, qy / h, qx / w, head)
     values = as_numpy(row[batch])
     kh, kw = values.shape
     qh, qw = rec.meta["query_hw"]
@@ -339,8 +340,11 @@ def affinity_explorer(rec, qx: float, qy: float, image_hw, batch: int = 0, zmin=
     fig.update_layout(showlegend=False)
     # the query's cell is on the query grid, the axes on the key grid (smaller when the keys
     # are pooled): say which grid each number is on
+    heads = _kinds.of(rec).heads(rec.meta, rec.tensor)
+    which = "" if heads == 1 else (f", head {head} of {heads}" if head is not None
+                                    else f", mean of {heads} heads")
     title = title or (f"{caption(rec)} · attention from query ({qx:.0f}, {qy:.0f}) px, query "
-                      f"cell ({q % qw}, {q // qw}) of {qw}x{qh}; keys on {kw}x{kh}")
+                      f"cell ({q % qw}, {q // qw}) of {qw}x{qh}; keys on {kw}x{kh}{which}")
     return _finish(fig, title, f"key x (cell of {kw})", f"key y (cell of {kh})")
 
 
@@ -508,7 +512,7 @@ def displayed_values(rec, batch: int = 0, **query) -> np.ndarray:
         if not any(query.get(k) is not None for k in _QUERY_OPTIONS):
             return as_numpy(rec.tensor[batch])
         qx, qy, (h, w) = _query(rec, query)
-        return as_numpy(affinity_row(rec, qy / h, qx / w)[0][batch])
+        return as_numpy(affinity_row(rec, qy / h, qx / w, query.get("head"))[0][batch])
     return display_values(rec, batch)
 
 

@@ -175,7 +175,9 @@ def draw_marker(image, xy, size: int | None = None) -> np.ndarray:
 # -- overlays ---------------------------------------------------------------------------------
 def heat(map2d, size_hw, colormap: str = DEFAULT_COLORMAP, norm="minmax"):
     """Colour a map at ``size_hw`` = (H, W): returns (RGB uint8 HxWx3, (vmin, vmax))."""
-    m = as_numpy(map2d).squeeze()
+    m = as_numpy(map2d)
+    while m.ndim > 2 and m.shape[0] == 1:  # a leading batch axis; a (H, 1) column stays 2-D
+        m = m[0]
     if m.ndim != 2:
         raise ValueError(f"expected a 2-D map, got shape {m.shape}")
     vmin, vmax = resolve_range(m, norm)
@@ -234,12 +236,13 @@ def overlay_record(image, rec, batch: int = 0, reduce: str = "mean", **kw) -> np
 
 def affinity_overlay(image, rec, x: float, y: float, batch: int = 0, alpha: float = 0.5,
                      colormap: str = DEFAULT_COLORMAP, norm="minmax", colorbar: bool = False,
-                     label: str | None = None) -> np.ndarray:
+                     label: str | None = None, head: int | None = None) -> np.ndarray:
     """The affinity row of the query at image pixel (x, y) (nearest query cell; with capped
-    captures the nearest kept query), upsampled over the image, with the query marked."""
+    captures the nearest kept query), upsampled over the image, with the query marked;
+    multi-head maps: one ``head`` or (None) the mean over heads."""
     img = as_rgb(image)
     h, w = img.shape[:2]
-    row, q = affinity_row(rec, y / h, x / w)
+    row, q = affinity_row(rec, y / h, x / w, head)
     if label is None:
         label = f"attention from query ({int(x)}, {int(y)})"
     return overlay(img, row[batch], alpha, colormap, norm, mark=(x, y), colorbar=colorbar,

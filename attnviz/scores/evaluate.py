@@ -161,7 +161,7 @@ def _image_rows(model, batches, n, seed, size, data, tolerance, progress=None, f
             x = to_tensor(d.images, info.mean, info.std).to(device)
             y = torch.from_numpy(d.labels).long()
             with model_lock(model):
-                with capture(model, kinds=SPATIAL_KINDS) as rec:
+                with capture(model, kinds=SPATIAL_KINDS, example=x) as rec:
                     raw, _, logits = exp.attribute_with_logits(x, target=y.to(device))
             if logits.shape[1] != len(d.classes):
                 raise AttnvizError(f"{info.name} has {logits.shape[1]} outputs but the data has "

@@ -277,7 +277,7 @@ def map_source(source, target, opts):
            else {"blocks": source} if source in kinds.BLOCKS else {"layers": source})
 
     def attention(model, x, pre):
-        with torch.no_grad(), eval_mode(model), capture(model, **sel) as rec:
+        with torch.no_grad(), eval_mode(model), capture(model, example=x, **sel) as rec:
             model(x)
         maps = [to_spatial(r) for r in rec.maps]
         maps = [_unit(pre.to_image(s[0]).astype(np.float64)) for s in maps if s is not None]

@@ -7,8 +7,8 @@
     attnviz.capture(model, extra={"blocks.3.attn": "spatial"})   # a module's output, declared
     attnviz.register_adapter(MyGate, {"": "spatial"})            # the same for a class
 
-How: one probe forward (a seeded (2, 3, S, S) batch, eval mode, no grad; S = ``model.info``'s
-input size or 224) runs with a pre/post hook on every module and a
+How: one probe forward per model and input geometry (a seeded (2, C, H, W) batch at the size
+of the input the model is given, or its declared size; eval mode, no grad) runs with a pre/post hook on every module and a
 ``torch.overrides.TorchFunctionMode`` that sees every sigmoid-family (``torch.sigmoid``,
 ``F.sigmoid``, ``Tensor.sigmoid``, ``F.hardsigmoid``, ``nn.Sigmoid``, ``nn.Hardsigmoid``) and
 softmax call. Each result is read against the feature map of the attention module that made it
@@ -37,9 +37,9 @@ from ..structure import structure
 from ...models.info import info_of
 from .sites import (ADAPTERS, FAMILY, GENERATION, Discovery, Site, block_name,  # noqa: F401
                     declared_sites, register_adapter, unregister_adapter)  # re-exported
-from .probe import Probe
+from .probe import PROBE_BATCH, Probe, probe_input
 
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+_CACHE: "weakref.WeakKeyDictionary[nn.Module, _Probed]" = weakref.WeakKeyDictionary()
 _LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
 _GUARD = threading.Lock()
 
@@ -57,18 +57,46 @@ def own_model(model: nn.Module) -> bool:
 def discover(model: nn.Module, example: torch.Tensor | None = None,
              input_size: int | None = None, refresh: bool = False,
              extra: dict | None = None) -> Discovery:
-    """Find the attention tensors of ``model`` (cached per model; ``refresh=True`` probes again).
+    """Find the attention tensors of ``model`` (cached per model and input geometry;
+    ``refresh=True`` probes again).
 
-    ``example``: an input batch for the probe (default: a seeded (2, 3, S, S) normal batch, S =
-    ``input_size`` or ``model.info.input_size`` or 224). ``extra``: declarations added to the
-    listing (see :func:`attnviz.capture`). A probe that fails gives an empty discovery with the
-    error in ``error`` (and a warning), so captures of the model's taps still work.
+    The probe runs at the model's own input size: ``example``'s (an input batch, used as is),
+    else ``input_size``, else the size of the input the model was last captured with, else its
+    declared size (``model.info.input_size`` or what :func:`attnviz.describe` set; timm's
+    ``pretrained_cfg["input_size"]``), else 224. ``extra``: declarations added to the listing
+    (see :func:`attnviz.capture`). A probe that fails gives an empty discovery with the error in
+    ``error`` (and a warning), so captures of the model's taps still work; a capture then probes
+    again at the size of the input it is given.
     """
-    found = _found(model, example, input_size, refresh)
+    if example is not None:
+        geometry = tuple(example.shape[1:])
+    elif input_size is not None:
+        geometry = (3, int(input_size), int(input_size))
+    else:
+        geometry = None
+    found = _found(model, geometry, refresh, example)
     declared = declared_sites(model, extra)
     if not declared:
         return found
     return replace(found, sites=list(found.sites) + declared)
+
+
+def declared_geometry(model: nn.Module) -> tuple:
+    """(C, H, W) the model says it takes: its ModelInfo's input size when given (attnviz's
+    models, :func:`attnviz.describe`), timm's ``pretrained_cfg`` / ``default_cfg``
+    ``input_size``, else (3, 224, 224)."""
+    info = info_of(model)  # its ModelInfo, what describe() set, or the defaults (not used)
+    size = getattr(info, "input_size", None)
+    if isinstance(size, int) and size > 0 and "px input" not in " ".join(
+            getattr(info, "card", {}).get("defaults") or []):
+        return (3, size, size)
+    for attr in ("pretrained_cfg", "default_cfg"):
+        cfg = getattr(model, attr, None)
+        size = cfg.get("input_size") if isinstance(cfg, dict) else None
+        if isinstance(size, (tuple, list)) and len(size) == 3 and all(
+                isinstance(v, int) and v > 0 for v in size):
+            return tuple(size)
+    return (3, 224, 224)
 
 
 def _module_key(model: nn.Module) -> tuple:
@@ -77,26 +105,58 @@ def _module_key(model: nn.Module) -> tuple:
     return tuple(map(id, structure(model).modules))
 
 
-def _found(model, example=None, input_size=None, refresh=False) -> Discovery:
-    """The cached probe result (probing once per model structure and adapter registry)."""
+class _Probed:
+    """A model's discoveries by input geometry, for one structure and adapter registry."""
+
+    __slots__ = ("key", "by_geometry", "last")
+
+    def __init__(self, key):
+        self.key, self.by_geometry, self.last = key, {}, None
+
+
+MAX_GEOMETRIES = 8
+
+
+def _found(model, geometry=None, refresh=False, example=None) -> Discovery:
+    """The cached probe result at ``geometry`` ((C, H, W); None: the last one probed, else the
+    declared size), probing once per model structure, adapter registry and geometry."""
     with _GUARD:
         lock = _LOCKS.setdefault(model, threading.Lock())
     with lock:
-        hit = _CACHE.get(model)
         key = (GENERATION[0], _module_key(model))
-        if refresh or hit is None or hit[0] != key:
+        probed = _CACHE.get(model)
+        if refresh or probed is None or probed.key != key:
+            probed = _Probed(key)
+            _CACHE[model] = probed
+        given = geometry is not None
+        if geometry is None:
+            geometry = probed.last or declared_geometry(model)
+        geometry = tuple(int(v) for v in geometry)
+        found = probed.by_geometry.get(geometry)
+        if found is None:
             found = Discovery() if own_model(model) and example is None else \
-                _probe_safely(model, example, input_size)
-            hit = (key, found)
-            _CACHE[model] = hit
-    return hit[1]
+                _probe_safely(model, example, geometry)
+            if len(probed.by_geometry) >= MAX_GEOMETRIES:
+                probed.by_geometry.pop(next(iter(probed.by_geometry)))
+            if found.error is None or not given:  # a failure at a size asked for: try again
+                probed.by_geometry[geometry] = found
+        if found.error is None or probed.last is None:
+            probed.last = geometry
+    return found
+
+
+def probed_geometry(model: nn.Module) -> tuple | None:
+    """The geometry of the discovery a capture of ``model`` uses now (None before any)."""
+    probed = _CACHE.get(model)
+    return probed.last if probed is not None else None
 
 
 def sites_for_capture(model: nn.Module, extra: dict | None = None,
-                      auto: bool = True) -> list[Site]:
-    """The sites a capture hooks: discovered ones (not for attnviz's own models, whose attention
-    is all tapped, nor with ``auto=False``) and declared ones."""
-    sites = list(_found(model).sites) if auto else []
+                      auto: bool = True, geometry=None) -> list[Site]:
+    """The sites a capture hooks: discovered ones at ``geometry`` (default: the last probed or
+    the declared size; not for attnviz's own models, whose attention is all tapped, nor with
+    ``auto=False``) and declared ones."""
+    sites = list(_found(model, geometry).sites) if auto else []
     return sites + declared_sites(model, extra)
 
 
@@ -116,15 +176,18 @@ def select_sites(sites: list[Site], layers=None, kinds=None, blocks=None) -> lis
             and (layers is None or any(hit(p, s) for p in layers))]
 
 
-def _probe_safely(model, example, input_size) -> Discovery:
+def _probe_safely(model, example, geometry) -> Discovery:
     try:
-        return Probe(model).run(example, input_size)
-    except Exception as e:  # a model the default probe cannot run: no discovery, taps still work
+        if example is None:
+            example = probe_input(model, geometry)
+        return Probe(model, int(example.shape[0])).run(example, None)
+    except Exception as e:  # a model the probe cannot run: no discovery, taps still work
         msg = f"{type(e).__name__}: {e}"
         warnings.warn(f"attnviz could not probe {type(model).__name__} for attention modules "
-                      f"({msg}); call attnviz.discover(model, example=<an input batch>)",
-                      stacklevel=3)
-        return Discovery(error=msg)
+                      f"at input {list(geometry)} ({msg}); a capture probes again at the size "
+                      "of the input it is given, or call attnviz.discover(model, "
+                      "example=<an input batch>)", stacklevel=3)
+        return Discovery(error=msg, probe_shape=(PROBE_BATCH,) + tuple(geometry))
 
 
 def read_for_site(site: Site, t: torch.Tensor, ref_shape) -> tuple:

@@ -14,6 +14,7 @@ On exit every hook is removed, and modes a failed forward left pushed on this th
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 from typing import Callable
@@ -24,7 +25,8 @@ from torch.overrides import TorchFunctionMode
 
 from ... import kinds as _kinds
 from ..hooks import Hooks
-from .discovery import FAMILY, Site, read_for_site
+from .discovery import Site, read_for_site
+from .forms import SDPA, candidate, sdpa_weights, sdpa_with
 from .read import canonical, raw_layout
 
 _ACTIVE: contextvars.ContextVar[tuple] = contextvars.ContextVar("attnviz_found_active",
@@ -40,15 +42,21 @@ class _SiteMode(TorchFunctionMode):
         self.count = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if getattr(func, "__name__", "") in FAMILY and isinstance(out, torch.Tensor) \
-                and any(isinstance(a, torch.Tensor) for a in args):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        family = candidate(func, args, kwargs, out)
+        if family is not None:
             site = self.sites.get(self.count)
             self.count += 1
             if site is not None:
-                rep = self.hooks.hit(site, out)
-                if rep is not None:
-                    out = rep
+                if family == SDPA:  # the fused result stays; its weights are recorded
+                    rep = self.hooks.hit(site, sdpa_weights(args, kwargs))
+                    if rep is not None:
+                        out = sdpa_with(rep, args, kwargs)
+                else:
+                    rep = self.hooks.hit(site, out)
+                    if rep is not None:
+                        out = rep
         return out
 
 
@@ -82,10 +90,11 @@ class SiteHooks(Hooks):
     def hit(self, site: Site, raw):
         if not isinstance(raw, torch.Tensor):
             return None
-        ref = self._shapes().get(site.layer)
+        ref = self._shapes().get(site.geometry or site.layer)
         recipe = read_for_site(site, raw, ref) if site.form == "declared" else site.recipe
-        hw = tuple(ref[-2:]) if ref is not None and len(ref) >= 4 else None
-        canon, meta = canonical(recipe, raw, hw)
+        hw = None if ref is None or len(ref) < 4 else (
+            tuple(ref[-3:-1]) if site.layout == "nhwc" else tuple(ref[-2:]))
+        canon, meta = canonical(recipe, raw, hw, ref[0] if ref is not None else None)
         if site.form == "declared":
             _kinds.get(site.kind).validate(canon, meta)
         meta["found_by"] = site.call
@@ -135,23 +144,34 @@ class SiteHooks(Hooks):
     # -- context ------------------------------------------------------------------------------
     def attach(self):
         self.owner = object()
+        self._install(self.sites)
+        self.token = _ACTIVE.set(_ACTIVE.get() + (self.owner,))
+
+    def rebind(self, sites: list[Site]) -> None:
+        """Hook ``sites`` instead of the current ones (a capture that met a new input size)."""
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+        self.sites = list(sites)
+        self._install(self.sites)
+
+    def _install(self, sites):
         get = self.model.get_submodule
         calls: dict[str, dict[int, Site]] = {}
         grids = set()
-        for s in self.sites:
+        for s in sites:
             if s.form == "call":
                 calls.setdefault(s.hook, {})[s.index] = s
             else:
                 self.forward(get(s.hook), self._output_hook(s))
-            if s.form == "declared" or s.recipe[0] in ("grid", "affinity"):
-                grids.add(s.layer)
+            if s.form == "declared" or s.recipe[0] in ("grid", "affinity", "affinity4", "heads"):
+                grids.add(s.geometry or s.layer)
         for layer in grids:
             self.forward_pre(get(layer), self._shape_hook(layer))
         for path, by_index in calls.items():
             mod = get(path)
             self.forward_pre(mod, self._enter_hook(by_index))
             self.forward(mod, self._exit_hook)
-        self.token = _ACTIVE.set(_ACTIVE.get() + (self.owner,))
 
     def detach(self):
         try:
@@ -160,3 +180,13 @@ class SiteHooks(Hooks):
                 self.token = None
         finally:
             self._pop_until(None)  # modes an exception left pushed on this thread
+
+
+@contextlib.contextmanager
+def suspended():
+    """No discovered-site hook records inside this block (a probe run during a capture)."""
+    token = _ACTIVE.set(())
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)

@@ -9,9 +9,8 @@ from torch import nn
 from ... import kinds as _kinds
 from ...errors import CaptureError, LayerError, UnknownKindError
 
-SIGMOIDS = frozenset({"sigmoid", "sigmoid_", "hardsigmoid", "special_expit", "expit"})
-SOFTMAXES = frozenset({"softmax"})
-FAMILY = SIGMOIDS | SOFTMAXES
+from .forms import NAMES as FAMILY  # noqa: F401,E402  (every call discovery looks at)
+from .forms import SIGMOIDS, SOFTMAXES  # noqa: F401,E402  (public names kept)
 MULS = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"})
 PROBE_BATCH = 2
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -53,6 +52,8 @@ class Site:
     index: int = 0
     recipe: tuple = ("id",)
     shape: tuple = ()
+    geometry: str | None = None  # the module whose input grid the recipe reads (default: layer)
+    layout: str = "nchw"  # that module's input layout ("nhwc": channels last)
 
     def __repr__(self):
         return f"Site({self.layer!r}, {self.kind}, {self.block}, {self.call})"
