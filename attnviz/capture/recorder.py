@@ -199,7 +199,7 @@ class _TapHooks(Hooks):
         self.token = None
 
     def attach(self):
-        owner = object()
+        owner = self.owner = object()
         for name, tap in self.taps:
             self.forward(tap, self._make_hook(name, tap, owner), with_kwargs=True)
         self.token = _ACTIVE.set(_ACTIVE.get() + (owner,))
