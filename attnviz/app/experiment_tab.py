@@ -313,7 +313,7 @@ def _train(arch, out, epochs, images, data, name, cb):
 def _read_zip(zip_file, job, progress, size: int = 128):
     """An uploaded set of class folders, within the zip and pixel limits, at ``size`` px;
     stops when the job must."""
-    from ..data.synthetic import load_image_folder
+    from ..data.folders import load_image_folder
 
     def cb(d):
         job.check()

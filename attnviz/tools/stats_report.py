@@ -18,7 +18,8 @@ from ..errors import AttnvizError, OptionError
 from ..models.checkpoint import load_checkpoint
 from ..models.registry import create_model
 from ..data.relational import make_relational
-from ..data.synthetic import load_image_folder, make_shapes
+from ..data.folders import load_image_folder
+from ..data.synthetic import make_shapes
 from ..render.static import figure_png
 from ..render.stats_figures import stats_figures
 from ..scores.stats import csv_tables

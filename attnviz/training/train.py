@@ -33,7 +33,7 @@ from ..models.registry import create_model
 from ..models.zoo import LITE
 from ..system import machine_info
 from ..models.weights import read_state_dict
-from ..data.synthetic import load_image_folder
+from ..data.folders import load_image_folder
 
 TRAIN_SEED_BASE = 1_000_000  # training images: seeds 1e6 + 10000*seed + epoch
 VAL_SEED_BASE = 500_000  # validation: 5e5 + seed
