@@ -9,8 +9,8 @@
 
 How: one probe forward per model and input geometry (a seeded (2, C, H, W) batch at the size
 of the input the model is given, or its declared size; eval mode, no grad) runs with a pre/post
-hook on every module and a ``torch.overrides.TorchFunctionMode`` that sees every sigmoid-family (``torch.sigmoid``,
-``F.sigmoid``, ``Tensor.sigmoid``, ``F.hardsigmoid``, ``nn.Sigmoid``, ``nn.Hardsigmoid``) and
+hook on every module and a ``torch.overrides.TorchFunctionMode`` that sees every
+sigmoid-family (``torch.sigmoid``, ``F.sigmoid``, ``Tensor.sigmoid``, ``F.hardsigmoid``, ``nn.Sigmoid``, ``nn.Hardsigmoid``) and
 softmax call. Each result is read against the feature map of the attention module that made it
 (:mod:`attnviz.discover_read`). Not attention: a sigmoid whose input is also what it multiplies
 (swish / SiLU written out, quick GELU), SiLU / GELU modules (never sigmoid calls), the model's
