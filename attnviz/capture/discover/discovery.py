@@ -9,14 +9,15 @@
 
 How: one probe forward per model and input geometry (a seeded (2, C, H, W) batch at the size
 of the input the model is given, or its declared size; eval mode, no grad) runs with a pre/post
-hook on every module and a ``torch.overrides.TorchFunctionMode`` that sees every
-sigmoid-family (``torch.sigmoid``, ``F.sigmoid``, ``Tensor.sigmoid``, ``F.hardsigmoid``, ``nn.Sigmoid``, ``nn.Hardsigmoid``) and
-softmax call. Each result is read against the feature map of the attention module that made it
-(:mod:`attnviz.discover_read`). Not attention: a sigmoid whose input is also what it multiplies
+hook on every module and a ``torch.overrides.TorchFunctionMode`` that sees every call that can
+make an attention tensor (:mod:`.forms`: the sigmoid family, softmax, a clamp to [0, 1], a
+matrix divided by N, ``F.scaled_dot_product_attention``). Each result is read against the
+feature map of the attention module that made it (:mod:`.read`). Not attention: a sigmoid whose
+input is also what it multiplies
 (swish / SiLU written out, quick GELU), SiLU / GELU modules (never sigmoid calls), the model's
 final output, tensors already passed through an attnviz tap, and anything whose shape fits no kind
 (listed in ``found.skipped`` with the reason). The result is cached per model; captures then hook
-only what was found (:mod:`attnviz.discover_hooks`): a forward hook on a sigmoid/softmax child
+only what was found (:mod:`.hooks`): a forward hook on a sigmoid/softmax child
 module, or a per-thread function mode entered only while the module that calls
 ``torch.sigmoid``/``F.softmax`` runs.
 """
