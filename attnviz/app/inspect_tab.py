@@ -346,7 +346,7 @@ def _left_column(ui: SimpleNamespace) -> None:
     first = next((p for p in examples if p.stem == "star"), examples[0])
     ui.first_example = str(first)
     ui.image = InputImage(value=str(first), label="Image", type="filepath",
-                          sources=["upload", "clipboard"], height=190, elem_id="av-image")
+                          sources=["upload", "clipboard"], height=170, elem_id="av-image")
     gr.Markdown("<span class='av-hint'>Click the image to choose an affinity query "
                 "point.</span>", elem_id="av-click-hint")
     gr.Examples([[str(p)] for p in examples], inputs=[ui.image],
@@ -358,19 +358,22 @@ def _left_column(ui: SimpleNamespace) -> None:
     # full width: the longest choice ("Integrated Gradients (slow)") fits the box
     ui.method = gr.Dropdown(V.METHOD_CHOICES, value="gradcam", label="Attribution",
                             allow_custom_value=True, elem_id="av-method")
-    # what is explained and where: a class (type to search; a click in the top 5 picks one),
-    # a layer of the model's convolutional stages, and the user's own ground truth
-    ui.target = gr.Dropdown([], value=None, label="Explain class (blank: the prediction)",
-                            allow_custom_value=True, filterable=True, elem_id="av-target")
-    ui.layer = gr.Dropdown([], value=None, label="Layer (CAM methods; blank: the default)",
-                           allow_custom_value=True, elem_id="av-layer")
-    ui.mask = InputImage(value=None, label="Object mask (optional PNG the size of the image, "
-                         "white = object)", type="filepath", sources=["upload"], height=110,
-                         elem_id="av-mask")
-    ui.box = gr.Textbox(label="or the object's box: x0, y0, x1, y1 (image pixels; Enter)",
-                        placeholder="e.g. 20, 30, 100, 110", elem_id="av-box")
     ui.analyse = gr.Button("Analyse", variant="primary", elem_id="av-analyse")
     ui.status = gr.Markdown(elem_id="av-status")
+    # what is explained and where: a class (type to search; a click in the top 5 picks one and
+    # opens this box), a layer of the model's convolutional stages, and the user's own ground
+    # truth; folded by default so that Analyse stays on a laptop's first screen
+    with gr.Accordion("Class, layer, your own mask", open=False, elem_id="av-choices") as box:
+        ui.target = gr.Dropdown([], value=None, label="Explain class (blank: the prediction)",
+                                allow_custom_value=True, filterable=True, elem_id="av-target")
+        ui.layer = gr.Dropdown([], value=None, label="Layer (CAM methods; blank: the default)",
+                               allow_custom_value=True, elem_id="av-layer")
+        ui.mask = InputImage(value=None, label="Object mask (optional PNG the size of the image, "
+                             "white = object)", type="filepath", sources=["upload"], height=110,
+                             elem_id="av-mask")
+        ui.box = gr.Textbox(label="or the object's box: x0, y0, x1, y1 (image pixels; Enter)",
+                            placeholder="e.g. 20, 30, 100, 110", elem_id="av-box")
+    ui.choices_box = box
     # /inspect for API clients: the same analysis, raising its errors (Analyse answers in
     # the status line instead)
     ui.api_inspect = gr.Button(visible=False)
@@ -506,7 +509,9 @@ def _wire(ui: SimpleNamespace) -> None:
           api_name="choices", api_visibility="undocumented", show_progress="hidden",
           queue=False)
     ui.top5.select(pick_class, [ui.state], [ui.target], api_name="pick_class",
-                   api_visibility="private", show_progress="hidden")
+                   api_visibility="private", show_progress="hidden").then(
+        lambda: gr.Accordion(open=True), None, [ui.choices_box], queue=False,
+        api_visibility="private", show_progress="hidden")
     triggers = [ui.image.change, ui.model.change, ui.method.change, ui.target.change,
                 ui.layer.change, ui.mask.change, ui.box.submit]
     gr.on(triggers, None, js=MARK_STALE)
