@@ -238,10 +238,12 @@ class KindSpec:
 
     def figure_builder(self) -> Callable:
         """The figure builder: f(record, **options), or f([records], **options) if ``grouped``.
-        A kind's ``figure`` is a callable, or the name of a builder in :mod:`attnviz.render`
-        (which registers its builders here when it is imported: this module imports nothing above
-        it)."""
+        A kind's ``figure`` is a callable, the name of a builder :mod:`attnviz.render` registers
+        here when it is imported (the built-in kinds: this module imports nothing above it), or
+        a "package.module:function" reference of the user's, imported on use."""
         fn = self.figure if callable(self.figure) else _FIGURES.get(self.figure)
+        if fn is None and isinstance(self.figure, str) and ":" in self.figure:
+            fn = _resolve(self.figure)  # a user's "package.module:function", imported on use
         if fn is None:
             raise UnknownKindError(f"no figure builder is registered for kind {self.name!r}"
                                    + (f" (no builder named {self.figure!r} is registered)"
