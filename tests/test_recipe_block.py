@@ -108,7 +108,7 @@ def row_gate_model(monkeypatch):
     kinds.register(kinds.KindSpec(
         "row_gate", "row gate", "(B, C, H)", 3, "Row gates",
         reduce=lambda t, meta, how: (t.amax(1) if how == "max" else t.mean(1))[..., None],
-        value_label="mean row gate", figure="attnviz.render.figures:spatial_heatmap",
+        value_label="mean row gate", figure="spatial_heatmap",
         caption_grid=lambda shape, meta: f"{shape[-1]} rows"))
     kinds.register_block(kinds.BlockSpec("rowgate", "row", RowGate, kinds.GATE, ("row_gate",)))
     try:

@@ -413,6 +413,7 @@ def _replace_row(row: int, kind: str, mode: str):
     return fn
 
 
-__all__ = ["ABLATION_MODES", "ALL_ATTENTION", "Row", "energy_pointing_game", "gate_ablation",
+__all__ = ["ABLATION_MODES", "ALL_ATTENTION", "Row", "energy_pointing_game", "eval_mode",
+           "gate_ablation",
            "map_source", "neutral_map", "pearson_correlation", "pointing_game",
            "randomisation_check", "randomisation_units", "rank_correlation", "ssim"]
