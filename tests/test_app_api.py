@@ -174,7 +174,7 @@ def test_affinity_marks_the_query(client, example_paths):
     assert len(items) == 1 and "query (37, 81)" in items[0][1]
     im = items[0][0]
     assert im.shape[1:] == (128, 3) and im.shape[0] > 128  # overlay + colour bar
-    assert tuple(im[y, x]) == (255, 255, 255)  # the query pixel itself is marked
+    assert (im[y, x] >= 235).all()  # the query pixel itself is marked (white, JPEG-encoded)
     ring = im[y - 12:y + 13, x - 12:x + 13].reshape(-1, 3)
     assert (ring.sum(1) < 60).sum() > 10  # and outlined in black
     f = plotly(fig)

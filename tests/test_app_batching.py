@@ -98,3 +98,14 @@ def test_a_failing_image_fails_only_its_own_request():
     for t in threads:
         t.join(10)
     assert results == {"a": "A", "c": "C"} and errors == {"bad": "bad image"}
+
+
+def test_batching_is_off_unless_asked_for():
+    """Off (the default), each request runs its own pass: answers are exactly the serial ones."""
+    off = Batcher(enabled=False)
+    calls = []
+    assert off.run("k", 3, single=lambda x: calls.append(x) or x * 2,
+                   batch=lambda xs: pytest.fail("batched while off")) == 6
+    assert calls == [3] and off.passes == 1 and off.images == 1
+    import os
+    assert analysis.BATCHER.enabled == (os.environ.get("ATTNVIZ_BATCH", "0") == "1")

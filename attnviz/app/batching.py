@@ -7,9 +7,16 @@ tests/test_app_batching.py). A request that finds the model idle runs at once, a
 collection window is added to a lone request's time.
 
     BATCHER.run(key, item, single=lambda x: ..., batch=lambda xs: [...])
+
+Off by default (``ATTNVIZ_BATCH=1`` turns it on): a batched pass equals the single ones only to
+float tolerance (the convolutions' summation order depends on the batch), so with batching two
+clients sending one image may get answers that differ in the last digits, and on a 2-core CPU
+it did not raise throughput (Gradio's own cost per request dominates: docs/serving.md). Off, every
+request runs its own pass and its answer is exactly the serial one.
 """
 from __future__ import annotations
 
+import os
 import threading
 
 MAX_BATCH = 16
@@ -26,8 +33,9 @@ class _Batch:
 class Batcher:
     """Per-key batches behind a per-key run lock (one pass per key at a time)."""
 
-    def __init__(self, max_batch: int = MAX_BATCH):
+    def __init__(self, max_batch: int = MAX_BATCH, enabled: bool = True):
         self.max_batch = max_batch
+        self.enabled = enabled
         self._lock = threading.Lock()
         self._pending: dict = {}
         self._running: dict = {}
@@ -41,6 +49,11 @@ class Batcher:
     def run(self, key, item, single, batch):
         """``single(item)`` alone, or ``batch(items)[i]`` with the requests for ``key`` that
         arrived while the previous pass ran."""
+        if not self.enabled:
+            with self._lock:
+                self.passes += 1
+                self.images += 1
+            return single(item)
         with self._lock:
             b = self._pending.get(key)
             leader = b is None or len(b.items) >= self.max_batch
@@ -75,4 +88,4 @@ class Batcher:
         return b.results[i]
 
 
-BATCHER = Batcher()
+BATCHER = Batcher(enabled=os.environ.get("ATTNVIZ_BATCH", "0") == "1")
