@@ -185,10 +185,20 @@ def rescale(sess, scale) -> dict:
         return headline(sess, scale)
 
 
+def superseded(sess) -> bool:
+    """True when this page has a newer analysis than ``sess``: a chained step (kind tabs, a
+    slow attribution, scores) of an earlier analysis that ends after a new one began must not
+    draw over it, nor write its old session back into the page's state."""
+    if not isinstance(sess, Session):
+        return False
+    latest = SESSIONS.latest(request_session())
+    return latest is not None and latest is not sess
+
+
 def run_maps(sess, scale, selected="all") -> dict:
     """``/maps``: every kind tab for the session's analysis."""
     use(sess)  # this session's analysis was just used (sessions' LRU)
-    if sess is None:
+    if sess is None or superseded(sess):
         return {}
     count("maps")
     with user_errors("drawing the attention maps"):
@@ -258,6 +268,8 @@ def run_affinity(sess, x, y, scale, head=None) -> dict:
     """The affinity rows of the query at image pixel (x, y): every affinity overlay with the query
     marked, and the explorer figure of the deepest affinity map. ``head``: the head selector's
     choice for multi-head maps ("mean over heads", "rollout across layers", "head 2")."""
+    if superseded(sess):  # the page's state still holds an earlier analysis: query the new one
+        sess = SESSIONS.latest(request_session())
     use(sess)  # this session's analysis was just used (sessions' LRU)
     with user_errors("computing the affinity of the query"):
         if sess is None:
@@ -299,6 +311,8 @@ def run_scores(sess, full: bool = False) -> dict:
         if full:
             raise bad_request("Run an analysis first.", "No analysis yet")
         return {}
+    if superseded(sess):
+        return {}
     with user_errors("scoring the maps"), exclusive(sess):  # once per analysis
         update_scores(sess, full)
         return {"scores": scores_table(sess), "state": sess}
@@ -315,7 +329,7 @@ def run_attribute(sess, scale, target=None, layer=None) -> dict:
     and ``layer`` (optional) are the analysis's own: another class or layer needs a new
     analysis (``/inspect`` with them), whose scores and headline follow it."""
     use(sess)  # this session's analysis was just used (sessions' LRU)
-    if sess is None or sess.method in sess.analysis.attributions:
+    if sess is None or superseded(sess) or sess.method in sess.analysis.attributions:
         return {}
     with user_errors(f"computing {V.method_name(sess.method)}"):
         from ..attribution.choice import resolve_cam_layer, resolve_target
