@@ -77,6 +77,11 @@ def test_inspect_affinity_compare_ablate(page, example_paths):
     pg.wait_for_function("document.querySelector('#av-scores') && "
                          "document.querySelector('#av-scores').innerText.includes('AUC')",
                          timeout=TIMEOUT)
+    # the scores are this analysis's (lite_nonlocal), not those of the page's first analysis
+    # (lite_cbam), whose chained steps may end later: they must not draw over the new one
+    pg.wait_for_function("document.querySelector('#av-scores').innerText.includes('non-local')",
+                         timeout=TIMEOUT)
+    assert "CBAM" not in pg.locator("#av-scores").inner_text()
 
     # affinity explorer: click the input image, the overlays follow the query
     open_tab(pg, "#av-kind-tabs", "Affinity")

@@ -189,9 +189,9 @@ def superseded(sess) -> bool:
     """True when this page has a newer analysis than ``sess``: a chained step (kind tabs, a
     slow attribution, scores) of an earlier analysis that ends after a new one began must not
     draw over it, nor write its old session back into the page's state."""
-    if not isinstance(sess, Session):
+    if not isinstance(sess, Session) or sess.owner is None:
         return False
-    latest = SESSIONS.latest(request_session())
+    latest = SESSIONS.latest(sess.owner)  # the page's newest analysis (sessions.add sets owner)
     return latest is not None and latest is not sess
 
 
@@ -269,7 +269,7 @@ def run_affinity(sess, x, y, scale, head=None) -> dict:
     marked, and the explorer figure of the deepest affinity map. ``head``: the head selector's
     choice for multi-head maps ("mean over heads", "rollout across layers", "head 2")."""
     if superseded(sess):  # the page's state still holds an earlier analysis: query the new one
-        sess = SESSIONS.latest(request_session())
+        sess = SESSIONS.latest(sess.owner)
     use(sess)  # this session's analysis was just used (sessions' LRU)
     with user_errors("computing the affinity of the query"):
         if sess is None:
