@@ -125,3 +125,40 @@ def test_max_queries_drops_query_rows_not_heads():
         assert b.shape[qa] == 5 and b.shape[spec.axes["head"]] == a.shape[spec.axes["head"]]
         idx = b.meta["query_index"]
         assert torch.equal(b.tensor, a.tensor.index_select(qa, idx))
+
+
+def test_torch_mha_weights_replaced_recompute_its_output():
+    """An intervention on nn.MultiheadAttention's weights recomputes the module's output from
+    them: the same weights give the plain output back; uniform weights give, at every position,
+    out_proj(mean of the value projections), computed here by hand."""
+    from attnviz.capture import intervene
+
+    model = _build(Z.NETWORKS["torch_mha"][0])
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        plain = model(x)
+    _, rec = _forward(model, x)
+    taps = {r.layer: r.tap for r in rec.maps}
+    assert set(taps) == {"after.1.mha", "after.2.mha"}
+    with torch.no_grad(), intervene(model, {t: (lambda w: w) for t in taps.values()}):
+        same = model(x)
+    assert torch.allclose(same, plain, atol=1e-5)
+
+    block, seen = model.after["1"], {}
+    handle = block.register_forward_hook(lambda m, a, o: seen.update(x=a[0], y=o))
+    try:
+        with torch.no_grad(), intervene(model, {taps["after.1.mha"]:
+                                                lambda w: torch.full_like(w, 1 / w.shape[-1])}):
+            changed = model(x)
+    finally:
+        handle.remove()
+    mha, x1 = block.mha, seen["x"]
+    B, C, H, W = x1.shape
+    t = block.norm(x1.flatten(2).transpose(1, 2))
+    with torch.no_grad():
+        v = torch.nn.functional.linear(t, mha.in_proj_weight[2 * C:], mha.in_proj_bias[2 * C:])
+        o = mha.out_proj(v.mean(1, keepdim=True)).expand(B, H * W, C)
+        want = x1 + o.transpose(1, 2).reshape(B, C, H, W)
+    assert torch.allclose(seen["y"], want, atol=1e-5)
+    assert not torch.allclose(changed, plain, atol=1e-4)  # the replacement reached the output
+    assert hook_count(model) == 0

@@ -28,7 +28,9 @@ Forms (sources read, every line written here):
 - mmcv ``HSigmoid`` (a clamp), ``ConvModule`` wrapping the activation (mmdet's SELayer),
   ``NonLocal2d`` (gaussian / embedded_gaussian / dot_product / concatenation),
   ``GeneralizedAttention`` (energy viewed (n, heads, hw, hw_kv));
-- ultralytics ``Attention`` / ``PSABlock`` / ``C2PSA`` ((B, heads, N, N), heads = c // 64).
+- ultralytics ``Attention`` / ``PSABlock`` / ``C2PSA`` ((B, heads, N, N), heads = c // 64);
+- torch ``nn.MultiheadAttention`` over a feature map's positions (batch-first on the fused fast
+  path, and sequence-first with one head).
 """
 
 import math
@@ -1321,6 +1323,9 @@ NETWORKS = {
         96,
     ),
     "mobilevitv2": (lambda: Host(after={2: MobileVitV2Block(128)}), 64),
+    # torch's own nn.MultiheadAttention: 4 heads batch-first (fast path), 1 head sequence-first
+    "torch_mha": (lambda: Host(after={1: TorchMhaBlock(64, 4, True),
+                                      2: TorchMhaBlock(128, 1, False)}), 64),
     "maxvit": (
         lambda: Host(after={1: MaxxVitBlock(64, (4, 4)), 2: CoAtTransformerBlock(128, (8, 8))}),
         128,
@@ -1374,6 +1379,38 @@ NETWORKS = {
         64,
     ),
 }
+
+
+# --------------------------------------------------------------- torch: nn.MultiheadAttention
+class TorchMhaBlock(nn.Module):
+    """A feature map's positions as tokens through ``nn.MultiheadAttention``, the way users
+    write a transformer layer into a CNN (BoT-style heads, DETR-style encoders): batch-first
+    with ``need_weights=False`` (PyTorch's fused fast path in eval), or sequence-first with the
+    default ``need_weights=True`` (head-averaged weights returned and dropped). Truth: the
+    module's own per-head weights for this very call (``need_weights=True,
+    average_attn_weights=False``), asked outside any torch function mode."""
+
+    def __init__(self, c, heads, batch_first):
+        super().__init__()
+        self.norm = nn.LayerNorm(c)
+        self.mha = nn.MultiheadAttention(c, heads, batch_first=batch_first)
+        self.batch_first = batch_first
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        t = self.norm(x.flatten(2).transpose(1, 2))  # (B, HW, C)
+        if not self.batch_first:
+            t = t.transpose(0, 1)  # (HW, B, C)
+        with torch._C.DisableTorchFunction():
+            w = self.mha.forward(t, t, t, need_weights=True, average_attn_weights=False)[1]
+        heads = self.mha.num_heads
+        _see(self.mha, "multihead" if heads > 1 else "affinity",
+             w if heads > 1 else w.view(B, H * W, H * W))
+        if self.batch_first:
+            o = self.mha(t, t, t, need_weights=False)[0]
+        else:
+            o = self.mha(t, t, t)[0].transpose(0, 1)
+        return x + o.transpose(1, 2).reshape(B, C, H, W)
 
 
 # ----------------------------------------------------------------------------- no attention

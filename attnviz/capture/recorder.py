@@ -307,6 +307,7 @@ def capture(model: nn.Module, layers=None, kinds=None, blocks=None, affinity_dty
                 finally:
                     _ACTIVE.reset(token)
                 hooks.rebind(select_sites(found, layers, kinds, blocks))
+                hooks.note_input("", x)  # sites read against the model's own input grid
             handle = model.register_forward_pre_hook(at_size)
         try:
             yield rec

@@ -11,6 +11,12 @@ capture-time function mode share, so the n-th candidate of a module is the same 
     fused attention    F.scaled_dot_product_attention: never materialises its weights, so the
                        weights are computed from the call's own q, k, mask, causal flag and
                        scale (:func:`sdpa_weights`); the call's own result is left untouched
+    nn.MultiheadAttention  its forward (F.multi_head_attention_forward): the weights are the
+                       module's own answer to ``need_weights=True, average_attn_weights=False``
+                       (:func:`mha_weights`) for the call's own query, key, masks and causal
+                       flag, asked beside the call, whose result is left untouched (a torch
+                       function mode around the module would turn PyTorch's fast path off and
+                       change its output in the last bits, so it is hooked as a module)
 
 Multi-head attention (:func:`read_heads`): a softmax over keys shaped (B, heads, Nq, Nk), or with
 windows / patches or heads folded into the batch -- (B*heads, Nq, Nk) (timm's BoTNet),
@@ -29,16 +35,20 @@ import math
 import numbers
 
 import torch
+import torch.nn.functional as F
+
+from ...errors import CaptureError
 
 SIGMOIDS = frozenset({"sigmoid", "sigmoid_", "hardsigmoid", "special_expit", "expit"})
 SOFTMAXES = frozenset({"softmax"})
 CLAMPS = frozenset({"clamp", "clamp_", "clip", "clip_"})
 DIVS = frozenset({"div", "div_", "true_divide", "__truediv__", "__itruediv__"})
 SDPA = "scaled_dot_product_attention"
-NAMES = SIGMOIDS | SOFTMAXES | CLAMPS | DIVS | {SDPA}
+MHA = "multi_head_attention_forward"
+NAMES = SIGMOIDS | SOFTMAXES | CLAMPS | DIVS | {SDPA, MHA}
 # what the readers treat each candidate as
 AS_SIGMOID = SIGMOIDS | CLAMPS
-AS_SOFTMAX = SOFTMAXES | DIVS | {SDPA}
+AS_SOFTMAX = SOFTMAXES | DIVS | {SDPA, MHA}
 
 
 def _number(x, value) -> bool:
@@ -54,7 +64,7 @@ def candidate(func, args, kwargs, out) -> str | None:
     if name not in NAMES or not args or not isinstance(args[0], torch.Tensor):
         return None
     x = args[0]
-    if name == SDPA:
+    if name in (SDPA, MHA):
         return name if len(args) >= 2 and isinstance(args[1], torch.Tensor) else None
     if not isinstance(out, torch.Tensor):
         return None
@@ -76,7 +86,7 @@ def softmax_dim(name, args, kwargs, x) -> int | None:
         if dim is None:  # F.softmax's implicit choice
             return 0 if x.dim() in (0, 1, 3) else 1
         return int(dim)
-    if name in DIVS or name == SDPA:
+    if name in DIVS or name in (SDPA, MHA):
         return -1
     return None
 
@@ -114,6 +124,65 @@ def sdpa_with(weights: torch.Tensor, args, kwargs) -> torch.Tensor:
     if v.dim() >= 3 and weights.dim() >= 3 and v.shape[-3] != weights.shape[-3]:  # grouped
         v = v.repeat_interleave(weights.shape[-3] // v.shape[-3], dim=-3)
     return weights.to(v.dtype) @ v
+
+
+# ------------------------------------------------------------------- nn.MultiheadAttention
+MHA_ARGS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask",
+            "average_attn_weights", "is_causal")
+
+
+def _per_head(w: torch.Tensor) -> torch.Tensor:
+    return w if w.dim() == 4 else w.unsqueeze(0)  # an unbatched call: (heads, L, S)
+
+
+def mha_call_weights(func, args, kwargs) -> torch.Tensor:
+    """(B, heads, L, S) weights of an ``F.multi_head_attention_forward`` call (the probe)."""
+    return _per_head(func(*args, **{**kwargs, "need_weights": True,
+                                     "average_attn_weights": False})[1])
+
+
+def mha_weights(module, args, kwargs) -> torch.Tensor:
+    """(B, heads, L, S): the weights ``module`` (an ``nn.MultiheadAttention``) gives for the
+    call ``module(*args, **kwargs)`` when asked for them per head; its forward is called
+    directly, so no hook runs twice."""
+    call = dict(zip(MHA_ARGS, args))
+    call.update(kwargs)
+    call.update(need_weights=True, average_attn_weights=False)
+    return _per_head(module.forward(**call)[1])
+
+
+def mha_with(module, weights: torch.Tensor, args, kwargs, output):
+    """``module``'s output for the call, recomputed with replaced (B, heads, L, S) weights
+    (interventions): out_proj(weights @ value projection), laid out as the module lays it out;
+    the returned weights follow the call's own ``need_weights`` / ``average_attn_weights``."""
+    call = dict(zip(MHA_ARGS, args))
+    call.update(kwargs)
+    if module.bias_v is not None or module.add_zero_attn:
+        raise CaptureError("replacing the weights of an nn.MultiheadAttention with bias_v or "
+                           "add_zero_attn is not supported")
+    value, e, h = call["value"], module.embed_dim, module.num_heads
+    batched = value.dim() == 3
+    v = value if batched else value.unsqueeze(1 if not module.batch_first else 0)
+    if module.batch_first:
+        v = v.transpose(0, 1)  # (S, N, vdim)
+    w_v = module.in_proj_weight[2 * e:] if module._qkv_same_embed_dim else module.v_proj_weight
+    b_v = None if module.in_proj_bias is None else module.in_proj_bias[2 * e:]
+    vp = F.linear(v, w_v, b_v)  # (S, N, E)
+    s_len, n = vp.shape[:2]
+    vp = vp.reshape(s_len, n * h, e // h).transpose(0, 1)  # (N*heads, S, head_dim)
+    ln = weights.shape[-2]
+    o = torch.bmm(weights.reshape(n * h, ln, s_len).to(vp.dtype), vp)
+    o = module.out_proj(o.transpose(0, 1).reshape(ln, n, e))  # (L, N, E)
+    if module.batch_first:
+        o = o.transpose(0, 1)
+    if not batched:
+        o = o.squeeze(0 if module.batch_first else 1)
+    old = output[1] if isinstance(output, tuple) else None
+    new_w = None
+    if old is not None:
+        new_w = weights.mean(1) if call.get("average_attn_weights", True) else weights
+        new_w = new_w if batched else new_w.squeeze(0)
+    return o, new_w
 
 
 # ------------------------------------------------------------------------------ multi-head

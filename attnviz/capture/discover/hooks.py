@@ -6,6 +6,8 @@ Per site, only what reads its tensor from the call that made it:
   pushes a ``TorchFunctionMode`` onto the running thread's mode stack and its forward hook pops
   it; the mode hands the ``index``-th sigmoid/softmax result to the recorder;
 - "declared" sites: a forward hook on the declared module (its output is the map);
+- "mha" sites: a forward hook on the ``nn.MultiheadAttention`` that asks it for its per-head
+  weights beside the call (its own output is left as computed);
 - sites that need the attention module's input grid (affinities, flattened spatial maps,
   declared maps) add a pre-hook on that module that notes its input shape for this thread.
 Every hook acts only in the context that opened the capture (a ``ContextVar``), so concurrent
@@ -26,7 +28,7 @@ from torch.overrides import TorchFunctionMode
 from ... import kinds as _kinds
 from ..hooks import Hooks
 from .discovery import Site, read_for_site
-from .forms import SDPA, candidate, sdpa_weights, sdpa_with
+from .forms import SDPA, candidate, mha_weights, mha_with, sdpa_weights, sdpa_with
 from .read import canonical, raw_layout
 
 _ACTIVE: contextvars.ContextVar[tuple] = contextvars.ContextVar("attnviz_found_active",
@@ -90,7 +92,7 @@ class SiteHooks(Hooks):
     def hit(self, site: Site, raw):
         if not isinstance(raw, torch.Tensor):
             return None
-        ref = self._shapes().get(site.geometry or site.layer)
+        ref = self._shapes().get(site.layer if site.geometry is None else site.geometry)
         recipe = read_for_site(site, raw, ref) if site.form == "declared" else site.recipe
         hw = None if ref is None or len(ref) < 4 else (
             tuple(ref[-3:-1]) if site.layout == "nhwc" else tuple(ref[-2:]))
@@ -107,6 +109,21 @@ class SiteHooks(Hooks):
                 return None
             return self.hit(site, output)
         return hook
+
+    def _mha_hook(self, site):
+        def hook(module, args, kwargs, output):
+            if not self._active():
+                return None
+            rep = self.hit(site, mha_weights(module, args, kwargs))
+            return None if rep is None else mha_with(module, rep, args, kwargs, output)
+        return hook
+
+    def note_input(self, layer: str, x: torch.Tensor) -> None:
+        """Note ``layer``'s input shape for this thread: a shape hook that :meth:`rebind`
+        registers while that module's own call is starting (the model, probed at a new size)
+        would miss that call."""
+        if self._active():
+            self._shapes()[layer] = tuple(x.shape)
 
     def _shape_hook(self, layer):
         def hook(module, args):
@@ -162,10 +179,12 @@ class SiteHooks(Hooks):
         for s in sites:
             if s.form == "call":
                 calls.setdefault(s.hook, {})[s.index] = s
+            elif s.form == "mha":
+                self.forward(get(s.hook), self._mha_hook(s), with_kwargs=True)
             else:
                 self.forward(get(s.hook), self._output_hook(s))
             if s.form == "declared" or s.recipe[0] in ("grid", "affinity", "affinity4", "heads"):
-                grids.add(s.geometry or s.layer)
+                grids.add(s.layer if s.geometry is None else s.geometry)
         for layer in grids:
             self.forward_pre(get(layer), self._shape_hook(layer))
         for path, by_index in calls.items():

@@ -12,8 +12,8 @@ from torch.overrides import TorchFunctionMode
 from ... import kinds as _kinds
 from ...models.layers.tap import Tap
 from ..hooks import Hooks
-from .forms import (AS_SIGMOID, AS_SOFTMAX, CLAMPS, DIVS, RESHAPED, SDPA, candidate,
-                    refusal, sdpa_weights, softmax_dim)
+from .forms import (AS_SIGMOID, AS_SOFTMAX, CLAMPS, DIVS, MHA, RESHAPED, SDPA, candidate,
+                    mha_call_weights, refusal, sdpa_weights, softmax_dim)
 from .sites import (ADAPTERS, CONTAINERS, MULS, PROBE_BATCH, Discovery, Site, block_name,
                     join_path)
 from .read import read_sigmoid, read_softmax
@@ -38,6 +38,8 @@ def _call_label(func, name, dim) -> str:
     mod = getattr(func, "__module__", None) or ""
     if name == SDPA:
         return "F.scaled_dot_product_attention (weights from its q, k, mask)"
+    if name == MHA:
+        return "nn.MultiheadAttention (its per-head need_weights answer)"
     if name in DIVS:
         return "division by N (w /= w.shape[-1])"
     if q.startswith("TensorBase.") or q.startswith("Tensor."):
@@ -104,7 +106,8 @@ class Probe:
         if family is not None and self.stack:
             c = _Call()
             c.func, c.name, c.inp, c.raw = func, family, tensors[0], out
-            c.out = sdpa_weights(args, kwargs) if family == SDPA else out
+            c.out = sdpa_weights(args, kwargs) if family == SDPA else \
+                mha_call_weights(func, args, kwargs) if family == MHA else out
             c.dim = softmax_dim(family, args, kwargs, tensors[0])
             c.stack = tuple(self.stack)
             c.ords = tuple(e.count for e in self.stack)
@@ -266,6 +269,8 @@ class Probe:
             form, hook_i, start = "call", n - 2, n - 2
         else:
             form, hook_i, start = "call", n - 1, n - 1
+        if c.name == MHA:  # hooked as a module (see forms): the call's own stack entry
+            form = "mha"
         found = self._ref(stack, start)
         ref = stack[found[0]] if found else None
         label = f"nn.{type(inner.module).__name__}" if form == "module" and \
@@ -290,7 +295,7 @@ class Probe:
         hw = tuple(inp[-2:])
         if c.name in AS_SOFTMAX:
             d = c.dim % len(shape)
-            projected = c.name not in DIVS and c.projected
+            projected = c.name not in DIVS and c.name != MHA and c.projected
             why = refusal(shape, d, self.batch, hw, projected) if projected else None
             if why is None:
                 def const(t=c.out):  # one value over the trailing grid axes
@@ -315,7 +320,7 @@ class Probe:
                                         f"{list(inp)}")
         kind, recipe = reading
         hook = stack[hook_i].path
-        index = 0 if form == "module" else c.ords[hook_i]
+        index = 0 if form in ("module", "mha") else c.ords[hook_i]
         if _kinds.get(kind).queried:  # a softmax over keys belongs to the module computing it
             owner = next((stack[i] for i in range(start, -1, -1)
                           if not isinstance(stack[i].module, CONTAINERS)), ref)
@@ -327,6 +332,8 @@ class Probe:
             ("" if hook == layer else hook)
         if form == "module":
             tail = rel.replace(".", ":") or c.name
+        elif form == "mha":
+            tail = join_path(rel.replace(".", ":"), "attn_weights")
         else:
             tail = f"{c.name}#{index}"
             if rel:

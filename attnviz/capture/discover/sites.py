@@ -37,7 +37,8 @@ class Site:
     module's dotted path; kind; block: a known block name or the module's class name; call: what
     produced the tensor ("nn.Sigmoid", "torch.sigmoid", "F.softmax(dim=-1)", "declared", ...);
     hook: the module hooked at capture time; form: "module" (a hook on a sigmoid/softmax child),
-    "call" (the ``index``-th sigmoid/softmax call while ``hook`` runs) or "declared" (``hook``'s
+    "call" (the ``index``-th sigmoid/softmax call while ``hook`` runs), "mha" (``hook`` is an
+    ``nn.MultiheadAttention``, asked for its per-head weights) or "declared" (``hook``'s
     output); recipe: how the raw tensor is viewed in canonical shape; shape: the raw shape in the
     probe.
     """
