@@ -153,8 +153,15 @@ def test_maps_scores_and_rescale(client, example_paths):
     import re
     aucs = [re.fullmatch(r"(\d\.\d{3}) \(random (\d\.\d{3})\)", str(v))
             for (s, m, v, _), k in zip(rows, kinds) if k.endswith("AUC")]
-    assert len(aucs) == 2 and all(a and 0 <= float(a[1]) <= 1 and 0 <= float(a[2]) <= 1
+    assert len(aucs) == 4 and all(a and 0 <= float(a[1]) <= 1 and 0 <= float(a[2]) <= 1
                                   for a in aucs), aucs
+    # the example's mask is known: each AUC also for the oracle (the map the mask implies),
+    # which removes the object first, so its deletion AUC sits below its random reference's
+    oracle = [(k, m, v) for (s, m, v, _), k in zip(rows, kinds)
+              if k.endswith("AUC") and m.startswith("oracle")]
+    assert [k for k, _, _ in oracle] == ["deletion AUC", "insertion AUC"], rows
+    d = re.fullmatch(r"(\d\.\d{3}) \(random (\d\.\d{3})\)", str(oracle[0][2]))
+    assert float(d[1]) < float(d[2]), oracle
     assert any("ROAD" in meaning for s, m, v, meaning in rows if s == "deletion AUC")
     assert {str(v) for (s, m, v, _), k in zip(rows, kinds) if k == "pointing game"} <= \
         {"hit", "miss"}

@@ -36,6 +36,7 @@ from ..scores.metrics import rank_correlation
 from ..models.info import describe
 from ..models.info import defaults_note, info_of
 from .. import scores as metrics
+from ..scores.faithfulness import oracle_map
 
 
 @dataclass
@@ -432,6 +433,9 @@ def _denormalise(x: torch.Tensor, pre: Preprocess) -> np.ndarray:
     return img.permute(1, 2, 0).contiguous().numpy()
 
 
+ORACLE = "oracle (mask)"  # the mask's own map, scored beside the attributions
+
+
 def score_analysis(model, analysis: Analysis, mask=None, faithfulness: bool = True,
                    attributions=None, reference: str | None = None, steps: int = 32,
                    batch_size: int = 33, removal: str | None = None, seed: int = 0) -> dict:
@@ -443,13 +447,17 @@ def score_analysis(model, analysis: Analysis, mask=None, faithfulness: bool = Tr
     ``deletion_auc`` / ``insertion_auc`` {attribution: AUC} for ``attributions`` (default:
     every attribution of the analysis; ``steps``, ``batch_size``, ``removal``, ``seed`` for the
     curves) beside ``random_deletion_auc`` / ``random_insertion_auc`` (a seeded random map of
-    the attribution's grid), ``removal`` and the full rows in ``faithfulness``; and
+    the attribution's grid), ``removal`` and the full rows in ``faithfulness``; with a ``mask``
+    too, ``oracle``: the same row for the map the mask implies
+    (:func:`attnviz.scores.faithfulness.oracle_map`), the score a map that knew the object would
+    get; and
     ``rank_correlation`` {attention map label: Spearman with the ``reference`` attribution
     (default: the first one)}, named in ``rank_correlation_with``. Forward passes take the
     model's lock themselves.
     """
     a = analysis
     out = {}
+    m = None
     if mask is not None:
         m = _load_mask(mask, a.image.shape[:2])
         if not m.any():
@@ -477,10 +485,16 @@ def score_analysis(model, analysis: Analysis, mask=None, faithfulness: bool = Tr
         # each AUC beside the same AUC for a seeded random map of the method's grid
         grid_maps = {k: to_map(a.attributions[k].raw, k, grid) for k in names}
         grids = {k: tuple(a.attributions[k].raw.shape[-2:]) for k in names}
+        if m is not None:  # scored in the same batched curves, on the per-pixel grid
+            on_input = a.preprocess.to_input(m.astype(np.float32)).numpy() >= 0.5
+            if on_input.any():
+                grid_maps[ORACLE] = oracle_map(on_input)
         curve_opts = dict(steps=steps, batch_size=batch_size, seed=seed)
         if removal is not None:
             curve_opts["removal"] = removal
         faith = metrics.faithfulness(model, (x, grid), grid_maps, grids, a.target, **curve_opts)
+        if ORACLE in faith:
+            out["oracle"] = dict(faith.pop(ORACLE))
         out["deletion_auc"] = {k: f.deletion for k, f in faith.items()}
         out["insertion_auc"] = {k: f.insertion for k, f in faith.items()}
         out["random_deletion_auc"] = {k: f.random_deletion for k, f in faith.items()}

@@ -25,7 +25,8 @@ MEANINGS = {
                     "replaced by ROAD's noisy linear imputation (the weighted mean of its "
                     "neighbours plus a little noise, so no silhouette is left); lower means the "
                     "map found what the prediction rests on; in brackets the same score for a "
-                    "seeded random map of the same grid",
+                    "seeded random map of the same grid; when the object's mask is known, the "
+                    "oracle row removes the object first (the score a map that knew it gets)",
     "insertion AUC": "class probability as the most attributed pixels are restored first, the "
                      "rest imputed from them (ROAD); higher is better; in brackets a seeded "
                      "random map's score",
@@ -33,6 +34,7 @@ MEANINGS = {
                         "1 = same pixel ranking, 0 = unrelated, -1 = opposite",
 }
 SCORE_HEADERS = ["score", "map", "value", "what it means"]
+ORACLE_NAME = "oracle: the object's mask"  # its deletion / insertion rows, when a mask is known
 NOT_COMPUTED = "not computed"
 _HOW = (" — press “Deletion / insertion” to compute it (slow for a full-size model on a CPU)")
 # the columns' share of the table's width (the value column holds "hit", "0.873" or a hint)
@@ -63,12 +65,16 @@ def _scores(sess: Session, faithfulness: bool) -> dict:
             rows.append(["energy in object", n, round(float(s["energy"][key]), 3)])
     if faithfulness:
         f = s["faithfulness"][method]
+        o = s.get("oracle")  # the map a mask implies: what a map that knew the object scores
         # each score beside the same score for a seeded random map of the method's grid
-        rows.append(["deletion AUC", mname, metrics.with_reference(f["deletion"],
-                                                                   f["random_deletion"])])
-        rows.append(["insertion AUC", mname, metrics.with_reference(f["insertion"],
-                                                                    f["random_insertion"])])
+        for key, label in (("deletion", "deletion AUC"), ("insertion", "insertion AUC")):
+            rows.append([label, mname, metrics.with_reference(f[key], f[f"random_{key}"])])
+            if o is not None:
+                rows.append([label, ORACLE_NAME,
+                             metrics.with_reference(o[key], o[f"random_{key}"])])
         out["faithfulness_scores"] = {method: dict(f, steps=SCORE_STEPS)}
+        if o is not None:
+            out["faithfulness_scores"]["oracle"] = dict(o, steps=SCORE_STEPS)
     else:
         for k in ("deletion AUC", "insertion AUC"):
             rows.append([k, mname, NOT_COMPUTED])
