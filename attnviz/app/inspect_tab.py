@@ -1,8 +1,9 @@
 """Inspect: one image, one model. Prediction, headline overlays, a tab per attention kind with a
 gallery and a Plotly figure, the affinity explorer (click the image), scores. The values come
 from :mod:`~attnviz.app.analysis`, :mod:`~attnviz.app.inspect_views` and
-:mod:`~attnviz.app.scores_view`; this module lays the tab out and wires its events, every
-handler returning its outputs by name (:class:`~attnviz.app.components.Outputs`).
+:mod:`~attnviz.app.scores_view`; the handlers are in :mod:`~attnviz.app.inspect_handlers`; this
+module lays the tab out and wires its events, every handler returning its outputs by name
+(:class:`~attnviz.app.components.Outputs`).
 
 API events (api_name): ``inspect`` (analysis + headline + every overlay + JSON summary),
 ``maps`` (the kind tabs), ``attribute`` (a slow attribution, in the heavy queue), ``scores``,
@@ -19,27 +20,24 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import gradio as gr
-import numpy as np
 
 from .. import kinds as K
-from ..errors import AttnvizError
-from ..capture.maps import has_spatial
 from . import limits
 from . import views as V
 from .analysis import (add_attribution, analyse, count, request_key,  # noqa: F401 - re-exported
                        shown_method, single_flight, summary)
 from .capacity import analyses_at_once
 from .components import InputImage, Outputs
-from .errors import bad_request, to_gr_error, user_errors
 from .examples import ensure_examples
-from .framing import entry_badge_md
 from . import inspect_views as IV
-from .inspect_views import (HEADLINE_OUTPUTS, affinity_gallery, all_maps, cleared, headline,
-                            inspect_values, kind_views, of_kinds, record_figure)
-from .scores_view import SCORE_HEADERS, SCORE_WIDTHS, scores_table, update_scores
-from .catalogue import default_model, find_entry, model_choices
-from .model_cache import MODELS
-from .sessions import SESSIONS, Session, exclusive, free_session, request_session, use
+from .inspect_views import HEADLINE_OUTPUTS
+from .inspect_handlers import (  # noqa: F401 - the handlers, also reachable from here
+    choices_for, figure_for_kind, inspect_outputs, pick_class, pick_query, rescale,
+    run_affinity, run_attribute, run_inspect, run_inspect_auto, run_inspect_ui, run_maps,
+    run_maps_once, run_scores, run_scores_full, selected_badge, superseded)
+from .scores_view import SCORE_HEADERS, SCORE_WIDTHS
+from .catalogue import default_model, model_choices
+from .sessions import free_session
 
 # analysis requests at once (4 per core; one batched pass per model, see .capacity)
 ANALYSES = analyses_at_once()
@@ -58,290 +56,6 @@ SHOW_AFFINITY = ("() => { const g = document.getElementById('av-gal-affinity'); 
                  "if (t) t.scrollIntoView({block: 'nearest'}); }")
 UNMARK_STALE = ("() => { const r = document.getElementById('av-right'); "
                 "if (r) r.classList.remove('av-stale'); }")
-
-
-# ------------------------------------------------------------------------------ handlers
-def inspect_outputs(sess, scale: str) -> dict:
-    """The analysis step's values for a session (named as INSPECT_OUTPUTS)."""
-    return inspect_values(sess, scale)
-
-
-def run_inspect(image, model_name, method, scale="per map", target=None, layer=None,
-                mask=None, box=None) -> dict:
-    """``/inspect``: analyse the image; errors are raised as clear ``gr.Error`` messages.
-    Optional: ``target`` (a class index or name; blank: the prediction), ``layer`` (the CAM
-    methods' layer path; blank: the model's default), ``mask`` (an uploaded PNG the size of the
-    image, white = object: every localisation score uses it), ``box`` ("x0, y0, x1, y1" in image
-    pixels: the object's box, when there is no mask)."""
-    with user_errors("analysing the image"):
-        return inspect_values(analyse(image, model_name, method, target, layer, mask, box),
-                              scale)
-
-
-def _pending_scores():
-    import pandas as pd
-    return pd.DataFrame([["…", "computing the scores of this analysis", "", ""]],
-                        columns=SCORE_HEADERS)
-
-
-def _status(sess) -> str:
-    a = sess.analysis
-    ms = a.timings.get("total_ms")
-    took = f" · {ms / 1000:.2f} s" if ms is not None else ""
-    mask = {"uploaded": " · scored against your mask",
-            "box": " · scored against your box"}.get(sess.mask_source, "")
-    return (f"<span class='av-ok'>{sess.model_name} on {sess.image_name}{took}{mask}</span>")
-
-
-def _failed(e: Exception) -> dict:
-    """Every output emptied and one message saying what was wrong."""
-    err = to_gr_error(e, "analysing the image")
-    title = getattr(err, "title", None) or "Cannot analyse"
-    msg = f"<div class='av-error'><b>{title}.</b> {err.message}</div>"
-    return {**cleared(), "status": msg}
-
-
-def run_inspect_ui(image, model_name, method, scale, target=None, layer=None,
-                   mask=None, box=None):
-    """The browser's analysis, in steps (a generator of ``{name: value}``): the prediction and
-    headline maps, then the gallery of every map. Like ``/inspect``, but a failure empties the
-    outputs and says why once (no error on every output)."""
-    try:
-        sess = analyse(image, model_name, method, target, layer, mask, box)
-        first = {**inspect_values(sess, scale, gallery=False), "scores": _pending_scores(),
-                 "status": _status(sess)}
-    except Exception as e:  # noqa: BLE001 - every failure is answered in the status line
-        yield _failed(e)
-        return
-    # progressive: the prediction and headline maps first, then the gallery of every map
-    yield first
-    try:
-        yield {"gal_all": all_maps(sess, scale)}
-    except Exception as e:  # noqa: BLE001
-        yield {"status": _failed(e)["status"]}
-
-
-def selected_badge(model_name):
-    """The catalogue's badge for the model just selected (nothing is built)."""
-    try:
-        return entry_badge_md(find_entry(model_name))
-    except AttnvizError:
-        return gr.skip()
-
-
-def _already_shown(sess, image, model_name, method, *options) -> bool:
-    """Whether ``sess`` already holds the analysis of (image, model, method, options)."""
-    if not isinstance(sess, Session) or sess.dropped:
-        return False
-    try:
-        method = V.check_method(method)
-    except AttnvizError:
-        return False
-    return sess.request == request_key(image, model_name, method, *options)
-
-
-def run_inspect_auto(image, model_name, method, scale, target=None, layer=None,
-                     mask=None, box=None, sess=None):
-    """A new image, model or method re-runs the analysis when it is fast (lite models); for a
-    full-size model the previous results are cleared and Analyse runs it. An event that asks
-    for the analysis already shown (an upload fires ``change`` more than once: the image
-    cleared, then the file, then its URL) changes nothing."""
-    if image is None:
-        yield {}
-        return
-    try:
-        entry = find_entry(model_name)
-    except AttnvizError as e:
-        yield _failed(e)
-        return
-    # the analysis this page already shows or that its previous event just made (an upload
-    # fires change more than once: the image cleared, then the file, then its URL)
-    sid = request_session()
-    options = (target, layer, mask, box)
-    if any(_already_shown(s, image, entry.name, method, *options)
-           for s in (sess, SESSIONS.latest(sid))):
-        yield {}
-        return
-    if not entry.is_lite:
-        # the badge follows the selection at once (from the catalogue: nothing is built)
-        yield {**cleared(), "badge": entry_badge_md(entry),
-               "status": f"<span class='av-hint'><b>{entry.name}</b> is a "
-                         "full-size model: press <b>Analyse</b> to run it.</span>"}
-        return
-    # the same request from the same page while it runs (an upload's repeated change events):
-    # it runs once, the repeat waits for it and changes nothing
-    with single_flight((sid, str(image), entry.name, str(method), *map(str, options))) as first:
-        if not first or _already_shown(SESSIONS.latest(sid), image, entry.name, method, *options):
-            yield {}
-            return
-        yield from run_inspect_ui(image, model_name, method, scale, target, layer, mask, box)
-
-
-def rescale(sess, scale) -> dict:
-    use(sess)  # this session's analysis was just used (sessions' LRU)
-    if sess is None:
-        return {}
-    with user_errors("redrawing the maps"):
-        return headline(sess, scale)
-
-
-def superseded(sess) -> bool:
-    """True when this page has a newer analysis than ``sess``: a chained step (kind tabs, a
-    slow attribution, scores) of an earlier analysis that ends after a new one began must not
-    draw over it, nor write its old session back into the page's state."""
-    if not isinstance(sess, Session) or sess.owner is None:
-        return False
-    latest = SESSIONS.latest(sess.owner)  # the page's newest analysis (sessions.add sets owner)
-    return latest is not None and latest is not sess
-
-
-def run_maps(sess, scale, selected="all") -> dict:
-    """``/maps``: every kind tab for the session's analysis."""
-    use(sess)  # this session's analysis was just used (sessions' LRU)
-    if sess is None or superseded(sess):
-        return {}
-    count("maps")
-    with user_errors("drawing the attention maps"):
-        out = kind_views(sess, scale, selected)
-        sess.drawn = (scale, selected)
-        return out
-
-
-def run_maps_once(sess, scale, selected="all") -> dict:
-    """The browser's kind tabs after an analysis: drawn unless already drawn for this analysis
-    with this scale and selection (a repeated event changes nothing)."""
-    if isinstance(sess, Session) and not sess.dropped:
-        if sess.drawn == (scale, selected):
-            return {}
-        sess.drawn = (scale, selected)  # claimed now: a repeated chain that starts meanwhile skips
-    return run_maps(sess, scale, selected)
-
-
-def figure_for_kind(kind: str):
-    """Gallery click -> that map's Plotly figure."""
-    kinds = (kind,)
-    def pick(sess, scale, evt: gr.SelectData):
-        use(sess)  # this session's analysis was just used (sessions' LRU)
-        if sess is None or evt is None:
-            return gr.skip()
-        recs = [r for r in of_kinds(sess.analysis.maps, kinds) if has_spatial(r)]
-        i = evt.index if isinstance(evt.index, int) else 0
-        if not 0 <= i < len(recs):
-            return gr.skip()
-        with user_errors("drawing the figure"):
-            return record_figure(recs[i], sess, scale)
-    return pick
-
-
-def choices_for(model_name):
-    """The target and layer choices of ``model_name`` ("index: name" for every class, searchable;
-    the convolutional stages by path), both cleared."""
-    from ..attribution.choice import cam_layers, class_choices
-    try:
-        model = MODELS.get(model_name).model
-    except AttnvizError:
-        return gr.update(choices=[], value=None), gr.update(choices=[], value=None)
-    return (gr.update(choices=class_choices(model), value=None),
-            gr.update(choices=cam_layers(model), value=None))
-
-
-def pick_class(sess, evt: gr.SelectData):
-    """A click on a class of the top 5 -> explain that class."""
-    if sess is None or evt is None or not isinstance(evt.value, str):
-        return gr.skip()
-    names = sess.analysis.classes or []
-    if evt.value in names:
-        return f"{names.index(evt.value)}: {evt.value}"
-    return evt.value
-
-
-def pick_query(evt: gr.SelectData):
-    """Image click -> (x, y) in image pixels."""
-    try:
-        x, y = evt.index[:2]
-        return float(x), float(y)
-    except (TypeError, ValueError):
-        return gr.skip(), gr.skip()
-
-
-def run_affinity(sess, x, y, scale, head=None) -> dict:
-    """The affinity rows of the query at image pixel (x, y): every affinity overlay with the query
-    marked, and the explorer figure of the deepest affinity map. ``head``: the head selector's
-    choice for multi-head maps ("mean over heads", "rollout across layers", "head 2")."""
-    if superseded(sess):  # the page's state still holds an earlier analysis: query the new one
-        sess = SESSIONS.latest(sess.owner)
-    use(sess)  # this session's analysis was just used (sessions' LRU)
-    with user_errors("computing the affinity of the query"):
-        if sess is None:
-            raise bad_request("Run an analysis first (Analyse, or /inspect), then choose a query "
-                              "point.", "No analysis yet")
-        h, w = sess.analysis.image.shape[:2]
-        try:
-            x, y = float(x), float(y)
-        except OverflowError:  # an integer beyond any float (10**400)
-            raise bad_request(f"The query point lies outside the image ({w} x {h} pixels): "
-                              "a coordinate is too large.", "Query outside the image") from None
-        except (TypeError, ValueError):
-            raise bad_request(f"The query point must be two numbers (x, y) in image pixels, not "
-                              f"{limits.echo(x)}, {limits.echo(y)}.") from None
-        if not (0 <= x < w and 0 <= y < h) or not np.isfinite([x, y]).all():
-            raise bad_request(f"The query ({x:.6g}, {y:.6g}) lies outside the image ({w} x {h} "
-                              "pixels).", "Query outside the image")
-        recs = V.queried_records(sess.analysis.maps)
-        sess.query = (x, y)
-        if head is not None:
-            if head not in V.head_choices(sess.analysis.maps):
-                raise bad_request(f"{head!r} is not a head of {sess.model_name}'s attention; "
-                                  f"choose from {V.head_choices(sess.analysis.maps)}.")
-            sess.head = head
-        if not recs:  # an error, not a warning: API clients are told why too
-            raise bad_request(f"{sess.model_name} has no position-affinity module, so there is "
-                              "no affinity to query; lite_nonlocal, lite_danet and lite_sagan "
-                              "have one.", "No affinity map")
-        return {"gal_affinity": affinity_gallery(sess, scale),
-                "plot_affinity": record_figure(recs[-1], sess, scale), "state": sess}
-
-
-def run_scores(sess, full: bool = False) -> dict:
-    """Pointing game (mask known), deletion / insertion AUC, attention-vs-attribution
-    correlation, for the last analysis; computed once per analysis. Deletion / insertion run
-    at once for lite models or on a GPU; for a full-size model on a CPU on request (``full``)."""
-    use(sess)  # this session's analysis was just used (sessions' LRU)
-    if sess is None:
-        if full:
-            raise bad_request("Run an analysis first.", "No analysis yet")
-        return {}
-    if superseded(sess):
-        return {}
-    with user_errors("scoring the maps"), exclusive(sess):  # once per analysis
-        update_scores(sess, full)
-        return {"scores": scores_table(sess), "state": sess}
-
-
-def run_scores_full(sess) -> dict:
-    """All scores including deletion / insertion AUC, whatever the model's size."""
-    return run_scores(sess, full=True)
-
-
-def run_attribute(sess, scale, target=None, layer=None) -> dict:
-    """Compute a slow attribution (IG, SmoothGrad, Occlusion, GradientSHAP, Score-CAM,
-    Ablation-CAM) for the last analysis in the heavy queue, then redraw the headline. ``target``
-    and ``layer`` (optional) are the analysis's own: another class or layer needs a new
-    analysis (``/inspect`` with them), whose scores and headline follow it."""
-    use(sess)  # this session's analysis was just used (sessions' LRU)
-    if sess is None or superseded(sess) or sess.method in sess.analysis.attributions:
-        return {}
-    with user_errors(f"computing {V.method_name(sess.method)}"):
-        from ..attribution.choice import resolve_cam_layer, resolve_target
-        model = MODELS.get(sess.model_name).model
-        t, lay = resolve_target(model, target), resolve_cam_layer(model, layer)
-        if (t is not None and t != sess.analysis.target) or (lay is not None and
-                                                              lay != sess.layer):
-            raise bad_request(f"This analysis explains class {sess.analysis.target} at layer "
-                              f"{sess.layer or 'default'}; run /inspect with target={target!r}"
-                              f" and layer={layer!r} to explain those.", "Analyse again")
-        add_attribution(sess)
-        return {**headline(sess, scale), "state": sess}
 
 
 # ------------------------------------------------------------------------------ layout
