@@ -2,8 +2,10 @@
 
 * :mod:`.overlay`: OpenCV colormap overlays at the image's resolution, colour bars with their
   scale, query markers, ``fit`` for display and ``to_png_bytes``.
-* :mod:`.figures`: Plotly figures per kind (heatmaps, gate bars, kernel selection, group grid,
-  affinity explorer, channel affinity) and generic bar / line charts, each under 1 MB of JSON.
+* :mod:`.figures`: the Plotly figure of any record, dispatched on its kind, each under 1 MB of
+  JSON, and shared colour scales; the builders live in :mod:`.kind_figures` (heatmaps, gate bars,
+  kernel selection, group grid, affinity explorer, channel affinity), :mod:`.charts` (bar / line
+  charts) and :mod:`.figure_style` (what every figure shares).
 * :mod:`.scale`: value ranges per map or shared across maps and models.
 * :mod:`.static`: PNG pictures of Plotly figures with matplotlib (no kaleido needed).
 """
