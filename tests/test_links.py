@@ -11,6 +11,8 @@ from attnviz.scores.links import (
     link_evaluation,
     link_scores,
     oracle_rows,
+    pair_scores,
+    partner_points,
     pooled_over_seeds,
     public,
     query_rows,
@@ -59,6 +61,62 @@ def test_link_scores_hand_computed():
         link_scores(rows, partner[:, :3], distractor, own)
 
 
+def test_pair_scores_hand_computed():
+    # key cells: query square, partner square, distractor, background
+    cov = {"own": np.array([[1, 0, 0, 0.]]), "partner": np.array([[0, 1, 0, 0.]]),
+           "distractor": np.array([[0, 0, 1, 0.]])}
+    forward = np.array([[0.2, 0.7, 0.05, 0.05]])  # the query reads its partner
+    reverse = np.array([[0.1, 0.6, 0.1, 0.2]])  # the partner reads itself, then background
+    s = pair_scores(forward, reverse, cov)
+    assert s["pointing"][0] == 1 and s["pointing_reverse"][0] == 0
+    assert s["pointing_either"][0] == 1 and s["pointing_both"][0] == 0
+    assert s["partner_reverse"][0] == pytest.approx(0.1)  # the reverse partner is the query
+    assert s["partner_pair"][0] == pytest.approx((0.7 + 0.1) / 2)
+    assert s["distractor_pair"][0] == pytest.approx((0.05 + 0.1) / 2)
+    s = pair_scores(reverse[:, [1, 0, 2, 3]], forward[:, [1, 0, 2, 3]], cov)  # roles swapped
+    assert s["pointing"][0] == 0 and s["pointing_either"][0] == 1
+    s = pair_scores(np.array([[0.9, 0, 0.1, 0]]), np.array([[0, 0.9, 0.1, 0]]), cov)  # no link
+    assert s["pointing_either"][0] == 0 and s["distractor_pair"][0] == pytest.approx(0.1)
+
+
+def test_partner_points_are_the_square_centres():
+    m = np.zeros((2, 20, 20), bool)
+    m[0, 2:6, 10:14] = True  # pixels 2..5: centre 4.0 in the points' convention (pixel edges)
+    m[1, 11:20, 0:3] = True
+    np.testing.assert_allclose(partner_points(m), [[4, 12], [15.5, 1.5]])
+    d = make_relational(20, seed=SEEDS[0], size=96)
+    np.testing.assert_allclose(partner_points(d.query_masks), d.query_points, atol=0.75)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_pair_figures_tell_a_one_way_link_from_none(seed):
+    """A hand-made one-way affinity (the square of the lower palette index reads the other, the
+    other reads itself; ties: the query reads) scores about 0.5 on single-query pointing but 1 on
+    either-way pointing and 0 on both-ways; the oracle scores 1 everywhere; random stays low."""
+    d = make_relational(120, seed=seed, size=96)
+    grid = (12, 12)
+    cov = {k: region_cover(getattr(d, f), grid) for k, f in
+           (("partner", "partner_masks"), ("distractor", "distractor_masks"),
+            ("own", "query_masks"))}
+    q_reads = d.region_colours[:, 0] <= d.region_colours[:, 1]
+    # where the query reads, the partner reads itself; elsewhere the query reads itself and the
+    # partner reads the query: both rows put all their mass on one square
+    on = np.where(q_reads[:, None], cov["partner"], cov["own"])
+    s = pair_scores(oracle_rows(on), oracle_rows(on), cov)
+    np.testing.assert_array_equal(s["pointing"], q_reads.astype(float))
+    # a row wholly on its own region is zero outside it: its maximum there (the first cell) misses
+    assert abs(np.nanmean(s["pointing_reverse"]) - np.mean(~q_reads)) < 0.05
+    assert 0.3 < np.mean(q_reads) < 0.9
+    assert (s["pointing_either"] == 1).all() and np.nanmean(s["pointing_both"]) < 0.05
+    o = pair_scores(oracle_rows(cov["partner"]), oracle_rows(cov["own"]), cov)
+    assert (o["pointing_either"] == 1).all() and (o["pointing_both"] == 1).all()
+    assert np.allclose(o["partner_pair"], 1)
+    k = grid[0] * grid[1]
+    r = pair_scores(random_rows(120, k, seed), random_rows(120, k, seed + 1), cov)
+    assert np.nanmean(r["pointing_either"]) < 0.35 and np.nanmean(r["pointing_both"]) < 0.1
+    assert np.nanmean(r["pointing_either"]) >= np.nanmean(r["pointing"])
+
+
 def test_mean_interval_hand_computed():
     r = mean_interval([1, 2, 3, np.nan])
     assert r["mean"] == 2 and r["n"] == 3
@@ -92,6 +150,10 @@ def test_link_evaluation_on_a_real_model_and_pooling():
     layer = results[0]["layers"]["layer3.1"]
     assert layer["block"] == "nonlocal" and layer["key_hw"] == [6, 6]
     assert layer["oracle"]["pointing"]["mean"] == 1.0
+    assert layer["oracle"]["pointing_both"]["mean"] == 1.0
+    m = layer["model"]
+    assert m["pointing"]["mean"] <= m["pointing_either"]["mean"]
+    assert m["pointing_both"]["mean"] <= m["pointing"]["mean"]
     assert layer["model"]["pointing"]["n"] == 40
     pooled = pooled_over_seeds(results)
     assert pooled["n"] == 80 and pooled["layers"]["layer3.1"]["model"]["pointing"]["n"] == 80

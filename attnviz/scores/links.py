@@ -12,6 +12,16 @@ masks at image resolution:
 - **link pointing**: the row's maximum over the cells outside the query's own region falls on a
   partner cell.
 
+The relation is symmetric (two squares of the same colour or not) and which square is the query is
+drawn at random, so every image is also scored the other way round: a query at the partner's
+centre, whose partner is then the query square (``*_reverse``). Per image, ``pointing_either`` is 1
+when at least one of the two queries points at the other square (the two regions are linked in
+some direction) and ``pointing_both`` when both do; ``partner_pair`` / ``distractor_pair`` are the
+two directions' mass shares averaged. ``pointing`` (one query on the query square) is the issue's
+figure; the pair figures tell a one-way link (a model whose red square reads the other square while
+a blue one reads itself: the trained SAGAN) from no link. Every definition is applied unchanged to
+the model, the random baseline and the oracle.
+
 Every score is computed the same way for two references on the same masks and grid: a
 **random** affinity (softmax of unit Gaussian logits, seeded) and the **oracle** (the partner's
 cover, normalised), so a number reads against its floor and its ceiling.
@@ -68,6 +78,31 @@ def link_scores(rows: np.ndarray, partner: np.ndarray, distractor: np.ndarray,
     return out
 
 
+def partner_points(partner_masks: np.ndarray) -> np.ndarray:
+    """(N, 2) (y, x) centre of each partner mask (its centroid): the reverse query's point."""
+    m = np.asarray(partner_masks, bool)
+    area = np.clip(m.sum((1, 2)), 1, None)
+    ys, xs = np.arange(m.shape[1]), np.arange(m.shape[2])
+    return np.stack([(m.sum(2) * ys).sum(1) / area, (m.sum(1) * xs).sum(1) / area], 1) + 0.5
+
+
+def pair_scores(forward: np.ndarray, reverse: np.ndarray, cov: dict) -> dict:
+    """:func:`link_scores` of the query's row (``forward``) and of the partner's row (``reverse``,
+    roles swapped), with the pair figures: ``pointing_either`` / ``pointing_both`` (at least one /
+    both queries point at the other square) and the two directions' masses averaged.
+    ``cov``: region covers {"partner", "distractor", "own"} (N, K)."""
+    f = link_scores(forward, cov["partner"], cov["distractor"], cov["own"])
+    r = link_scores(reverse, cov["own"], cov["distractor"], cov["partner"])
+    out = dict(f)
+    out["pointing_reverse"] = r["pointing"]
+    out["partner_reverse"] = r["partner"]
+    out["pointing_either"] = np.fmax(f["pointing"], r["pointing"])
+    out["pointing_both"] = np.fmin(f["pointing"], r["pointing"])
+    out["partner_pair"] = (f["partner"] + r["partner"]) / 2
+    out["distractor_pair"] = (f["distractor"] + r["distractor"]) / 2
+    return out
+
+
 def random_rows(n: int, k: int, seed: int = 0) -> np.ndarray:
     """The random-affinity baseline: softmax over ``k`` keys of unit Gaussian logits."""
     z = np.random.default_rng(seed).normal(size=(n, k))
@@ -87,6 +122,9 @@ def summarize(per_image: dict) -> dict:
     p, d = float(np.nanmean(per_image["partner"])), float(np.nanmean(per_image["distractor"]))
     # from the unrounded means: a distractor mass below 1e-4 still gives a (large) ratio
     out["partner_over_distractor"] = float(f"{p / d:.3g}") if d > 0 else None
+    if "partner_pair" in per_image:
+        p, d = (float(np.nanmean(per_image[k])) for k in ("partner_pair", "distractor_pair"))
+        out["pair_partner_over_distractor"] = float(f"{p / d:.3g}") if d > 0 else None
     return out
 
 
@@ -120,7 +158,8 @@ def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=N
     model.eval()
     n = len(data.labels)
     hw = data.images.shape[1:3]
-    rows, correct, t0 = {}, 0, time.time()
+    rows, rows_rev, correct, t0 = {}, {}, 0, time.time()
+    partner_yx = partner_points(data.partner_masks)
     meta = {}
     try:
         for i in range(0, n, batch_size):
@@ -132,6 +171,8 @@ def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=N
             for r in rec:
                 q = query_rows(data.query_points[sl], hw, r.meta["query_hw"])
                 rows.setdefault(r.layer, []).append(_gather(r, q))
+                q = query_rows(partner_yx[sl], hw, r.meta["query_hw"])
+                rows_rev.setdefault(r.layer, []).append(_gather(r, q))
                 meta[r.layer] = (r.block, tuple(r.meta["query_hw"]), tuple(r.meta["key_hw"]))
             if progress is not None:
                 progress(sl.stop, n)
@@ -147,11 +188,12 @@ def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=N
         cov = {name: region_cover(getattr(data, f), khw) for name, f in
                (("partner", "partner_masks"), ("distractor", "distractor_masks"),
                 ("own", "query_masks"))}
-        per = {"model": link_scores(a, cov["partner"], cov["distractor"], cov["own"]),
-               "random": link_scores(random_rows(n, a.shape[1], seed + k), cov["partner"],
-                                     cov["distractor"], cov["own"]),
-               "oracle": link_scores(oracle_rows(cov["partner"]), cov["partner"],
-                                     cov["distractor"], cov["own"])}
+        b = np.concatenate(rows_rev[layer])
+        kk = a.shape[1]
+        per = {"model": pair_scores(a, b, cov),
+               "random": pair_scores(random_rows(n, kk, seed + k),
+                                     random_rows(n, kk, seed + k + 7919), cov),
+               "oracle": pair_scores(oracle_rows(cov["partner"]), oracle_rows(cov["own"]), cov)}
         layers[layer] = {"block": block, "query_hw": list(qhw), "key_hw": list(khw),
                          **{ref: summarize(v) for ref, v in per.items()}, "_per_image": per}
     return {"n": n, "accuracy": round(correct / n, 4), "layers": layers,
@@ -170,8 +212,9 @@ def pooled_over_seeds(results: list[dict]) -> dict:
                    for k in first["_per_image"][ref]}
             s = summarize(per)
             s["per_seed"] = {k: mean_interval([r["layers"][layer][ref][k]["mean"]
-                                               for r in results]) for k in ("pointing", "partner",
-                                                                            "distractor")}
+                                               for r in results])
+                             for k in ("pointing", "partner", "distractor", "pointing_either",
+                                       "pointing_both", "partner_pair")}
             entry[ref] = s
         out["layers"][layer] = entry
     return out
@@ -239,6 +282,15 @@ def format_links(r: dict) -> str:
                          f"{s['distractor']['mean']:.3f} own {s['own']['mean']:.3f} background "
                          f"{s['background']['mean']:.3f}  partner/distractor "
                          f"{s['partner_over_distractor']}")
+            if "pointing_either" in s:
+                e2, b2 = s["pointing_either"], s["pointing_both"]
+                lines.append(f"    {'':7s} pair: reverse pointing "
+                             f"{s['pointing_reverse']['mean']:.3f}  either {e2['mean']:.3f} "
+                             f"[{e2['lo']:.3f}, {e2['hi']:.3f}]  both "
+                             f"{b2['mean']:.3f} [{b2['lo']:.3f}, {b2['hi']:.3f}]  mass partner "
+                             f"{s['partner_pair']['mean']:.3f} distractor "
+                             f"{s['distractor_pair']['mean']:.3f}  partner/distractor "
+                             f"{s['pair_partner_over_distractor']}")
     return "\n".join(lines)
 
 
