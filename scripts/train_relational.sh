@@ -4,6 +4,11 @@
 # name and shape match: stem and residual convs) and trained on fresh make_relational images at
 # 64 px. The four run side by side, one thread each (PARALLEL=0: one after the other).
 # Usage: scripts/train_relational.sh [model ...]   (default: all four)
+# The 128 px checkpoints in models/rel128/ (logs moved there from models/rel128/logs/):
+#   SIZE=128 EPOCHS=3 IMAGES=3200 OUT=models/rel128 \
+#     scripts/train_relational.sh lite_sagan lite_resnet   (THREADS: 2 and 1, as in the cards)
+#   SIZE=128 EPOCHS=4 IMAGES=3200 THREADS=1 OUT=models/rel128 \
+#     scripts/train_relational.sh lite_nonlocal lite_danet
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
