@@ -12,18 +12,19 @@
     attnviz evaluate --model lite_cbam ...                = python -m attnviz.evaluate
     attnviz bench ...                                     = python -m attnviz.bench
 
-``inspect`` writes, for each image, a folder ``OUT/<image name>/`` with ``overlays/*.png`` (every
+``inspect`` writes, for each image, a folder ``OUT/<image name>/`` in the layout of the app's
+Export zip (one writer: :mod:`attnviz.render.export`): ``image.png``, ``overlays/*.png`` (every
 map with a spatial layout and each attribution over the image, with a colour bar),
-``figures/*.html`` (the Plotly figure of each kind; plotly.js is ``OUT/plotly.min.js``, so they
-open without a network), ``scores.json`` (prediction, maps' metadata, scores, timings) and
-``maps.npz`` (the raw capture tensors and attributions). Images that cannot be read are reported
-and skipped; the exit status is 1 if any was.
+``figures/*.html`` (the Plotly figure of each kind, ``figures/plotly.min.js`` beside them, a
+hard link to ``OUT/plotly.min.js``, so they open without a network), ``scores.json``
+(prediction, maps' metadata, scores, timings), ``maps.npz`` (the raw capture tensors and
+attributions), ``README.txt`` and ``manifest.json`` (every file). Images that cannot be read are
+reported and skipped; the exit status is 1 if any was.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -31,59 +32,25 @@ from .scores.evaluate import main as evaluate_main
 from .tools.bench import main as bench_main
 from .training.train import main as train_main
 
-PLOTLY_JS = "plotly.min.js"
 
 
-def _slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_")[:80] or "map"
-
-
-def _write_analysis(a, folder: Path, plotly_src: str) -> None:
-    """One image's overlays, figures, scores and raw maps under ``folder``."""
-    import numpy as np
-
-    from . import kinds as K
-    from .attribution.explain import CAM_METHODS
-    from .capture.maps import has_spatial
-    from .render import figures as F
-    from .render.overlay import caption, overlay, overlay_record, save_png
-    (folder / "overlays").mkdir(parents=True, exist_ok=True)
-    (folder / "figures").mkdir(exist_ok=True)
-    for i, r in enumerate(a.maps):
-        if has_spatial(r):
-            save_png(folder / "overlays" / f"{i:02d}_{_slug(r.tap)}_{r.kind}.png",
-                     overlay_record(a.image, r, colorbar=True, label=caption(r)))
-    for method, att in a.attributions.items():
-        norm = "minmax" if method in CAM_METHODS else "percentile"
-        save_png(folder / "overlays" / f"attribution_{_slug(method.replace('+', 'p'))}.png",
-                 overlay(a.image, att.map, colorbar=True, norm=norm,
-                         label=f"{method} ({a.target_name})"))
-    h, w = a.image.shape[:2]
-    query = dict(qx=(w - 1) / 2, qy=(h - 1) / 2, image_hw=(h, w))
-    for kind, figs in F.figures_for(a.maps, **query).items():
-        for j, fig in enumerate(figs):
-            name = f"{kind}_all_layers" if K.get(kind).grouped else f"{kind}_{j:02d}"
-            (folder / "figures" / f"{name}.html").write_text(
-                fig.to_html(include_plotlyjs=plotly_src, full_html=True))
-    (folder / "scores.json").write_text(json.dumps(a.to_dict(), indent=2))
-    arrays = {f"{i:02d}__{r.tap}__{r.kind}": r.tensor.detach().float().cpu().numpy()
-              for i, r in enumerate(a.maps)}
-    for method, att in a.attributions.items():
-        arrays[f"attribution__{method}__raw"] = att.raw.detach().float().cpu().numpy()
-        arrays[f"attribution__{method}__map"] = np.asarray(att.map, dtype=np.float32)
-    arrays["probs"] = np.asarray(a.probs, dtype=np.float32)
-    np.savez_compressed(folder / "maps.npz", **arrays)
+def _write_analysis(a, folder: Path, plotly_file: Path) -> None:
+    """One image's export under ``folder``: the layout the app's Export zips
+    (:func:`attnviz.render.export.write_analysis`); figures/plotly.min.js is a hard link to
+    ``plotly_file`` (one copy on disk for every image)."""
+    from .render.export import write_analysis
+    write_analysis(a, folder, plotly_file=plotly_file)
 
 
 def cmd_inspect(args) -> int:
     """Analyse every image in batched passes (:func:`attnviz.analysis.paths.inspect_paths`;
     shared out over processes under torchrun) and write each one's files as it is done."""
-    import plotly.offline
     from tqdm import tqdm
 
     import attnviz
 
     from .data.batch import image_paths as folder_images
+    from .render.export import PLOTLY_JS, plotly_js
     from .analysis.paths import inspect_paths
     target = Path(args.target)
     if not target.exists():
@@ -94,7 +61,8 @@ def cmd_inspect(args) -> int:
         return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / PLOTLY_JS).write_text(plotly.offline.get_plotlyjs())  # figures open offline
+    plotly_file = out / PLOTLY_JS  # each image's figures/plotly.min.js links to this copy
+    plotly_file.write_bytes(plotly_js())
     model = attnviz.create_model(args.model, pretrained=not args.random)
     if not model.info.trained:
         print(f"attnviz inspect: {args.model} has random weights (no checkpoint found): its "
@@ -103,7 +71,7 @@ def cmd_inspect(args) -> int:
     bar = tqdm(total=len(paths), unit="image", desc=args.model, disable=args.quiet)
 
     def write(path, analysis):
-        _write_analysis(analysis, out / folders[str(path)], f"../../{PLOTLY_JS}")
+        _write_analysis(analysis, out / folders[str(path)], plotly_file)
         bar.update(1)
 
     from .attribution.choice import resolve_cam_layer, resolve_target
@@ -152,9 +120,10 @@ def _masks(paths, folder: Path) -> dict:
 
 def _folders(paths) -> dict:
     """{path: output folder name}: the file's stem, made unique (a.png and a.jpg)."""
+    from .render.export import slug
     out, used = {}, set()
     for p in paths:
-        stem = _slug(Path(p).stem)
+        stem = slug(Path(p).stem)
         while stem in used:
             stem += "_"
         used.add(stem)

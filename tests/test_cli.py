@@ -1,6 +1,7 @@
 """The ``attnviz`` command: ``inspect`` on a folder writes overlays, figures (opening offline),
-scores and maps per image and reports unreadable files; the other commands reach their modules;
-pyproject installs the command."""
+scores, maps and a manifest per image (the app's export layout: tests/test_export.py) and
+reports unreadable files; the other commands reach their modules; pyproject installs the
+command."""
 from __future__ import annotations
 
 import json
@@ -40,10 +41,18 @@ def test_inspect_a_folder(tmp_path, example_paths, capsys):
         assert len(overlays) == 5 and "attribution_gradcam.png" in overlays  # 4 CBAM + Grad-CAM
         drawn = Image.open(folder / "overlays" / overlays[0])
         original = Image.open(d["image"])
-        assert drawn.width == original.width and drawn.height > original.height  # + colour bar
+        k = drawn.width // original.width  # small images are drawn enlarged by whole pixels
+        assert drawn.width == k * original.width and k * max(original.size) >= 512
+        assert drawn.height > k * original.height  # + colour bar
         html = sorted((folder / "figures").glob("*.html"))
-        assert html and all('src="../../plotly.min.js"' in p.read_text() for p in html)
+        assert html and all('src="plotly.min.js"' in p.read_text() for p in html)
         assert "cdn.plot.ly" not in html[0].read_text()
+        # plotly.js beside the figures: one copy on disk, linked into every image's folder
+        assert (folder / "figures" / "plotly.min.js").stat().st_ino == \
+            (out / "plotly.min.js").stat().st_ino
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert {f["path"] for f in manifest["files"]} == \
+            {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
         s = json.loads((folder / "scores.json").read_text())
         assert s["model"] == "lite_cbam" and s["top_k"][0][0] == d["prediction"]
         assert 0 <= s["scores"]["deletion_auc"]["gradcam"] <= 1

@@ -7,27 +7,22 @@ no full-resolution map is ever built for drawing.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 
 from .. import kinds as K
 from ..analysis.headline import concentration, grid_map, headline_record  # noqa: F401
-from ..analysis.labels import record_labels
-from ..attribution.cam import CAMS
-from ..attribution.explain import CAM_METHODS, FAST, METHODS, canonical_method
+from ..attribution.explain import FAST, METHODS, canonical_method
 from ..capture.maps import has_spatial
-from ..render.overlay import (affinity_overlay, caption, colorbar,
+from ..render.overlay import (affinity_overlay, colorbar,
                               fit, overlay)
 from ..render.scale import shared_range
+from ..render.captions import (METHOD_NAMES, attribution_grid, attribution_norm,  # noqa: F401
+                               map_caption, method_name, module_label)
 
 DISPLAY_SIDE = 512
 
-METHOD_NAMES = {"gradcam": "Grad-CAM", "guided_gradcam": "Guided Grad-CAM",
-                "integrated_gradients": "Integrated Gradients", "smoothgrad": "SmoothGrad",
-                "saliency": "Saliency", "occlusion": "Occlusion", "gradient_shap": "GradientSHAP",
-                **{name: spec.title for name, spec in CAMS.items()}}
 # methods of one forward (and backward) pass (explain.FAST) share the analysis request; the
 # others run in the "attribution" queue
 FAST_METHODS = FAST
@@ -47,10 +42,6 @@ def kind_tabs() -> list[tuple[str, str, tuple]]:
 
 
 SCALES = ("per map", "shared")
-
-
-def method_name(method: str) -> str:
-    return METHOD_NAMES.get(method, method)
 
 
 def check_method(method) -> str:
@@ -75,30 +66,6 @@ def check_method(method) -> str:
 
 
 # ------------------------------------------------------------------------------ records
-@functools.lru_cache(maxsize=256)
-def _labels(key: tuple) -> dict:
-    return record_labels([_Row(*k) for k in key])
-
-
-class _Row:
-    def __init__(self, tap, layer, block, kind):
-        self.tap, self.layer, self.block, self.kind = tap, layer, block, kind
-
-
-def module_label(rec, records) -> str:
-    """The module's distinguishing path among ``records`` (attnviz.analysis.labels):
-    "layer3.0" (torchvision), "stages.2.blocks.1" (timm), "features.7" (flat)."""
-    key = tuple((r.tap, r.layer, r.block, r.kind) for r in records)
-    return _labels(key).get(rec.tap) or record_labels([rec])[rec.tap]
-
-
-def map_caption(rec, records) -> str:
-    """"layer3.0 · CBAM spatial · 16x16": the module's label among ``records``, what, size."""
-    full = caption(rec)
-    label = module_label(rec, records)
-    return label + full[len(rec.layer):] if full.startswith(rec.layer) else full
-
-
 def block_name(rec) -> str:
     return K.label(rec)
 
@@ -177,19 +144,6 @@ def map_figure(rec, records, shared: bool, query, image_hw, max_size: int = 64, 
     tall = spec.shows_tensor and spec.spatial  # a grid of panels (group factors): its own height
     fig.update_layout(height=None if tall else 380, margin=dict(l=50, r=10, t=50, b=40))
     return fig
-
-
-def attribution_grid(analysis, method: str) -> np.ndarray:
-    """An attribution's map on its own grid (Grad-CAM: the layer's grid, ReLU'd; pixel methods:
-    |attribution| summed over colour channels on the model-input grid), float32."""
-    from ..attribution.explain import reduce_attribution
-    m = reduce_attribution(analysis.attributions[method].raw, method)
-    return m[0].cpu().numpy().astype(np.float32)
-
-
-def attribution_norm(method: str) -> str:
-    """Pixel attributions have a few very hot pixels: clip their colour range at percentiles."""
-    return "minmax" if method in CAM_METHODS else "percentile"
 
 
 # ------------------------------------------------------------------------------ drawing
