@@ -127,6 +127,8 @@ def build_demo(models: dict | None = None) -> gr.Blocks:
     from . import cache_fix, compare_tab, experiment_tab, export, inspect_tab, models_tab
 
     cache_fix.install()
+    from . import session_configs
+    session_configs.install()  # each API call's new session: configs built only if read
     from . import capacity
     capacity.configure()  # one torch thread per analysis, analyses side by side
     from . import user_models

@@ -166,7 +166,10 @@ def agreement(sess: Session, rec, method: str):
     the library's ``Analysis.agreement``, as in the scores)."""
     if rec is None or method not in sess.analysis.attributions:
         return None
-    return V.finite(sess.analysis.agreement(rec, method))
+    key = (rec.tap, method)  # once per analysis: the headline and the summary both show it
+    if key not in sess.agreements:
+        sess.agreements[key] = V.finite(sess.analysis.agreement(rec, method))
+    return sess.agreements[key]
 
 
 def summary(sess: Session) -> dict:

@@ -41,6 +41,7 @@ class Session:
     query: tuple | None = None  # (x, y) in original-image pixels
     head: str | None = None  # the Affinity tab's head choice (views.head_choices)
     scores: dict = field(default_factory=dict)
+    agreements: dict = field(default_factory=dict)  # {(tap, method): Spearman rho}, computed once
     badge: str = ""
     version: int = 0
     request: tuple | None = None  # (image, model, method) this analysis answers
