@@ -220,14 +220,15 @@ def launch_kwargs() -> dict:
     """Arguments for ``demo.launch``: host and port from GRADIO_SERVER_NAME / _PORT (default
     127.0.0.1:7860), theme and CSS (Gradio 6 takes them in launch), the file and request size
     limits."""
-    from . import guards, limits
+    from . import guards, json_api, limits
     return dict(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         theme=gr.themes.Soft(primary_hue="indigo", neutral_hue="slate"),
         css=CSS,
         max_file_size=f"{limits.FILE_MAX_MB}mb",
-        app_kwargs={"middleware": guards.middleware()},  # request bodies over the limit: 413
+        # request bodies over the limit: 413; then the lean JSON route (json_api) for programs
+        app_kwargs={"middleware": guards.middleware() + json_api.middleware()},
         show_error=True,  # Gradio's own refusals (wrong number of inputs, ...) say why too
         state_session_capacity=2000,
         footer_links=["api", "gradio"],

@@ -128,9 +128,15 @@ def tile_bar(width: int, lo: float, hi: float) -> np.ndarray:
     return bar
 
 
+# a gallery tile's longer side: tiles are shown 4-5 to a row (~180-300 px on a laptop), so a
+# 512 px overlay is sent at half its size (a quarter of the pixels to draw, encode and send)
+TILE_SIDE = 256
+
+
 def tile(overlay: np.ndarray, rng) -> np.ndarray:
-    """A gallery tile: the overlay (unchanged, on top) with its colour bar beneath."""
-    from ..render.overlay import stack_under
+    """A gallery tile: the overlay (fit to TILE_SIDE, on top) with its colour bar beneath."""
+    from ..render.overlay import fit, stack_under
+    overlay = fit(overlay, TILE_SIDE)
     return stack_under(overlay, tile_bar(overlay.shape[1], *rng))
 
 
@@ -157,18 +163,35 @@ def framing_note(sess: Session) -> str:
     return prediction_note(MODELS.get(sess.model_name), sess.example)
 
 
-def all_maps(sess: Session, scale: str) -> list:
-    """The "All maps" gallery: every spatial map's tile, then the attribution's."""
+def _drawn(memo: dict | None, key, draw):
+    """``draw()``, once per ``key`` in ``memo`` (the headline and the gallery of one answer
+    show the same overlays); no memo: drawn each time."""
+    if memo is None:
+        return draw()
+    if key not in memo:
+        memo[key] = draw()
+    return memo[key]
+
+
+def _attribution(sess: Session, method: str, memo: dict | None = None):
+    """The attribution's overlay: (RGB, (vmin, vmax))."""
+    return _drawn(memo, ("attribution", method), lambda: V.draw(
+        sess.display, V.attribution_grid(sess.analysis, method), V.attribution_norm(method)))
+
+
+def all_maps(sess: Session, scale: str, memo: dict | None = None) -> list:
+    """The "All maps" gallery: every spatial map's tile, then the attribution's. ``memo``:
+    overlays already drawn for this answer (see :func:`headline`)."""
     a = sess.analysis
     norms = V.scale_norms(a.maps, scale)
     shared = next(iter(norms.values())) if scale == "shared" and norms else None
     method = shown_method(sess)
-    attr_img, arng = V.draw(sess.display, V.attribution_grid(a, method),
-                            V.attribution_norm(method))
+    attr_img, arng = _attribution(sess, method, memo)
     gallery = []
     for r in a.maps:
         if has_spatial(r):
-            img, rng, m, where = draw_record(sess, r, norms[r.tap])
+            img, rng, m, where = _drawn(memo, r.tap, lambda r=r: draw_record(sess, r,
+                                                                            norms[r.tap]))
             gallery.append((tile(img, rng), f"{V.map_caption(r, a.maps)}{where} · "
                                             f"{V.range_text(m, rng, shared is not None)}"))
     gallery.append((tile(attr_img, arng), f"{V.method_name(method)} · {V.fmt_range(*arng)}"))
@@ -184,8 +207,8 @@ def headline(sess: Session, scale: str, gallery: bool = True) -> dict:
     shared = next(iter(norms.values())) if scale == "shared" and norms else None
     rec = V.headline_record(a.maps)
     method = shown_method(sess)
-    attr_map = V.attribution_grid(a, method)
-    attr_img, arng = V.draw(sess.display, attr_map, V.attribution_norm(method))
+    memo: dict = {}  # each overlay drawn once for the headline and the gallery
+    attr_img, arng = _attribution(sess, method, memo)
     pending = sess.method != method
     layer = a.attributions[method].layer
     at = f" at {layer}" if layer else ""
@@ -193,14 +216,17 @@ def headline(sess: Session, scale: str, gallery: bool = True) -> dict:
                  f"{V.fmt_range(*arng)} (own scale)"
                  + (f" — *{V.method_name(sess.method)} is being computed…*" if pending else ""))
     if rec is None:
-        att = gr.Image(value=None, label="No spatial attention map in this model")
+        att = gr.update(value=None, label="No spatial attention map in this model")
         lines = [f"**Attention:** {sess.model_name} has no spatial attention map (see the "
                  "Channel / Kernel selection tabs).", attr_line,
                  f"**Agreement:** n/a — no spatial attention map to compare with "
                  f"{V.method_name(method)}."]
     else:
-        img, rng, m, where = draw_record(sess, rec, norms[rec.tap])
-        att = gr.Image(value=img, label=f"Attention · {V.module_label(rec, a.maps)} "
+        img, rng, m, where = _drawn(memo, rec.tap, lambda: draw_record(sess, rec,
+                                                                       norms[rec.tap]))
+        # an update (a dict), not gr.Image(...): a component made here would encode and cache
+        # its image at once, and Gradio would then build the component again for the update
+        att = gr.update(value=img, label=f"Attention · {V.module_label(rec, a.maps)} "
                                         f"{V.block_name(rec)}{where}")
         rho = agreement(sess, rec, method)
         rho_s = "n/a (a constant map)" if rho is None else f"{rho:+.2f}"
@@ -209,7 +235,7 @@ def headline(sess: Session, scale: str, gallery: bool = True) -> dict:
                  "concentrated map of the deepest stage", attr_line,
                  f"**Agreement** (Spearman ρ between the two): **{rho_s}** "
                  "<span class='av-muted'>1 = same pixel ranking, 0 = unrelated</span>"]
-    attr = gr.Image(value=attr_img, label=f"{V.method_name(method)} → {a.target_name}{at}"
+    attr = gr.update(value=attr_img, label=f"{V.method_name(method)} → {a.target_name}{at}"
                                           + (" (computing…)" if pending else ""))
     # the framing (random weights, a lite model's six shapes) stays with every redraw of these
     # results: a slow attribution, a new colour scale
@@ -218,7 +244,7 @@ def headline(sess: Session, scale: str, gallery: bool = True) -> dict:
            "agreement": "<br>".join(([note] if note else []) + lines),
            "legend": V.legend(scale, shared)}
     if gallery:
-        out["gal_all"] = all_maps(sess, scale)
+        out["gal_all"] = all_maps(sess, scale, memo)
     return out
 
 
@@ -353,8 +379,8 @@ def cleared(message: str = "") -> dict:
     import pandas as pd
 
     from .scores_view import SCORE_HEADERS
-    out = {"top5": None, "head_att": gr.Image(value=None, label="Attention"),
-           "head_attr": gr.Image(value=None, label="Attribution"), "agreement": message,
+    out = {"top5": None, "head_att": gr.update(value=None, label="Attention"),
+           "head_attr": gr.update(value=None, label="Attribution"), "agreement": message,
            "gal_all": [], "summary": None, "state": None, "kind_note": "",
            "scores": pd.DataFrame([], columns=SCORE_HEADERS)}
     for t in KIND_TABS:

@@ -2,14 +2,17 @@
 
     python -m attnviz.tools.bench_serving [--quick] [--models lite_cbam,lite_danet] [--json out]
 
-For each lite model, timed alternately in one run (so that a busy host slows all alike):
-HTTP ``/inspect`` (a raw-HTTP client: the call, its event stream and every image the answer
-names), HTTP ``/models`` (Gradio's floor: a call that does nothing), and ``attnviz.inspect`` in
-this process (the engine). Target: ``/inspect`` median minus ``/models`` median <= 3x the
-in-process median. Then the server's CPU time per ``/inspect`` (read from ``/proc`` over many
-calls) against the in-process CPU time (target <= 3x), and requests/s with p50/p95 for 1, 8 and
-16 light raw-HTTP clients. Each figure is printed beside its target with the load average, since
-on a shared machine every timing moves with the load.
+For each lite model and each of the app's two HTTP paths, timed alternately in one run (so
+that a busy host slows all alike): Gradio's API (a raw-HTTP client: the call, its event stream
+and every image the answer names) and the lean JSON route (``POST /attnviz/api/inspect``, one
+exchange, images inline), each ``/inspect`` beside its own floor (a call that does nothing:
+Gradio's ``/models``, the route's ``GET /attnviz/api/models``), and ``attnviz.inspect`` in this
+process (the engine). Target: ``/inspect`` median minus the floor's median <= 3x the in-process
+median. Then each path's server CPU time per ``/inspect`` (read from ``/proc`` over many calls)
+against the in-process CPU time (target <= 3x), requests/s with p50/p95 for 1, 8 and 16 light
+raw-HTTP clients on each path, and a headless browser's upload-to-first-results time. Each
+figure is printed beside its target with the load average, since on a shared machine every
+timing moves with the load.
 """
 from __future__ import annotations
 
@@ -109,59 +112,79 @@ def _pct_ms(xs, q) -> float:
 
 
 def bench_ratio(server: Server, model: str, reps: int) -> dict:
-    """HTTP /inspect, HTTP /models and in-process attnviz.inspect, timed alternately."""
+    """Per path (Gradio's API; the lean JSON route): HTTP /inspect and HTTP /models, with
+    in-process attnviz.inspect, all timed alternately; then each path's server CPU per
+    /inspect over many calls against the in-process CPU."""
     from PIL import Image
 
     c = RawClient(server.url)
     path = c.upload(_sample_image())
     args = [c.file(path), model, "gradcam", "per map"]
+    body = {"image": path, "model": model, "method": "gradcam", "scale": "per map"}
     import torch
     torch.set_num_threads(1)  # as the server runs each analysis (attnviz.app.capacity)
     net = attnviz.create_model(model, pretrained=True).eval()
     pil = Image.open(_sample_image()).convert("RGB")
-    t_http, t_models, t_lib, kb = [], [], [], []
+    kb = {"gradio": [], "lean": []}
 
-    def http():
+    def gradio():
         out = c.call("inspect", args)
-        kb.append((c.fetch_files(out) + len(json.dumps(out))) / 1024)
+        kb["gradio"].append((c.fetch_files(out) + len(json.dumps(out))) / 1024)
+
+    def lean():
+        before = c.received
+        c.lean("inspect", body)
+        kb["lean"].append((c.received - before) / 1024)
 
     def lib():
         attnviz.inspect(net, pil, attributions=("gradcam",))  # what the app's /inspect runs
 
-    for f in (http, lambda: c.call("models", []), lib):
+    steps = {"gradio": gradio, "gradio_models": lambda: c.call("models", []),
+             "lean": lean, "lean_models": lambda: c.lean("models"), "lib": lib}
+    for f in steps.values():
         f()  # warm: the model loaded on both sides
+    times = {k: [] for k in steps}
     load0 = loadavg()
     for _ in range(reps):
-        for f, out in ((http, t_http), (lambda: c.call("models", []), t_models),
-                       (lib, t_lib)):
+        for k, f in steps.items():
             t0 = time.perf_counter()
             f()
-            out.append(time.perf_counter() - t0)
+            times[k].append(time.perf_counter() - t0)
     # CPU: the server's per /inspect (over many calls) and this process's per inspect
     n = max(10, reps)
-    cpu0 = proc_cpu_seconds(server.proc.pid)
-    for _ in range(n):
-        c.call("inspect", args)
-    server_cpu = (proc_cpu_seconds(server.proc.pid) - cpu0) / n
+    cpu = {}
+    for k in ("gradio", "lean"):
+        cpu0 = proc_cpu_seconds(server.proc.pid)
+        for _ in range(n):
+            steps[k]()
+        cpu[k] = (proc_cpu_seconds(server.proc.pid) - cpu0) / n
     t0 = time.process_time()
     for _ in range(n):
         lib()
     lib_cpu = (time.process_time() - t0) / n
     c.close()
-    over = _median_ms(t_http) - _median_ms(t_models)
-    return {"model": model, "reps": reps, "http_inspect_ms": _median_ms(t_http),
-            "http_models_ms": _median_ms(t_models), "inprocess_inspect_ms": _median_ms(t_lib),
-            "overhead_ratio": over / _median_ms(t_lib), "response_kb": statistics.median(kb),
-            "server_cpu_ms": 1e3 * server_cpu, "inprocess_cpu_ms": 1e3 * lib_cpu,
-            "cpu_ratio": server_cpu / lib_cpu if lib_cpu else float("nan"),
-            "load": round((load0 + loadavg()) / 2, 2)}
+    med = {k: _median_ms(v) for k, v in times.items()}
+    out = {"model": model, "reps": reps, "inprocess_inspect_ms": med["lib"],
+           "inprocess_cpu_ms": 1e3 * lib_cpu, "load": round((load0 + loadavg()) / 2, 2)}
+    for k in ("gradio", "lean"):
+        over = med[k] - med[f"{k}_models"]
+        out[k] = {"http_inspect_ms": med[k], "http_models_ms": med[f"{k}_models"],
+                  "overhead_ratio": over / med["lib"], "response_kb": statistics.median(kb[k]),
+                  "server_cpu_ms": 1e3 * cpu[k],
+                  "cpu_ratio": cpu[k] / lib_cpu if lib_cpu else float("nan")}
+    return out
 
 
-def bench_clients(server: Server, model: str, clients: int, per_client: int) -> dict:
-    """``clients`` raw-HTTP clients, each ``per_client`` /inspect calls back to back."""
+def bench_clients(server: Server, model: str, clients: int, per_client: int,
+                  route: str = "gradio") -> dict:
+    """``clients`` raw-HTTP clients, each ``per_client`` /inspect calls back to back, through
+    Gradio's API (``route="gradio"``: the call, its events and every image) or the lean JSON
+    route (``"lean"``)."""
     warm = RawClient(server.url)
     path = warm.upload(_sample_image())
+    body = {"image": path, "model": model, "method": "gradcam", "scale": "per map"}
     warm.call("inspect", [warm.file(path), model, "gradcam", "per map"])
+    warm.lean("inspect", body)
     lat, errors, lock = [], [], threading.Lock()
 
     def user():
@@ -169,7 +192,11 @@ def bench_clients(server: Server, model: str, clients: int, per_client: int) -> 
         for _ in range(per_client):
             t0 = time.perf_counter()
             try:
-                c.fetch_files(c.call("inspect", [c.file(path), model, "gradcam", "per map"]))
+                if route == "lean":
+                    c.lean("inspect", body)
+                else:
+                    c.fetch_files(c.call("inspect", [c.file(path), model, "gradcam",
+                                                     "per map"]))
                 with lock:
                     lat.append(time.perf_counter() - t0)
             except Exception as e:  # noqa: BLE001 - counted and shown
@@ -187,7 +214,7 @@ def bench_clients(server: Server, model: str, clients: int, per_client: int) -> 
         t.join()
     wall = time.perf_counter() - t0
     cpu = proc_cpu_seconds(server.proc.pid) - cpu0
-    return {"clients": clients, "requests": len(lat), "errors": len(errors),
+    return {"route": route, "clients": clients, "requests": len(lat), "errors": len(errors),
             "error_samples": errors[:2], "rps": len(lat) / wall,
             "p50_ms": _pct_ms(lat, 0.5) if lat else None,
             "p95_ms": _pct_ms(lat, 0.95) if lat else None,
@@ -241,41 +268,55 @@ def run(quick: bool = False, models=None) -> dict:
     with Server() as server:
         for m in models:
             out["ratio"].append(bench_ratio(server, m, reps))
-        for n in (1, 8, 16):
-            out["clients"].append(bench_clients(server, models[0], n, 4 if quick else 10))
+        for route in ("gradio", "lean"):
+            for n in (1, 8, 16):
+                out["clients"].append(bench_clients(server, models[0], n, 4 if quick else 10,
+                                                    route))
     with Server() as server:  # a fresh server: the browser's page opens on its default model
         out["browser"] = bench_browser(server, "default")
     out["load_end"] = loadavg()
     return out
 
 
+ROUTES = {"gradio": "Gradio's API (/gradio_api/call/inspect, its events, then each image)",
+          "lean": "the lean JSON route (POST /attnviz/api/inspect, images inline)"}
+
+
 def table(r: dict) -> str:
     """Markdown tables of a run, each figure beside its target."""
-    lines = ["| model | HTTP /inspect ms | HTTP /models ms | in-process inspect ms | "
-             f"(inspect - models) / in-process (target <= {TARGET_RATIO:g}) | answer KB | "
-             f"server CPU ms / request | in-process CPU ms | CPU ratio (target <= "
-             f"{TARGET_CPU_RATIO:g}) | load |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for x in r["ratio"]:
-        ok = "ok" if x["overhead_ratio"] <= TARGET_RATIO else "over"
-        okc = "ok" if x["cpu_ratio"] <= TARGET_CPU_RATIO else "over"
-        lines.append(f"| {x['model']} | {x['http_inspect_ms']:.0f} | {x['http_models_ms']:.0f} | "
-                     f"{x['inprocess_inspect_ms']:.1f} | {x['overhead_ratio']:.1f}x ({ok}) | "
-                     f"{x['response_kb']:.0f} | {x['server_cpu_ms']:.0f} | "
-                     f"{x['inprocess_cpu_ms']:.0f} | {x['cpu_ratio']:.1f}x ({okc}) | "
-                     f"{x['load']:.1f} |")
-    lines += ["", "| raw-HTTP clients | requests/s | p50 ms | p95 ms | server CPU ms / request | "
-              "errors | load |", "|---|---|---|---|---|---|---|"]
+    def ok(v, target):
+        return "ok" if v <= target else "over"
+
+    lines = []
+    for route, title in ROUTES.items():
+        lines += [f"**{title}**", "",
+                  "| model | HTTP /inspect ms | HTTP /models ms | in-process inspect ms | "
+                  f"(inspect - models) / in-process (target <= {TARGET_RATIO:g}) | answer KB | "
+                  f"server CPU ms / request | in-process CPU ms | CPU ratio (target <= "
+                  f"{TARGET_CPU_RATIO:g}) | load |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for x in r["ratio"]:
+            y = x[route]
+            lines.append(
+                f"| {x['model']} | {y['http_inspect_ms']:.0f} | {y['http_models_ms']:.1f} | "
+                f"{x['inprocess_inspect_ms']:.1f} | {y['overhead_ratio']:.1f}x "
+                f"({ok(y['overhead_ratio'], TARGET_RATIO)}) | {y['response_kb']:.0f} | "
+                f"{y['server_cpu_ms']:.0f} | {x['inprocess_cpu_ms']:.0f} | "
+                f"{y['cpu_ratio']:.1f}x ({ok(y['cpu_ratio'], TARGET_CPU_RATIO)}) | "
+                f"{x['load']:.1f} |")
+        lines.append("")
+    lines += ["| raw-HTTP clients | route | requests/s | p50 ms | p95 ms | "
+              "server CPU ms / request | errors | load |", "|---|---|---|---|---|---|---|---|"]
     for x in r["clients"]:
-        lines.append(f"| {x['clients']} | {x['rps']:.1f} | {x['p50_ms'] or 0:.0f} | "
-                     f"{x['p95_ms'] or 0:.0f} | {x['server_cpu_ms_per_request']:.0f} | "
-                     f"{x['errors']} | {x['load']:.1f} |")
+        lines.append(f"| {x['clients']} | {x.get('route', 'gradio')} | {x['rps']:.1f} | "
+                     f"{x['p50_ms'] or 0:.0f} | {x['p95_ms'] or 0:.0f} | "
+                     f"{x['server_cpu_ms_per_request']:.0f} | {x['errors']} | {x['load']:.1f} |")
     br = r.get("browser")
     if br:
         lines += ["", "| browser (headless Chromium) | upload to first results ms (target <= 500) "
                   "| upload to scores ms | load |", "|---|---|---|---|",
                   f"| {br['uploads']} uploads, default model | {br['first_results_ms']:.0f} "
-                  f"({'ok' if br['first_results_ms'] <= 500 else 'over'}) | "
+                  f"({ok(br['first_results_ms'], 500)}) | "
                   f"{br['scores_ms']:.0f} | {br['load']:.1f} |"]
     lines.append(f"\n{r['cores']} cores, load average {r['load_start']:.1f} at the start, "
                  f"{r['load_end']:.1f} at the end.")

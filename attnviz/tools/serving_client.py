@@ -5,6 +5,7 @@ drives the server with, so that the clients' own CPU stays small beside the serv
     path = c.upload("photo.png")                       # a path inside the server's upload cache
     out = c.call("inspect", [c.file(path), "lite_cbam", "gradcam", "per map"])
     c.fetch_files(out)                                 # the images the answer names, as a browser
+    c.lean("inspect", {"image": path, "model": "lite_cbam"})   # the lean JSON route: one exchange
 
 One call is Gradio's two requests: ``POST /gradio_api/call/<api>`` (returns an event id), then
 ``GET /gradio_api/call/<api>/<event_id>`` (a server-sent-events stream ending with ``complete``
@@ -97,6 +98,18 @@ class RawClient:
                     raise CallError(f"{api}: {payload[:300]}")
                 return json.loads(payload)
         raise CallError(f"{api}: the stream ended without a result")
+
+    def lean(self, route: str, body: dict | None = None):
+        """The app's lean JSON route (``/attnviz/api/<route>``: POST ``body``, or GET when
+        None); its answer, or CallError with the server's message."""
+        if body is None:
+            status, data = self._request("GET", f"/attnviz/api/{route}")
+        else:
+            status, data = self._request("POST", f"/attnviz/api/{route}", json.dumps(body),
+                                         {"Content-Type": "application/json"})
+        if status != 200:
+            raise CallError(f"{route}: HTTP {status}: {data[:300]!r}")
+        return json.loads(data)
 
     def fetch_files(self, outputs) -> int:
         """GET every file an answer names (as a browser shows them); their bytes in all."""
