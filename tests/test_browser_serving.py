@@ -12,7 +12,7 @@ pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-from app_fixtures import call_raw  # noqa: E402
+from app_fixtures import ROOT, call_raw, serve_app  # noqa: E402
 
 TIMEOUT = 60_000
 
@@ -63,5 +63,65 @@ def test_one_upload_runs_one_analysis(browser, app_url, example_paths, tmp_path,
         ran = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
         assert ran.get("analyses") == 1, ran
         assert ran.get("maps", 0) <= 1 and ran.get("scores", 0) <= 1, ran
+    finally:
+        pg.close()
+
+
+def _first_screen(pg, url):
+    pg.goto(url, timeout=TIMEOUT)
+    pg.wait_for_selector("#av-analyse", timeout=TIMEOUT)
+    # the first screen's analysis has run to its end (its scores are on the page)
+    pg.wait_for_function("() => document.querySelector('#av-scores') && "
+                         "document.querySelector('#av-scores').innerText.includes('AUC')",
+                         timeout=TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def one_at_a_time(tmp_path_factory):
+    """A server that runs one analysis at a time (ATTNVIZ_ANALYSES=1)."""
+    with serve_app(tmp_path_factory.mktemp("one_at_a_time"),
+                   env={"ATTNVIZ_ANALYSES": "1"}) as (url, _):
+        yield url
+
+
+def test_a_second_upload_supersedes_the_first(browser, one_at_a_time, example_paths, tmp_path):
+    """Upload A, then B while A's analysis still waits: A's analysis and its chained steps
+    do nothing (the server counts it superseded), the page ends with B's results, B's chained
+    steps run once. A's analysis is held in the queue by full-size analyses from an API
+    client (one analysis at a time), so B is chosen while A has not run: no race."""
+    from gradio_client import Client, handle_file
+    from PIL import Image
+    url = one_at_a_time
+    pg = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        _first_screen(pg, url)
+        paths = {}
+        for name, src in (("a", "circle"), ("b", "triangle")):
+            paths[name] = tmp_path / f"upload_{name}.png"
+            Image.open(example_paths[src]).convert("RGB").rotate(90).save(paths[name])
+        api = Client(url, verbose=False)
+        api.predict(handle_file(str(ROOT / "assets/examples/star.png")), "cbam_resnet50",
+                    api_name="/inspect")  # built and warm
+        before = settled(url)
+        blockers = [api.submit(handle_file(str(ROOT / "assets/examples/star.png")),
+                               "cbam_resnet50", api_name="/inspect") for _ in range(4)]
+        time.sleep(0.5)  # the first of them runs, the others wait
+        pg.set_input_files("#av-image input[type=file]", str(paths["a"]))
+        time.sleep(0.5)  # A's change event has reached the server and waits behind them
+        pg.set_input_files("#av-image input[type=file]", str(paths["b"]))
+        for job in blockers:
+            job.result(timeout=120)
+        pg.wait_for_function("(name) => document.querySelector('#av-status') && "
+                             "document.querySelector('#av-status').innerText.includes(name)",
+                             arg=paths["b"].name, timeout=TIMEOUT)
+        after = settled(url)
+        ran = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+        assert ran.get("superseded", 0) >= 1, ran  # A's analysis gave way to B's
+        assert ran.get("analyses") == len(blockers) + 1, ran  # the blockers' and B's only
+        assert ran.get("maps") == 1 and ran.get("scores") == 1, ran  # B's chained steps only
+        status = pg.inner_text("#av-status")
+        assert paths["b"].name in status and paths["a"].name not in status
+        pg.wait_for_function("() => /AUC/.test(document.querySelector('#av-scores').innerText)",
+                             timeout=TIMEOUT)
     finally:
         pg.close()

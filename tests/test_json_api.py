@@ -193,3 +193,18 @@ def test_a_full_house_is_told_to_come_back():
     assert len(results) == 3 and len(refusals) == 1
     assert refusals[0].status == 429 and "busy" in refusals[0].message
     assert adm.inside == 0
+
+
+def test_the_readme_example_runs_as_written(server, tmp_path):
+    import re
+    import subprocess
+    import sys
+    section = (ROOT / "README.md").read_text().split("the lean JSON route", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = code.replace('"http://127.0.0.1:7860"', repr(server.rstrip("/")))
+    script = tmp_path / "lean_example.py"
+    script.write_text(code)
+    out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "CBAM spatial" in out.stdout and "lite_cbam" in out.stdout

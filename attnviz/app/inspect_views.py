@@ -3,8 +3,13 @@ are the names :mod:`attnviz.app.inspect_tab` gives them on ``ui``):
 
     headline(sess, "per map")   # {"head_att": ..., "head_attr": ..., "agreement": ...,
                                 #  "gal_all": [...], "legend": ...}
-    kind_views(sess, "shared")  # {"tab_spatial": gr.Tab(...), "gal_spatial": [...],
+    kind_views(sess, "shared")  # {"tab_spatial": gr.update(...), "gal_spatial": [...],
                                 #  "plot_spatial": fig, ..., "kind_note": ...}
+    tab_views(sess, "per map", "spatial")   # one tab's overlays and figures (drawn when opened)
+
+Component changes are ``gr.update(...)`` dicts, never component objects: Gradio builds a
+component made in a handler at once (encoding its image or serialising its figure) and then
+again for the update.
 
 The kind tabs are one table (:data:`KIND_TABS`, taken from the kind registry when the demo is
 built): a tab per kind with the layers' overlays (kinds
@@ -12,6 +17,7 @@ with a spatial map) and a Plotly figure; the components and the values are deriv
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -103,13 +109,22 @@ def of_kinds(records, kinds) -> list:
 
 
 # ------------------------------------------------------------------------------ tiles
+@functools.lru_cache(maxsize=64)
+def _gradient(width: int, strip: int) -> np.ndarray:
+    """The colour bar's gradient, ``strip`` rows of ``width`` colours (the same for every tile
+    of a width: made once; read-only)."""
+    from ..render.overlay import colorize
+    g = colorize(np.linspace(0, 1, width)[None].repeat(strip, 0))
+    g.setflags(write=False)
+    return g
+
+
 def tile_bar(width: int, lo: float, hi: float) -> np.ndarray:
     """A colour bar for a gallery tile, as wide as its overlay: the gradient, then the low
     value at the left and the high one at the right, in type readable when the tile is shown
     at about a third of its size."""
     import cv2
 
-    from ..render.overlay import colorize
     width = max(int(width), 32)
     scale = max(0.45, width / 512 * 1.1)
     thick = 1 if scale < 0.9 else 2
@@ -117,7 +132,7 @@ def tile_bar(width: int, lo: float, hi: float) -> np.ndarray:
     strip = max(8, width // 28)
     pad = max(3, width // 100)
     bar = np.full((pad + strip + pad + th + 2 * pad, width, 3), 255, np.uint8)
-    bar[pad:pad + strip] = colorize(np.linspace(0, 1, width)[None].repeat(strip, 0))
+    bar[pad:pad + strip] = _gradient(width, strip)
     base = pad + strip + pad + th
     ref = max(abs(lo), abs(hi))
     lo_s, hi_s = V.fmt_value(lo, ref), V.fmt_value(hi, ref)
@@ -336,41 +351,70 @@ def kind_figure(kind: str, recs, sess: Session, scale: str):
     return record_figure(recs[-1], sess, scale)
 
 
-def kind_views(sess: Session, scale: str, selected: str = "all") -> dict:
-    """Every kind tab: its label with the count (tabs without maps are disabled, and hidden by
-    the app's CSS), its overlays and figures; the note listing the kinds present; the query."""
+def tab_contents(sess: Session, scale: str, t: KindTab) -> dict:
+    """One kind tab's overlays and figures for the session's analysis."""
     recs = sess.analysis.maps
-    norms = V.scale_norms(recs, scale)
+    out = {}
+    if t.gallery:
+        out[f"gal_{t.key}"] = (affinity_gallery(sess, scale) if t.spec.queried else
+                               _overlays(sess, of_kinds(recs, t.kinds[:1]),
+                                         V.scale_norms(recs, scale)))
+    if t.spec.queried:  # the explorer: the deepest map of any queried kind of the tab
+        queried = [r for r in of_kinds(recs, t.kinds) if K.of(r).queried]
+        out[f"plot_{t.key}"] = record_figure(queried[-1], sess, scale) if queried else None
+    else:
+        out[f"plot_{t.key}"] = kind_figure(t.kinds[0], recs, sess, scale)
+    for kind, name in zip(t.kinds[1:], t.extra_plots):
+        fig = None if K.get(kind).queried else kind_figure(kind, recs, sess, scale)
+        # updates (dicts), not components: a gr.Plot(value=fig) made here would serialise the
+        # figure once more
+        out[name] = gr.update(value=fig, visible=fig is not None)
+    return out
+
+
+def _emptied(t: KindTab) -> dict:
+    """A kind tab's outputs emptied (drawn when the tab is opened: :func:`tab_views`)."""
+    out = {f"gal_{t.key}": []} if t.gallery else {}
+    out[f"plot_{t.key}"] = None
+    for name in t.extra_plots:
+        out[name] = gr.update(value=None, visible=False)
+    return out
+
+
+def tab_views(sess: Session, scale: str, key: str) -> dict:
+    """The contents of kind tab ``key`` (the browser draws a tab when it is opened); {} for
+    "all" (the All maps gallery comes with the analysis) or an unknown key."""
+    t = next((t for t in KIND_TABS if t.key == key), None)
+    return {} if t is None else tab_contents(sess, scale, t)
+
+
+def kind_views(sess: Session, scale: str, selected: str = "all", only=None) -> dict:
+    """Every kind tab: its label with the count (tabs without maps are disabled, and hidden by
+    the app's CSS), its overlays and figures; the note listing the kinds present; the query.
+    ``only``: the keys of the tabs whose overlays and figures are drawn now (None: every
+    tab); the others are emptied, to be drawn when opened (:func:`tab_views`)."""
+    recs = sess.analysis.maps
     by = {t.key: of_kinds(recs, t.kinds) for t in KIND_TABS}
     out = {}
     for t in KIND_TABS:
         n = len(by[t.key])
         # Gradio 6.31 does not hide a tab on a visibility update: a disabled one is hidden by CSS
-        out[f"tab_{t.key}"] = gr.Tab(label=f"{t.title} · {n}" if n else t.title,
-                                     interactive=n > 0)
-        if t.gallery:
-            out[f"gal_{t.key}"] = (affinity_gallery(sess, scale) if t.spec.queried else
-                                   _overlays(sess, of_kinds(recs, t.kinds[:1]), norms))
-        if t.spec.queried:  # the explorer: the deepest map of any queried kind of the tab
-            queried = [r for r in by[t.key] if K.of(r).queried]
-            out[f"plot_{t.key}"] = record_figure(queried[-1], sess, scale) if queried else None
-        else:
-            out[f"plot_{t.key}"] = kind_figure(t.kinds[0], recs, sess, scale)
-        for kind, name in zip(t.kinds[1:], t.extra_plots):
-            fig = None if K.get(kind).queried else kind_figure(kind, recs, sess, scale)
-            out[name] = gr.Plot(value=fig, visible=fig is not None)
+        out[f"tab_{t.key}"] = gr.update(label=f"{t.title} · {n}" if n else t.title,
+                                        interactive=n > 0)
+        drawn = only is None or (t.key in only and n > 0)
+        out.update(tab_contents(sess, scale, t) if drawn else _emptied(t))
     present = [f"{t.title} ({len(by[t.key])})" for t in KIND_TABS if by[t.key]]
     out["kind_note"] = ("**Attention in this model:** " + ", ".join(present) if present else
                         "**This model has no attention modules** (plain ResNet): only the "
                         "attribution is shown.")
     if selected in by and not by[selected]:
-        out["kind_tabs"] = gr.Tabs(selected="all")
+        out["kind_tabs"] = gr.update(selected="all")
     out["qx"], out["qy"] = (round(v / sess.scale) for v in query_display(sess))
     choices = V.head_choices(recs)
     if sess.head not in choices:
         sess.head = V.MEAN_HEADS
-    out["head"] = gr.Dropdown(choices=choices, value=sess.head,
-                              interactive=len(choices) > 1)
+    out["head"] = gr.update(choices=choices, value=sess.head,
+                            interactive=len(choices) > 1)
     return out
 
 
@@ -385,10 +429,10 @@ def cleared(message: str = "") -> dict:
            "scores": pd.DataFrame([], columns=SCORE_HEADERS)}
     for t in KIND_TABS:
         # no counts over emptied results: every kind tab back to its bare title, disabled
-        out[f"tab_{t.key}"] = gr.Tab(label=t.title, interactive=False)
+        out[f"tab_{t.key}"] = gr.update(label=t.title, interactive=False)
         if t.gallery:
             out[f"gal_{t.key}"] = []
         for name in (f"plot_{t.key}", *t.extra_plots):
             out[name] = None
-    out["kind_tabs"] = gr.Tabs(selected="all")
+    out["kind_tabs"] = gr.update(selected="all")
     return out

@@ -277,3 +277,40 @@ def free_request_session(request=None) -> None:
     sid = getattr(request, "session_hash", None) or request_session()
     if sid:
         SESSIONS.free(owner=sid)
+        NEWEST.forget(sid)
+
+
+class NewestRequests:
+    """The newest analysis each page asked for: its request key (:func:`.analysis.request_key`),
+    noted when the page's inputs change, outside the queue, so it is known at once even while
+    an earlier analysis of the page runs or waits. That earlier analysis, and its chained steps
+    (kind tabs, slow attribution, scores), are then superseded: they draw nothing. A session
+    that never noted a request (API clients) is never superseded. Bounded: the least recently
+    noted pages are forgotten first."""
+
+    def __init__(self, max_pages: int = PAGES_MAX):
+        self._newest: OrderedDict[str, tuple] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_pages = max_pages
+
+    def note(self, sid: str | None, key: tuple) -> None:
+        if not sid:
+            return
+        with self._lock:
+            self._newest[sid] = key
+            self._newest.move_to_end(sid)
+            while len(self._newest) > self.max_pages:
+                self._newest.popitem(last=False)
+
+    def superseded(self, sid: str | None, key) -> bool:
+        """Whether page ``sid`` has since asked for another analysis than ``key``."""
+        with self._lock:
+            newest = self._newest.get(sid) if sid else None
+        return newest is not None and newest != key
+
+    def forget(self, sid: str) -> None:
+        with self._lock:
+            self._newest.pop(sid, None)
+
+
+NEWEST = NewestRequests()

@@ -198,8 +198,15 @@ def scale_norms(records, scale: str) -> dict:
     return {r.tap: "minmax" for r in recs}
 
 
+@functools.lru_cache(maxsize=256)
 def legend(scale: str, shared_rng=None, width: int = 360) -> np.ndarray:
-    """A colour bar stating the scale in use."""
+    """A colour bar stating the scale in use (made once per scale and range; read-only)."""
+    bar = _legend(scale, shared_rng, width)
+    bar.setflags(write=False)
+    return bar
+
+
+def _legend(scale: str, shared_rng=None, width: int = 360) -> np.ndarray:
     if scale == "shared" and shared_rng is not None:
         return colorbar(shared_rng[0], shared_rng[1], label="shared scale: all attention maps",
                         width=width)
