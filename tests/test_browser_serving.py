@@ -125,3 +125,26 @@ def test_a_second_upload_supersedes_the_first(browser, one_at_a_time, example_pa
                              timeout=TIMEOUT)
     finally:
         pg.close()
+
+
+def test_a_kind_tab_is_drawn_when_opened(browser, app_url):
+    """After an analysis only the open tab's overlays are drawn; a kind tab is drawn when it is
+    first opened (its tiles are this analysis's), and not again when reopened."""
+    pg = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        _first_screen(pg, app_url)
+        before = settled(app_url)
+        assert pg.locator("#av-gal-spatial img").count() == 0  # not drawn yet
+        pg.locator("#av-kind-tabs button[role=tab]", has_text="Spatial").first.click()
+        pg.wait_for_function("() => [...document.querySelectorAll('#av-gal-spatial "
+                             ".caption-label')].some(c => c.innerText.includes('CBAM spatial'))",
+                             timeout=TIMEOUT)
+        pg.locator("#av-kind-tabs button[role=tab]", has_text="All maps").first.click()
+        pg.locator("#av-kind-tabs button[role=tab]", has_text="Spatial").first.click()
+        after = settled(app_url)
+        ran = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+        assert ran.get("tabs") == 1 and not ran.get("analyses"), ran
+        caps = pg.locator("#av-gal-spatial .caption-label").all_inner_texts()
+        assert len(caps) == 4 and all("CBAM spatial" in c for c in caps), caps
+    finally:
+        pg.close()
