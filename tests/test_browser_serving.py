@@ -88,7 +88,7 @@ def test_a_second_upload_supersedes_the_first(browser, one_at_a_time, example_pa
     """Upload A, then B while A's analysis still waits: A's analysis and its chained steps
     do nothing (the server counts it superseded), the page ends with B's results, B's chained
     steps run once. A's analysis is held in the queue by full-size analyses from an API
-    client (one analysis at a time), so B is chosen while A has not run: no race."""
+    client (one analysis at a time, seconds of them), so B is chosen while A waits."""
     from gradio_client import Client, handle_file
     from PIL import Image
     url = one_at_a_time
@@ -104,7 +104,7 @@ def test_a_second_upload_supersedes_the_first(browser, one_at_a_time, example_pa
                     api_name="/inspect")  # built and warm
         before = settled(url)
         blockers = [api.submit(handle_file(str(ROOT / "assets/examples/star.png")),
-                               "cbam_resnet50", api_name="/inspect") for _ in range(4)]
+                               "cbam_resnet50", api_name="/inspect") for _ in range(8)]
         time.sleep(0.5)  # the first of them runs, the others wait
         pg.set_input_files("#av-image input[type=file]", str(paths["a"]))
         time.sleep(0.5)  # A's change event has reached the server and waits behind them
@@ -117,7 +117,8 @@ def test_a_second_upload_supersedes_the_first(browser, one_at_a_time, example_pa
         after = settled(url)
         ran = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
         assert ran.get("superseded", 0) >= 1, ran  # A's analysis gave way to B's
-        assert ran.get("analyses") == len(blockers) + 1, ran  # the blockers' and B's only
+        # the blockers' and B's (and A's, had it started before B was chosen: it drew nothing)
+        assert ran.get("analyses") in (len(blockers) + 1, len(blockers) + 2), ran
         assert ran.get("maps") == 1 and ran.get("scores") == 1, ran  # B's chained steps only
         status = pg.inner_text("#av-status")
         assert paths["b"].name in status and paths["a"].name not in status

@@ -21,11 +21,11 @@ from .analysis import add_attribution, analyse, count, request_key, single_fligh
 from .errors import bad_request, to_gr_error, user_errors
 from .framing import entry_badge_md
 from .inspect_views import (affinity_gallery, all_maps, cleared, headline, inspect_values,
-                            kind_views, of_kinds, record_figure)
+                            kind_views, of_kinds, record_figure, tab_views)
 from .scores_view import SCORE_HEADERS, scores_table, update_scores
 from .catalogue import find_entry
 from .model_cache import MODELS
-from .sessions import SESSIONS, Session, exclusive, request_session, use
+from .sessions import NEWEST, SESSIONS, Session, exclusive, request_session, use
 
 def inspect_outputs(sess, scale: str) -> dict:
     """The analysis step's values for a session (named as INSPECT_OUTPUTS)."""
@@ -74,6 +74,10 @@ def run_inspect_ui(image, model_name, method, scale, target=None, layer=None,
     outputs and says why once (no error on every output)."""
     try:
         sess = analyse(image, model_name, method, target, layer, mask, box)
+        if superseded(sess):  # the page asked for another analysis meanwhile: it draws
+            count("superseded")
+            yield {}
+            return
         first = {**inspect_values(sess, scale, gallery=False), "scores": _pending_scores(),
                  "status": _status(sess)}
     except Exception as e:  # noqa: BLE001 - every failure is answered in the status line
@@ -82,6 +86,8 @@ def run_inspect_ui(image, model_name, method, scale, target=None, layer=None,
     # progressive: the prediction and headline maps first, then the gallery of every map
     yield first
     try:
+        if superseded(sess):
+            return
         yield {"gal_all": all_maps(sess, scale)}
     except Exception as e:  # noqa: BLE001
         yield {"status": _failed(e)["status"]}
@@ -128,6 +134,10 @@ def run_inspect_auto(image, model_name, method, scale, target=None, layer=None,
            for s in (sess, SESSIONS.latest(sid))):
         yield {}
         return
+    if NEWEST.superseded(sid, asked_key(image, entry.name, method, *options)):
+        count("superseded")  # a newer upload or choice of this page waits: this one gives way
+        yield {}
+        return
     if not entry.is_lite:
         # the badge follows the selection at once (from the catalogue: nothing is built)
         yield {**cleared(), "badge": entry_badge_md(entry),
@@ -151,12 +161,38 @@ def rescale(sess, scale) -> dict:
         return headline(sess, scale)
 
 
+def asked_key(image, model_name, method, *options) -> tuple:
+    """The request key (:func:`.analysis.request_key`) of what the page's inputs ask for: the
+    model's and method's own names where they are known, as the analysis writes them."""
+    try:
+        model_name = find_entry(model_name).name
+    except AttnvizError:
+        model_name = str(model_name)
+    try:
+        method = V.check_method(method)
+    except AttnvizError:
+        method = str(method)
+    return request_key(image, model_name, method, *options)
+
+
+def note_request(image, model_name, method, scale, target=None, layer=None, mask=None,
+                 box=None) -> None:
+    """Every change of the page's inputs, at once and outside the queue: the analysis the page
+    now asks for (:data:`.sessions.NEWEST`). An earlier analysis of the page still waiting or
+    running, and its chained steps, then give way (:func:`superseded`)."""
+    NEWEST.note(request_session(), asked_key(image, model_name, method, target, layer, mask,
+                                             box))
+
+
 def superseded(sess) -> bool:
-    """True when this page has a newer analysis than ``sess``: a chained step (kind tabs, a
-    slow attribution, scores) of an earlier analysis that ends after a new one began must not
-    draw over it, nor write its old session back into the page's state."""
+    """True when this page has asked for another analysis than ``sess`` (a new upload or
+    choice, noted at once by :func:`note_request`) or already holds a newer one: an analysis
+    or chained step (kind tabs, a slow attribution, scores) of the earlier request must not
+    draw over the new one, nor write its old session back into the page's state."""
     if not isinstance(sess, Session) or sess.owner is None:
         return False
+    if NEWEST.superseded(sess.owner, sess.request):
+        return True
     latest = SESSIONS.latest(sess.owner)  # the page's newest analysis (sessions.add sets owner)
     return latest is not None and latest is not sess
 
@@ -173,14 +209,43 @@ def run_maps(sess, scale, selected="all") -> dict:
         return out
 
 
+def run_maps_shown(sess, scale, selected="all") -> dict:
+    """The browser's kind tabs: every tab's label and count, the open tab's overlays and
+    figures; the other tabs are emptied and drawn when opened (:func:`run_tab`)."""
+    use(sess)  # this session's analysis was just used (sessions' LRU)
+    if sess is None or superseded(sess):
+        return {}
+    count("maps")
+    with user_errors("drawing the attention maps"):
+        out = kind_views(sess, scale, selected, only={selected})
+        sess.drawn = (scale, selected)
+        sess.tabs_drawn = {(scale, selected)}
+        return out
+
+
 def run_maps_once(sess, scale, selected="all") -> dict:
-    """The browser's kind tabs after an analysis: drawn unless already drawn for this analysis
-    with this scale and selection (a repeated event changes nothing)."""
+    """The browser's kind tabs after an analysis (:func:`run_maps_shown`): drawn unless already
+    drawn for this analysis with this scale and selection (a repeated event changes
+    nothing)."""
     if isinstance(sess, Session) and not sess.dropped:
         if sess.drawn == (scale, selected):
             return {}
         sess.drawn = (scale, selected)  # claimed now: a repeated chain that starts meanwhile skips
-    return run_maps(sess, scale, selected)
+    return run_maps_shown(sess, scale, selected)
+
+
+def run_tab(sess, scale, key) -> dict:
+    """A kind tab opened: its overlays and figures, unless already drawn for this analysis and
+    scale."""
+    use(sess)  # this session's analysis was just used (sessions' LRU)
+    if not isinstance(sess, Session) or sess.dropped or superseded(sess):
+        return {}
+    if (scale, key) in sess.tabs_drawn:
+        return {}
+    sess.tabs_drawn.add((scale, key))  # claimed now: a second click meanwhile changes nothing
+    count("tabs")
+    with user_errors("drawing the tab"):
+        return tab_views(sess, scale, key)
 
 
 def figure_for_kind(kind: str):
@@ -235,7 +300,7 @@ def run_affinity(sess, x, y, scale, head=None) -> dict:
     marked, and the explorer figure of the deepest affinity map. ``head``: the head selector's
     choice for multi-head maps ("mean over heads", "rollout across layers", "head 2")."""
     if superseded(sess):  # the page's state still holds an earlier analysis: query the new one
-        sess = SESSIONS.latest(sess.owner)
+        sess = SESSIONS.latest(sess.owner) or sess
     use(sess)  # this session's analysis was just used (sessions' LRU)
     with user_errors("computing the affinity of the query"):
         if sess is None:

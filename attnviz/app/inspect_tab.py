@@ -33,8 +33,9 @@ from . import inspect_views as IV
 from .inspect_views import HEADLINE_OUTPUTS
 from .inspect_handlers import (  # noqa: F401 - the handlers, also reachable from here
     choices_for, figure_for_kind, inspect_outputs, pick_class, pick_query, rescale,
-    run_affinity, run_attribute, run_inspect, run_inspect_auto, run_inspect_ui, run_maps,
-    run_maps_once, run_scores, run_scores_full, selected_badge, superseded)
+    note_request, run_affinity, run_attribute, run_inspect, run_inspect_auto, run_inspect_ui,
+    run_maps, run_maps_once, run_maps_shown, run_scores, run_scores_full, run_tab,
+    selected_badge, superseded)
 from .scores_view import SCORE_HEADERS, SCORE_WIDTHS
 from .catalogue import default_model, model_choices
 from .sessions import free_session
@@ -190,9 +191,16 @@ def build(ui: SimpleNamespace) -> None:
 
 def _wire(ui: SimpleNamespace) -> None:
     for key in ["all"] + [t.key for t in IV.KIND_TABS]:
-        getattr(ui, f"tab_{key}").select(lambda k=key: k, None, ui.kind_sel, queue=False,
-                                         api_name=f"tab_{key}", api_visibility="private",
-                                         show_progress="hidden")
+        ev = getattr(ui, f"tab_{key}").select(lambda k=key: k, None, ui.kind_sel, queue=False,
+                                              api_name=f"tab_{key}", api_visibility="private",
+                                              show_progress="hidden")
+        t = next((t for t in IV.KIND_TABS if t.key == key), None)
+        if t is not None:  # a kind tab's overlays and figures are drawn when it is opened
+            tab_out = Outputs(ui, *[n for n in IV.KIND_OUTPUTS if n in (
+                f"gal_{key}", f"plot_{key}", *t.extra_plots)])
+            ev.then(tab_out.handler(run_tab), [ui.state, ui.scale, ui.kind_sel],
+                    tab_out.components, api_name=f"draw_tab_{key}", api_visibility="private",
+                    show_progress="hidden")
     inspect_out = Outputs(ui, *INSPECT_OUTPUTS)
     ui_out = Outputs(ui, *INSPECT_OUTPUTS, *IV.KIND_OUTPUTS, *UI_TAIL)
     kind_out = Outputs(ui, *IV.KIND_OUTPUTS)
@@ -243,6 +251,10 @@ def _wire(ui: SimpleNamespace) -> None:
     triggers = [ui.image.change, ui.model.change, ui.method.change, ui.target.change,
                 ui.layer.change, ui.mask.change, ui.box.submit]
     gr.on(triggers, None, js=MARK_STALE)
+    # what the page now asks for, noted at once (outside the queue): an earlier analysis of the
+    # page still waiting or running, and its chained steps, give way to it
+    gr.on(triggers, note_request, inputs, None, queue=False, api_name="asked",
+          api_visibility="private", show_progress="hidden")
     # the badge follows the selected model at once, before any analysis
     ui.model.change(selected_badge, ui.model, ui.badge, queue=False, api_name="badge",
                     api_visibility="undocumented", show_progress="hidden")
@@ -263,8 +275,9 @@ def _wire(ui: SimpleNamespace) -> None:
                          concurrency_limit=2, show_progress_on=[ui.scores])
     ui.scale.change(head_out.handler(rescale), [ui.state, ui.scale], head_out.components,
                     api_name="rescale", show_progress="hidden").then(
-        kind_out.handler(run_maps), [ui.state, ui.scale, ui.kind_sel], kind_out.components,
-        api_name="maps_rescale", api_visibility="undocumented", show_progress="hidden")
+        kind_out.handler(run_maps_shown), [ui.state, ui.scale, ui.kind_sel],
+        kind_out.components, api_name="maps_rescale", api_visibility="undocumented",
+        show_progress="hidden")
     aff_in = [ui.state, ui.qx, ui.qy, ui.scale, ui.head]
     ui.image.select(pick_query, None, [ui.qx, ui.qy], api_name="pick_query",
                     api_visibility="private", show_progress="hidden").then(

@@ -46,6 +46,7 @@ class Session:
     version: int = 0
     request: tuple | None = None  # (image, model, method) this analysis answers
     drawn: tuple | None = None  # the (scale, selection) the kind tabs were last drawn for
+    tabs_drawn: set = field(default_factory=set)  # the (scale, tab) whose contents were drawn
     owner: str | None = None  # the Gradio session it belongs to (set by SessionStore.add)
     target: int | None = None  # the class asked for (None: the prediction)
     layer: str | None = None  # the CAM methods' layer asked for (None: the model's default)
