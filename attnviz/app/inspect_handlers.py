@@ -179,7 +179,10 @@ def note_request(image, model_name, method, scale, target=None, layer=None, mask
                  box=None) -> None:
     """Every change of the page's inputs, at once and outside the queue: the analysis the page
     now asks for (:data:`.sessions.NEWEST`). An earlier analysis of the page still waiting or
-    running, and its chained steps, then give way (:func:`superseded`)."""
+    running, and its chained steps, then give way (:func:`superseded`). No image (the image
+    cleared, as an upload first does) asks for nothing."""
+    if image is None:
+        return
     NEWEST.note(request_session(), asked_key(image, model_name, method, target, layer, mask,
                                              box))
 

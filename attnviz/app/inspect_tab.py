@@ -254,7 +254,7 @@ def _wire(ui: SimpleNamespace) -> None:
     # what the page now asks for, noted at once (outside the queue): an earlier analysis of the
     # page still waiting or running, and its chained steps, give way to it
     gr.on(triggers, note_request, inputs, None, queue=False, api_name="asked",
-          api_visibility="private", show_progress="hidden")
+          api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     # the badge follows the selected model at once, before any analysis
     ui.model.change(selected_badge, ui.model, ui.badge, queue=False, api_name="badge",
                     api_visibility="undocumented", show_progress="hidden")
