@@ -45,3 +45,27 @@ def test_bench_quick_reports_every_figure(tmp_path):
     road = r["road"]  # one 32-step ROAD deletion curve: whole, imputation, forward passes
     assert road["curve_ms"] > 0 and road["curve_cpu_ms"] > 0 and road["impute_ms"] > 0
     assert road["forward_ms"] > 0 and "ROAD deletion curve" in proc.stdout
+
+
+def test_serving_table_prints_every_figure_beside_its_target():
+    """The serving benchmark's tables (what the README holds): both paths per model, the
+    clients on both paths, the browser, each figure with its target and the load."""
+    from attnviz.tools.bench_serving import table
+    path = {"http_inspect_ms": 50.0, "http_models_ms": 8.0, "overhead_ratio": 4.2,
+            "response_kb": 53.0, "server_cpu_ms": 45.0, "cpu_ratio": 6.4}
+    lean = dict(path, http_inspect_ms=20.0, http_models_ms=1.0, overhead_ratio=1.9,
+                cpu_ratio=2.6)
+    run = {"cores": 2, "load_start": 1.5, "load_end": 1.7,
+           "ratio": [{"model": "lite_cbam", "inprocess_inspect_ms": 10.0,
+                      "inprocess_cpu_ms": 7.0, "load": 1.6, "gradio": path, "lean": lean}],
+           "clients": [{"route": r, "clients": n, "rps": 12.0, "p50_ms": 80.0, "p95_ms": 90.0,
+                        "server_cpu_ms_per_request": 40.0, "errors": 0, "load": 1.6}
+                       for r in ("gradio", "lean") for n in (1, 8, 16)],
+           "browser": {"uploads": 3, "first_results_ms": 300.0, "scores_ms": 1500.0,
+                       "load": 1.6}}
+    t = table(run)
+    assert "4.2x (over)" in t and "6.4x (over)" in t  # the Gradio path, over its targets
+    assert "1.9x (ok)" in t and "2.6x (ok)" in t  # the lean route
+    assert "target <= 3" in t and "target <= 500" in t and "300 (ok)" in t
+    assert t.count("| lite_cbam |") == 2 and t.count("| lean |") == 3
+    assert "load average 1.5 at the start, 1.7 at the end" in t
