@@ -7,6 +7,7 @@ no full-resolution map is ever built for drawing.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
