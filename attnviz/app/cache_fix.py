@@ -35,11 +35,12 @@ def encode(img, format: str) -> bytes:
     return processing_utils.encode_pil_to_bytes(img, format)
 
 
-def save_pil_to_cache_atomic(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
-    data = encode(img, format)
+def write_once(data: bytes, name: str, cache_dir: str) -> str:
+    """``data`` in ``cache_dir/<hash of data>/name``, written once under a temporary name and
+    renamed into place (a concurrent reader sees no file or the whole file); its path."""
     folder = Path(cache_dir) / processing_utils.hash_bytes(data)
     folder.mkdir(exist_ok=True, parents=True)
-    target = (folder / f"{name}.{format}").resolve()
+    target = (folder / name).resolve()
     if not target.exists():
         fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
         try:
@@ -50,6 +51,10 @@ def save_pil_to_cache_atomic(img, cache_dir: str, name: str = "image", format: s
             Path(staging).unlink(missing_ok=True)
             raise
     return str(target)
+
+
+def save_pil_to_cache_atomic(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    return write_once(encode(img, format), f"{name}.{format}", cache_dir)
 
 
 def install() -> None:

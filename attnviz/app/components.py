@@ -7,6 +7,8 @@ import threading
 import gradio as gr
 import torch
 
+from .cache_fix import write_once  # the one atomic write into Gradio's cache
+
 try:  # Hugging Face ZeroGPU: functions that use the GPU carry @spaces.GPU
     import spaces  # type: ignore
 
@@ -128,30 +130,7 @@ def data_url_to_file(url: str, cache_dir: str) -> str:
     mime = head[5:].split(";")[0].strip().lower()
     ext = {"image/jpeg": "jpg", "image/jpg": "jpg", "image/webp": "webp", "image/gif": "gif",
            "image/bmp": "bmp", "image/tiff": "tiff"}.get(mime, "png")
-    return _write_once(data, f"image.{ext}", cache_dir)
-
-
-def _write_once(data: bytes, name: str, cache_dir: str) -> str:
-    """``data`` in ``cache_dir/<hash>/name``, written once under a temporary name and renamed
-    into place (a concurrent reader sees no file or the whole file)."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    from gradio import processing_utils
-    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = (folder / name).resolve()
-    if not target.exists():
-        fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(staging, target)
-        except BaseException:
-            Path(staging).unlink(missing_ok=True)
-            raise
-    return str(target)
+    return write_once(data, f"image.{ext}", cache_dir)
 
 
 def skips(n: int):
