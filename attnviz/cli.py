@@ -28,7 +28,7 @@ import json
 import sys
 from pathlib import Path
 
-from .scores.evaluate import main as evaluate_main
+from .scores.evaluate import add_data_arguments, main as evaluate_main
 from .tools.bench import main as bench_main
 from .training.train import main as train_main
 
@@ -205,10 +205,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="a model name or a .safetensors checkpoint "
                                                   "written by attnviz train")
     s.add_argument("--out", default="stats", help="output folder (default stats/)")
-    s.add_argument("--n", type=int, default=500, help="synthetic images (default 500)")
-    s.add_argument("--seed", type=int, default=424242, help="synthetic data seed")
-    s.add_argument("--batch-size", type=int, default=50)
-    s.add_argument("--random", action="store_true", help="random weights")
+    add_data_arguments(s, "synthetic images")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(run=_cmd_stats)
     for name, module, what in (("train", "train", "train a lite model"),

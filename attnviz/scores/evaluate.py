@@ -326,17 +326,26 @@ def _load(name: str, models_dir, random: bool):
     return model
 
 
+def add_data_arguments(p: argparse.ArgumentParser, images: str) -> None:
+    """The options ``python -m attnviz.evaluate`` and ``attnviz stats`` share: how many fresh
+    images (``images`` says what they are), their seed (TEST_SEED: never used in training), the
+    batch size and random weights."""
+    p.add_argument("--n", "--images", dest="n", type=int, default=500,
+                   help=f"{images} (default 500)")
+    p.add_argument("--seed", type=int, default=TEST_SEED,
+                   help=f"data seed (default {TEST_SEED}, never used in training)")
+    p.add_argument("--batch-size", type=int, default=50, help="images per forward pass")
+    p.add_argument("--random", action="store_true", help="random weights instead of the "
+                                                         "pretrained ones")
+
+
 def main(argv=None):
     lite = list_models("lite")
     p = argparse.ArgumentParser(prog="python -m attnviz.evaluate",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, choices=lite + ["all"],
                    help="a lite model, or 'all' for every one with a checkpoint")
-    p.add_argument("--n", "--images", dest="n", type=int, default=500,
-                   help="number of fresh images (default 500); under torchrun write --images")
-    p.add_argument("--seed", type=int, default=TEST_SEED,
-                   help=f"data seed (default {TEST_SEED}, never used in training)")
-    p.add_argument("--batch-size", type=int, default=50)
+    add_data_arguments(p, "number of fresh images; under torchrun write --images")
     p.add_argument("--tolerance", type=float, default=3, help="pointing-game tolerance in px")
     p.add_argument("--faithfulness", type=int, default=None, metavar="N",
                    help="deletion / insertion (ROAD) with bootstrap intervals on the first N "
@@ -354,8 +363,6 @@ def main(argv=None):
                         "gradcam_pointing)")
     p.add_argument("--models-dir", type=Path, help="read checkpoints (and write cards) here "
                                                    "instead of attnviz's models folder")
-    p.add_argument("--random", action="store_true", help="random weights instead of the "
-                                                         "pretrained ones")
     p.add_argument("--markdown", action="store_true", help="also print a Markdown summary table")
     p.add_argument("--task", default="shapes", choices=["shapes", "relational"],
                    help="relational: score the <model>_rel checkpoints on fresh same/different "
