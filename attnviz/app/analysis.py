@@ -20,7 +20,7 @@ from . import views as V
 from .batching import BATCHER
 from .components import gpu
 from .errors import bad_request
-from .examples import known_mask
+from .examples import known_links, known_mask
 from .model_cache import MODELS, autocast
 from .sessions import SESSIONS, Session
 
@@ -140,9 +140,11 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
     a.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     _to_cpu(a)
     example, known = known_mask(img)
+    links = known_links(img)  # a relational example: its partner and distractor are outlined
     name = Path(str(image_path)).name if isinstance(image_path, (str, Path)) else "image"
     return SESSIONS.add(Session(a, loaded.name, method, V.display_image(img), name,
                                 known if own is None else own, example, badge=loaded.badge,
+                                links=links, query=links["query_xy"] if links else None,
                                 target=target, layer=layer,
                                 mask_source=None if own is None and known is None else
                                 source if own is not None else "example", request=key))

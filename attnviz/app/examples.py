@@ -68,3 +68,60 @@ def known_mask(image: np.ndarray):
     """(class name, mask) when ``image`` is one of the shipped examples, else (None, None)."""
     hit = example_index().get(pixel_key(image))
     return hit if hit else (None, None)
+
+
+# ------------------------------------------------------------------------------ relational
+RELATIONAL_SEED = 424_242  # the relational test seed (never trained on); the Statistics tab's
+RELATIONAL_COUNT = 50  # examples are images 0..49 of it, at the relational models' sizes
+RELATIONAL_SIZES = (64, 128)
+RELATIONAL_SHIPPED = {"relational_same": 0, "relational_different": 1}  # name: label, at 128 px
+
+
+def relational_examples(size: int, indices=None):
+    """Images of the relational example set at ``size`` px (``indices``: a subset) with their
+    ground truth (:func:`attnviz.datasets.make_relational`)."""
+    from ..data.relational import make_relational
+    return make_relational(RELATIONAL_COUNT, seed=RELATIONAL_SEED, size=size, indices=indices)
+
+
+def ensure_relational_examples(directory: Path = EXAMPLES_DIR) -> list[Path]:
+    """Write the two shipped relational examples (a *same* and a *different* image of the set,
+    128 px) if missing; return their paths."""
+    out, data = [], None
+    for name, label in RELATIONAL_SHIPPED.items():
+        path = Path(directory) / f"{name}.png"
+        if not path.is_file():
+            data = relational_examples(128) if data is None else data
+            i = int(np.flatnonzero(data.labels == label)[0])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(data.images[i]).save(path, optimize=True)
+        out.append(path)
+    return out
+
+
+@lru_cache(maxsize=1)
+def relational_index() -> dict:
+    """{pixel key: (size, index)} of every image of the relational example set (the shipped
+    relational examples are among them)."""
+    index = {}
+    for size in RELATIONAL_SIZES:
+        for i, img in enumerate(relational_examples(size).images):
+            index[pixel_key(img)] = (size, i)
+    return index
+
+
+def known_links(image: np.ndarray):
+    """The link ground truth when ``image`` is one of the relational examples (matched by its
+    pixels), else None: {"regions": {"partner", "distractor", "query's own region": (H, W) bool},
+    "query_xy": (x, y) pixel centre of the query square}."""
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[0] != a.shape[1] or a.shape[0] not in RELATIONAL_SIZES:
+        return None  # cheap: other images never build the index
+    hit = relational_index().get(pixel_key(a))
+    if hit is None:
+        return None
+    d = relational_examples(hit[0], indices=[hit[1]])
+    qy, qx = d.query_points[0]
+    return {"regions": {"partner": d.partner_masks[0], "distractor": d.distractor_masks[0],
+                        "query's own region": d.query_masks[0]},
+            "query_xy": (float(qx), float(qy))}

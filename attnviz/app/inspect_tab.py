@@ -28,7 +28,7 @@ from .analysis import (add_attribution, analyse, count, request_key,  # noqa: F4
                        shown_method, single_flight, summary)
 from .capacity import analyses_at_once
 from .components import InputImage, Outputs
-from .examples import ensure_examples
+from .examples import ensure_examples, ensure_relational_examples
 from . import inspect_views as IV
 from .inspect_views import HEADLINE_OUTPUTS
 from .inspect_handlers import (  # noqa: F401 - the handlers, also reachable from here
@@ -78,8 +78,12 @@ def _left_column(ui: SimpleNamespace) -> None:
                           sources=["upload", "clipboard"], height=170, elem_id="av-image")
     gr.Markdown("<span class='av-hint'>Click the image to choose an affinity query "
                 "point.</span>", elem_id="av-click-hint")
-    gr.Examples([[str(p)] for p in examples], inputs=[ui.image],
-                label="Examples (object masks known)", examples_per_page=6,
+    # the shapes (their object's mask known) and two relational images (the partner and the
+    # distractor outlined in the affinity explorer, the query on the query square)
+    shown = examples + ensure_relational_examples()
+    gr.Examples([[str(p)] for p in shown], inputs=[ui.image],
+                label="Examples (object masks known; the last two: same/different squares)",
+                examples_per_page=len(shown),
                 elem_id="av-examples", api_name="load_example")
     ui.model = gr.Dropdown(model_choices(), value=default_model(), label="Model",
                            allow_custom_value=True, elem_id="av-model")

@@ -27,6 +27,7 @@ import numpy as np
 from .. import kinds as K
 from ..capture.maps import has_spatial
 from ..render import figures as F
+from ..render.stats_figures import LINK_REGIONS, outline_regions
 from . import views as V
 from .analysis import agreement, shown_method, summary
 from .framing import badge_md, prediction_note
@@ -291,8 +292,14 @@ def record_figure(rec, sess: Session, scale: str):
     query = sess.query if sess.query is not None else ((w - 1) / 2, (h - 1) / 2)
     if sess.head == V.ROLLOUT and K.of(rec).queried:
         rec = V.rollout_record(sess.analysis.maps) or rec
-    return V.map_figure(rec, sess.analysis.maps, scale == "shared", query, (h, w),
-                        head=V.head_of(sess.head, rec))
+    fig = V.map_figure(rec, sess.analysis.maps, scale == "shared", query, (h, w),
+                       head=V.head_of(sess.head, rec))
+    if sess.links is not None and K.of(rec).queried and rec.meta.get("key_hw"):
+        # a relational example: its ground truth outlined as the Statistics tab does
+        outline_regions(fig, {name: (sess.links["regions"][name], colour, dash)
+                              for name, (colour, dash) in LINK_REGIONS.items()},
+                        (h, w), rec.meta["key_hw"])
+    return fig
 
 
 def affinity_gallery(sess: Session, scale: str) -> list:

@@ -51,6 +51,7 @@ class Session:
     target: int | None = None  # the class asked for (None: the prediction)
     layer: str | None = None  # the CAM methods' layer asked for (None: the model's default)
     mask_source: str | None = None  # "uploaded", "example" or None (no mask)
+    links: dict | None = None  # a relational example's ground truth (examples.known_links)
 
     @property
     def scale(self) -> float:

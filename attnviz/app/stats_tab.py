@@ -15,6 +15,7 @@ import gradio as gr
 
 from . import jobs, limits
 from .errors import user_errors
+from .examples import RELATIONAL_COUNT, relational_examples
 
 MAX_IMAGES = 1000
 
@@ -85,7 +86,6 @@ def run_links(model_name, example):
     import torch
 
     from ..capture.recorder import capture
-    from ..data.relational import make_relational
     from ..attribution.explain import model_lock
     from ..render.figures import affinity_explorer
     from ..render.stats_figures import LINK_REGIONS, outline_regions
@@ -100,11 +100,11 @@ def run_links(model_name, example):
             i = int(example)
         except (TypeError, ValueError):
             raise bad_request("The example must be a whole number.") from None
-        if not 0 <= i < 50:
-            raise bad_request("Choose an example from 0 to 49.")
+        if not 0 <= i < RELATIONAL_COUNT:
+            raise bad_request(f"Choose an example from 0 to {RELATIONAL_COUNT - 1}.")
         model = _relational_model(model_name)
         size = int(model.info.input_size)
-        d = make_relational(50, seed=424_242, size=size, indices=[i])
+        d = relational_examples(size, indices=[i])  # the set Inspect recognises too
         x = to_tensor(d.images, model.info.mean, model.info.std)
         with model_lock(model), torch.no_grad(), \
                 capture(model, kinds=["affinity"], discover=False) as rec:
@@ -164,7 +164,7 @@ def build(ui) -> None:
     with gr.Row():
         ui.links_model = gr.Dropdown(names, value=names[0] if names else None,
                                      label="relational model")
-        ui.links_example = gr.Slider(0, 49, value=0, step=1, label="test image")
+        ui.links_example = gr.Slider(0, RELATIONAL_COUNT - 1, value=0, step=1, label="test image")
         ui.links_run = gr.Button("Show links", elem_id="av-links-run")
     ui.links_md = gr.Markdown()
     ui.links_fig = gr.Plot(label="affinity from the query square", elem_id="av-links-fig")
