@@ -27,6 +27,15 @@ def test_links_view_outlines_the_partner(stats_client):
     assert table["headers"][1] == "link pointing" and len(table["data"]) == 4
 
 
+def test_links_view_offers_the_128_px_models(stats_client):
+    md, fig, table = stats_client.predict("rel128/lite_sagan_rel", 1, api_name="/links")
+    assert "rel128/lite_sagan_rel" in md and "1.0" in md  # its card's accuracy at 128 px
+    names = [t.get("name") for t in __import__("json").loads(fig["plot"])["data"]]
+    assert "partner" in names and "distractor" in names
+    md, fig, table = stats_client.predict("rel128/lite_resnet_rel", 1, api_name="/links")
+    assert "control" in md and fig is None  # the plain CNN: no affinity
+
+
 def test_stats_tab_refuses_bad_input(stats_client):
     from gradio_client.exceptions import AppError
     with pytest.raises(AppError, match="20 to 1000"):

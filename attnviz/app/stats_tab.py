@@ -24,10 +24,19 @@ def bad_request(msg: str, title: str = "Cannot do that") -> gr.Error:
     return gr.Error(msg, title=title)
 
 
+RELATIONAL_DIRS = ("rel128",)  # sub-folders of the models folder with relational checkpoints
+DEFAULT_RELATIONAL = "rel128/lite_sagan_rel"  # at 128 px the task needs attention
+
+
 def relational_names() -> list[str]:
-    """The relational checkpoints shipped in the models folder (``*_rel.safetensors``)."""
+    """The relational checkpoints shipped in the models folder: ``*_rel.safetensors`` (64 px)
+    and ``rel128/*_rel.safetensors`` (128 px), named by their path there without the suffix."""
     from ..models.weights import MODELS_DIR
-    return sorted(p.stem for p in Path(MODELS_DIR).glob("*_rel.safetensors"))
+    root = Path(MODELS_DIR)
+    names = sorted(p.stem for p in root.glob("*_rel.safetensors"))
+    for sub in RELATIONAL_DIRS:
+        names += sorted(f"{sub}/{p.stem}" for p in (root / sub).glob("*_rel.safetensors"))
+    return names
 
 
 @functools.lru_cache(maxsize=8)
@@ -162,7 +171,8 @@ def build(ui) -> None:
                 "(a distractor that often copies a square's colour) dashed red.")
     names = relational_names()
     with gr.Row():
-        ui.links_model = gr.Dropdown(names, value=names[0] if names else None,
+        ui.links_model = gr.Dropdown(names, value=DEFAULT_RELATIONAL if DEFAULT_RELATIONAL in
+                                     names else (names[0] if names else None),
                                      label="relational model")
         ui.links_example = gr.Slider(0, RELATIONAL_COUNT - 1, value=0, step=1, label="test image")
         ui.links_run = gr.Button("Show links", elem_id="av-links-run")
