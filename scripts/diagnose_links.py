@@ -6,15 +6,20 @@ and the accuracy with each affinity module switched off (its output replaced by 
 residual path alone): does the model need the module at all?
 
 Usage: PYTHONPATH=. python scripts/diagnose_links.py models/rel128/lite_sagan_rel.safetensors [...]
-       [--n 300] [--seeds 424242 424243 424244]
+       [--n 300] [--seeds 424242 424243 424244] [--write-card]
+--write-card stores the figures in the checkpoint's card under "link_diagnosis".
 """
 import argparse
+import json
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from attnviz.data.relational import PALETTE, make_relational
 from attnviz.data.synthetic import to_tensor
+from attnviz.errors import OptionError
 from attnviz.models.checkpoint import load_checkpoint
 from attnviz.scores.links import LINK_SEEDS, link_evaluation
 from attnviz.scores.stats import mean_interval
@@ -46,6 +51,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--seeds", type=int, nargs="+", default=list(LINK_SEEDS))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--write-card", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     for path in a.checkpoints:
@@ -53,17 +59,37 @@ def main() -> None:
         per, colours, ablated = {}, [], {}
         for s in a.seeds:
             data = make_relational(a.n, seed=s, size=int(model.info.input_size))
-            r = link_evaluation(model, data, seed=s)
+            try:
+                r = link_evaluation(model, data, seed=s)
+            except OptionError as e:  # the plain-CNN control: nothing to diagnose
+                print(f"{path}: {e}")
+                break
             colours.append(data.region_colours)
             for layer in r["layers"]:
                 ablated.setdefault(layer, []).append(accuracy_without(model, data, layer))
             for layer, e in r["layers"].items():
                 for k, v in e["_per_image"]["model"].items():
                     per.setdefault(layer, {}).setdefault(k, []).append(v)
+        if not per:
+            continue
         colours = np.concatenate(colours)
         print(f"{path}: {len(a.seeds)} seeds x {a.n} images")
+        card = {"seeds": list(a.seeds), "images_per_seed": a.n, "layers": {}}
         for layer, scores in per.items():
             s = {k: np.concatenate(v) for k, v in scores.items()}
+            miss = s["pointing"] == 0
+            card["layers"][layer] = {
+                "accuracy_switched_off": mean_interval(ablated[layer]),
+                **{k: mean_interval(s[k]) for k in ("pointing", "pointing_reverse",
+                                                    "pointing_either", "pointing_both")},
+                "pointing_by_query_colour": {n: mean_interval(s["pointing"][colours[:, 0] == c])
+                                             for c, n in enumerate(COLOURS)},
+                "reverse_pointing_by_partner_colour": {
+                    n: mean_interval(s["pointing_reverse"][colours[:, 1] == c])
+                    for c, n in enumerate(COLOURS)},
+                "missed": int(miss.sum()),
+                "missed_with_row_on_own_square": mean_interval(s["own"][miss] >= 0.99),
+                "missed_distractor_mass": round(float(s["distractor"][miss].mean()), 4)}
             print(f"  {layer}: accuracy with it switched off {fmt(ablated[layer])} (over seeds)")
             for k in ("pointing", "pointing_reverse", "pointing_either", "pointing_both"):
                 print(f"    {k:17s} {fmt(s[k])}")
@@ -72,10 +98,16 @@ def main() -> None:
                 p = colours[:, 1] == c
                 print(f"    query square {name:5s}: pointing {fmt(s['pointing'][q])};"
                       f"  partner {name}: reverse pointing {fmt(s['pointing_reverse'][p])}")
-            miss = s["pointing"] == 0
             print(f"    missed queries: {int(miss.sum())}; row >= 99% on its own square: "
                   f"{fmt(s['own'][miss] >= 0.99)}; mean distractor mass "
                   f"{s['distractor'][miss].mean():.4f}")
+        if a.write_card:
+            card_path = Path(path).with_suffix(".json")
+            full = json.loads(card_path.read_text())
+            full["link_diagnosis"] = card
+            tmp = card_path.with_name(card_path.name + ".tmp")
+            tmp.write_text(json.dumps(full, indent=2))
+            os.replace(tmp, card_path)
 
 
 if __name__ == "__main__":
