@@ -125,3 +125,21 @@ def test_a_zip_takes_the_same_files(session, tmp_path):
     assert {f["path"] for f in manifest["files"]} == set(files)
     write_analysis(session.analysis, tmp_path / "f")
     assert _folder_files(tmp_path / "f") == files
+
+
+def test_a_folder_written_again_holds_only_the_new_files(session, tmp_path):
+    """An earlier export's files go (a stale overlay of another model, say); files the export
+    did not write stay, and a manifest cannot name a file outside the folder."""
+    folder = tmp_path / "f"
+    write_analysis(session.analysis, folder)
+    (folder / "overlays" / "99_old_model_spatial.png").write_bytes(b"stale")
+    (folder / "notes.txt").write_text("the user's own file")
+    outside = tmp_path / "keep.txt"
+    outside.write_text("outside the folder")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["files"] += [{"path": "overlays/99_old_model_spatial.png"}, {"path": "../keep.txt"}]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    write_analysis(session.analysis, folder)
+    files = _folder_files(folder)
+    assert set(files) == _manifest_paths(files) | {"notes.txt"}
+    assert outside.read_text() == "outside the folder"

@@ -211,13 +211,15 @@ def write_analysis(analysis, dest, query=None, summary: dict | None = None,
     """Write the export of ``analysis`` into ``dest``: a folder (made if missing) or an open
     ``zipfile.ZipFile``. ``plotly_file``: a copy of plotly.js already on disk that a folder's
     figures/plotly.min.js is hard-linked to (many folders, one copy on disk; copied where a link
-    cannot be made). Returns the manifest."""
+    cannot be made). A folder an earlier export wrote loses that export's files first (those its
+    manifest lists), so it holds exactly what the new manifest lists. Returns the manifest."""
     files = export_files(analysis, query, summary)
     if isinstance(dest, zipfile.ZipFile):
         for f in files:
             dest.writestr(f.path, f.data)
     else:
         folder = Path(dest)
+        _remove_previous(folder)
         for f in files:
             path = folder / f.path
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,6 +228,20 @@ def write_analysis(analysis, dest, query=None, summary: dict | None = None,
             else:
                 path.write_bytes(f.data)
     return json.loads(files[-1].data)
+
+
+def _remove_previous(folder: Path) -> None:
+    """The files an earlier export listed in ``folder``'s manifest (and only those, inside the
+    folder), so that a folder written again holds exactly what its new manifest lists."""
+    try:
+        listed = json.loads((folder / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no earlier export here (or not one of ours): nothing is removed
+    root = folder.resolve()
+    for entry in listed:
+        path = (folder / str(entry.get("path", "") if isinstance(entry, dict) else "")).resolve()
+        if path != root and path.is_relative_to(root) and path.is_file():
+            path.unlink()
 
 
 def _link(src: Path, dst: Path) -> None:
