@@ -3,7 +3,9 @@
 and, among the missed queries, the share whose affinity row sits wholly (>= 99% of its mass) on the
 query's own square (nothing outside it to point with) rather than on the distractor or background;
 and the accuracy with each affinity module switched off (its output replaced by its input, the
-residual path alone): does the model need the module at all?
+residual path alone): does the model need the module at all? And whether the single row at the
+query square's centre is noisy: link pointing of the rows of the whole query region averaged
+(query cells at least half covered by the square).
 
 Usage: PYTHONPATH=. python scripts/diagnose_links.py models/rel128/lite_sagan_rel.safetensors [...]
        [--n 300] [--seeds 424242 424243 424244] [--write-card]
@@ -21,8 +23,9 @@ from attnviz.data.relational import PALETTE, make_relational
 from attnviz.data.synthetic import to_tensor
 from attnviz.errors import OptionError
 from attnviz.models.checkpoint import load_checkpoint
-from attnviz.scores.links import LINK_SEEDS, link_evaluation
-from attnviz.scores.stats import mean_interval
+from attnviz.capture.recorder import capture
+from attnviz.scores.links import LINK_SEEDS, link_evaluation, link_scores
+from attnviz.scores.stats import mean_interval, region_cover
 
 COLOURS = ("red", "green", "blue")
 assert len(COLOURS) == len(PALETTE)
@@ -43,6 +46,25 @@ def accuracy_without(model, data, layer: str, batch: int = 100) -> float:
     finally:
         h.remove()
     return float((pred.numpy() == data.labels).mean())
+
+
+@torch.no_grad()
+def region_pointing(model, data, batch: int = 50) -> dict:
+    """{layer: (N,) link pointing of the query region's rows averaged}."""
+    out = {}
+    for i in range(0, len(data.labels), batch):
+        sl = slice(i, i + batch)
+        x = to_tensor(data.images[sl], model.info.mean, model.info.std)
+        with capture(model, kinds=["affinity"], discover=False) as rec:
+            model(x)
+        for r in rec:
+            c = region_cover(data.query_masks[sl], r.meta["query_hw"])
+            w = (c >= np.minimum(0.5, c.max(1, keepdims=True))).astype(np.float32)
+            rows = np.einsum("nq,nqk->nk", w, r.tensor.float().numpy()) / w.sum(1, keepdims=True)
+            cov = [region_cover(m[sl], r.meta["key_hw"]) for m in
+                   (data.partner_masks, data.distractor_masks, data.query_masks)]
+            out.setdefault(r.layer, []).append(link_scores(rows, *cov)["pointing"])
+    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def main() -> None:
@@ -70,6 +92,8 @@ def main() -> None:
             for layer, e in r["layers"].items():
                 for k, v in e["_per_image"]["model"].items():
                     per.setdefault(layer, {}).setdefault(k, []).append(v)
+            for layer, v in region_pointing(model, data).items():
+                per[layer].setdefault("pointing_region_rows", []).append(v)
         if not per:
             continue
         colours = np.concatenate(colours)
@@ -80,8 +104,9 @@ def main() -> None:
             miss = s["pointing"] == 0
             card["layers"][layer] = {
                 "accuracy_switched_off": mean_interval(ablated[layer]),
-                **{k: mean_interval(s[k]) for k in ("pointing", "pointing_reverse",
-                                                    "pointing_either", "pointing_both")},
+                **{k: mean_interval(s[k]) for k in ("pointing", "pointing_region_rows",
+                                                    "pointing_reverse", "pointing_either",
+                                                    "pointing_both")},
                 "pointing_by_query_colour": {n: mean_interval(s["pointing"][colours[:, 0] == c])
                                              for c, n in enumerate(COLOURS)},
                 "reverse_pointing_by_partner_colour": {
@@ -91,8 +116,9 @@ def main() -> None:
                 "missed_with_row_on_own_square": mean_interval(s["own"][miss] >= 0.99),
                 "missed_distractor_mass": round(float(s["distractor"][miss].mean()), 4)}
             print(f"  {layer}: accuracy with it switched off {fmt(ablated[layer])} (over seeds)")
-            for k in ("pointing", "pointing_reverse", "pointing_either", "pointing_both"):
-                print(f"    {k:17s} {fmt(s[k])}")
+            for k in ("pointing", "pointing_region_rows", "pointing_reverse", "pointing_either",
+                      "pointing_both"):
+                print(f"    {k:20s} {fmt(s[k])}")
             for c, name in enumerate(COLOURS):
                 q = colours[:, 0] == c
                 p = colours[:, 1] == c
