@@ -96,6 +96,8 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
         self.log.close()
+        import shutil
+        shutil.rmtree(self.tmp, ignore_errors=True)  # its runs/, Gradio cache and log
 
 
 def _sample_image() -> Path:
