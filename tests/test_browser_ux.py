@@ -114,7 +114,9 @@ def test_titles_kinds_note_and_scores_fit(browser, app_url, device):
         # no word of a score, map or value broken across lines (one letter a line on a phone)
         for c in pg.evaluate(WORDS_FIT, "#av-scores"):
             assert c["need"] <= c["have"] + 1, (device, c)
-        assert len(sc["refs"]) == 2 and all(r["inside"] and not r["cut"] for r in sc["refs"]), sc
+        # deletion and insertion AUC of the attribution, and of the oracle (the example's mask
+        # is known), each beside its random reference, whole and inside the table
+        assert len(sc["refs"]) == 4 and all(r["inside"] and not r["cut"] for r in sc["refs"]), sc
         pg.locator("#av-scale label", has_text="shared").first.click()
         pg.wait_for_function("() => [...document.querySelectorAll('#av-gal-all .caption-label')]"
                              ".some(c => c.innerText.includes('shared'))", timeout=TIMEOUT)
