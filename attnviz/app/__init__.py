@@ -46,9 +46,9 @@ CSS = """
 #av-image img {cursor: crosshair;}  /* not upscaled: Gradio's click coordinates assume that */
 .av-compare-row {border-top: 1px solid var(--border-color-primary); padding-top: 6px;}
 /* a laptop screen (1280x800) shows the whole left column, Analyse included: the examples are
-   one strip of small thumbnails */
-#av-examples .gallery {gap: 4px !important; flex-wrap: wrap;}
-#av-examples .gallery-item .container.gallery {width: 42px !important; height: 42px !important;}
+   one strip of small thumbnails (eight: the six shapes and two relational images) */
+#av-examples .gallery {gap: 2px !important; flex-wrap: wrap;}
+#av-examples .gallery-item .container.gallery {width: 30px !important; height: 30px !important;}
 #av-scale .wrap {flex-wrap: nowrap;}
 #av-scale label {white-space: nowrap;}
 /* overlay galleries: every tile is the whole image, its colour bar and its caption beneath it,

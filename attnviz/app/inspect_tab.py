@@ -82,7 +82,7 @@ def _left_column(ui: SimpleNamespace) -> None:
     # distractor outlined in the affinity explorer, the query on the query square)
     shown = examples + ensure_relational_examples()
     gr.Examples([[str(p)] for p in shown], inputs=[ui.image],
-                label="Examples (object masks known; the last two: same/different squares)",
+                label="Examples (object masks known)",
                 examples_per_page=len(shown),
                 elem_id="av-examples", api_name="load_example")
     ui.model = gr.Dropdown(model_choices(), value=default_model(), label="Model",
