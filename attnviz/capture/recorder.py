@@ -77,15 +77,16 @@ def _dtype_name(dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def select_taps(model: nn.Module, layers=None, kinds=None, blocks=None, also=()):
+def select_taps(model: nn.Module, layers=None, kinds=None, blocks=None, also=(), st=None):
     """[(name, tap)] filtered by layer patterns (fnmatch on the tap or block path, or a prefix),
     kinds and blocks. Raises CaptureError for an unknown kind or a pattern that matches nothing
-    (among the taps and the names in ``also``: discovered attention)."""
+    (among the taps and the names in ``also``: discovered attention). ``st``: the model's
+    structure, when the caller has walked it."""
     if kinds is not None:
         kinds = [kinds] if isinstance(kinds, str) else list(kinds)
         for k in kinds:
             _kinds.get(k)  # UnknownKindError (a CaptureError) for an unknown kind
-    taps = structure(model).points
+    taps = (structure(model) if st is None else st).points
     if layers is None and kinds is None and blocks is None:
         return list(taps)
     if isinstance(layers, str):
@@ -192,9 +193,9 @@ class _TapHooks(Hooks):
     in the context that opened it (the lifecycle, removal and train/eval restore:
     :class:`Hooks`)."""
 
-    def __init__(self, model, taps, fn: Callable):
+    def __init__(self, model, taps, fn: Callable, st=None):
         # per module, so a model with some submodules frozen in eval mode comes back as it was
-        super().__init__(model, structure(model).modules)
+        super().__init__(model, (structure(model) if st is None else st).modules)
         self.taps, self.fn = taps, fn
         self.token = None
 
@@ -260,15 +261,16 @@ def capture(model: nn.Module, layers=None, kinds=None, blocks=None, affinity_dty
     if budget_mb is not None and budget_mb <= 0:
         raise CaptureError("budget_mb must be positive")
     select_sites, sites_for_capture, SiteHooks, geometry_of, own, suspended = _discovery()
+    st = structure(model)  # walked once per capture: taps, modules, discovery's cache key
     geometry = tuple(example.shape[1:]) if example is not None else None
-    lazy = discover and not own(model)
+    lazy = discover and not own(model, st)
     if lazy and geometry is None and layers is None and geometry_of(model) is None:
-        sites = sites_for_capture(model, extra, False)  # found at the first input's size
+        sites = sites_for_capture(model, extra, False, st=st)  # found at the first input's size
     else:
-        sites = sites_for_capture(model, extra, discover, geometry)
+        sites = sites_for_capture(model, extra, discover, geometry, st=st)
         geometry = geometry or geometry_of(model)
     taps = select_taps(model, layers, kinds, blocks,
-                       also=[n for s in sites for n in (s.name, s.layer)])
+                       also=[n for s in sites for n in (s.name, s.layer)], st=st)
     rec = Recorder(affinity_dtype, max_queries, budget_mb)
 
     def record(name, tap, output, kwargs):
@@ -276,7 +278,7 @@ def capture(model: nn.Module, layers=None, kinds=None, blocks=None, affinity_dty
         return None
 
     if not sites and not lazy:
-        with _TapHooks(model, taps, record):
+        with _TapHooks(model, taps, record, st):
             yield rec
         return
 
@@ -285,7 +287,7 @@ def capture(model: nn.Module, layers=None, kinds=None, blocks=None, affinity_dty
         return None
 
     sites = select_sites(sites, layers, kinds, blocks)
-    with _TapHooks(model, taps, record) as taps_on, \
+    with _TapHooks(model, taps, record, st) as taps_on, \
             SiteHooks(model, sites, record_site) as hooks:
         handle = None
         if lazy:
@@ -303,7 +305,7 @@ def capture(model: nn.Module, layers=None, kinds=None, blocks=None, affinity_dty
                 token = _ACTIVE.set(())
                 try:
                     with suspended():
-                        found = sites_for_capture(model, extra, True, seen[0])
+                        found = sites_for_capture(model, extra, True, seen[0], st=st)
                 finally:
                     _ACTIVE.reset(token)
                 hooks.rebind(select_sites(found, layers, kinds, blocks))

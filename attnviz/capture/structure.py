@@ -17,12 +17,13 @@ from ..models.layers.tap import iter_taps
 class _Structure:
     """A model's hook points and modules, as they were when it was walked."""
 
-    __slots__ = ("points", "modules", "key", "__weakref__")
+    __slots__ = ("points", "modules", "key", "memo", "__weakref__")
 
     def __init__(self, model: nn.Module, modules: list):
         self.modules = modules
         self.key = tuple(map(id, modules))
         self.points = _find_points(model)
+        self.memo: dict = {}  # facts derived from these modules (e.g. discovery's own_model)
 
 
 _STRUCTURES: "weakref.WeakKeyDictionary[nn.Module, _Structure]" = weakref.WeakKeyDictionary()
@@ -36,7 +37,8 @@ def _find_points(model: nn.Module) -> list:
 
 
 def structure(model: nn.Module) -> _Structure:
-    """The model's cached structure, walked again when its modules changed."""
+    """The model's cached structure, walked again when its modules changed. One capture walks
+    once and hands the result to everything it calls (taps, hooks, discovery's cache key)."""
     modules = list(model.modules())
     st = _STRUCTURES.get(model)
     if st is None or st.key != tuple(map(id, modules)):

@@ -48,11 +48,17 @@ _GUARD = threading.Lock()
 _KNOWN = ("torch.", "attnviz.models")
 
 
-def own_model(model: nn.Module) -> bool:
+def own_model(model: nn.Module, st=None) -> bool:
     """Built only from torch's and attnviz's own modules: every attention passes through a tap,
-    so there is nothing to discover (and no probe to run)."""
-    return type(model).__module__.startswith("attnviz.models") and all(
-        type(m).__module__.startswith(_KNOWN) for m in model.modules())
+    so there is nothing to discover (and no probe to run). ``st``: the model's structure
+    (:func:`~attnviz.capture.structure.structure`), when the caller has walked it; the answer
+    is kept with it."""
+    st = structure(model) if st is None else st
+    own = st.memo.get("own")
+    if own is None:
+        own = st.memo["own"] = type(model).__module__.startswith("attnviz.models") and all(
+            type(m).__module__.startswith(_KNOWN) for m in st.modules)
+    return own
 
 
 def discover(model: nn.Module, example: torch.Tensor | None = None,
@@ -100,10 +106,10 @@ def declared_geometry(model: nn.Module) -> tuple:
     return (3, 224, 224)
 
 
-def _module_key(model: nn.Module) -> tuple:
+def _module_key(model: nn.Module, st=None) -> tuple:
     """Which modules the model has (capture's cached walk): a model changed after its probe,
     by a submodule added or replaced, is probed again."""
-    return tuple(map(id, structure(model).modules))
+    return (structure(model) if st is None else st).key
 
 
 class _Probed:
@@ -118,13 +124,13 @@ class _Probed:
 MAX_GEOMETRIES = 8
 
 
-def _found(model, geometry=None, refresh=False, example=None) -> Discovery:
+def _found(model, geometry=None, refresh=False, example=None, st=None) -> Discovery:
     """The cached probe result at ``geometry`` ((C, H, W); None: the last one probed, else the
     declared size), probing once per model structure, adapter registry and geometry."""
     with _GUARD:
         lock = _LOCKS.setdefault(model, threading.Lock())
     with lock:
-        key = (GENERATION[0], _module_key(model))
+        key = (GENERATION[0], _module_key(model, st))
         probed = _CACHE.get(model)
         if refresh or probed is None or probed.key != key:
             probed = _Probed(key)
@@ -135,7 +141,7 @@ def _found(model, geometry=None, refresh=False, example=None) -> Discovery:
         geometry = tuple(int(v) for v in geometry)
         found = probed.by_geometry.get(geometry)
         if found is None:
-            found = Discovery() if own_model(model) and example is None else \
+            found = Discovery() if own_model(model, st) and example is None else \
                 _probe_safely(model, example, geometry)
             if len(probed.by_geometry) >= MAX_GEOMETRIES:
                 probed.by_geometry.pop(next(iter(probed.by_geometry)))
@@ -153,11 +159,11 @@ def probed_geometry(model: nn.Module) -> tuple | None:
 
 
 def sites_for_capture(model: nn.Module, extra: dict | None = None,
-                      auto: bool = True, geometry=None) -> list[Site]:
+                      auto: bool = True, geometry=None, st=None) -> list[Site]:
     """The sites a capture hooks: discovered ones at ``geometry`` (default: the last probed or
     the declared size; not for attnviz's own models, whose attention is all tapped, nor with
-    ``auto=False``) and declared ones."""
-    sites = list(_found(model, geometry).sites) if auto else []
+    ``auto=False``) and declared ones. ``st``: the model's structure, walked by the caller."""
+    sites = list(_found(model, geometry, st=st).sites) if auto else []
     return sites + declared_sites(model, extra)
 
 
