@@ -134,7 +134,7 @@ def run_inspect_auto(image, model_name, method, scale, target=None, layer=None,
            for s in (sess, SESSIONS.latest(sid))):
         yield {}
         return
-    if NEWEST.superseded(sid, asked_key(image, entry.name, method, *options)):
+    if not NEWEST.claim(sid, asked_key(image, entry.name, method, *options)):
         count("superseded")  # a newer upload or choice of this page waits: this one gives way
         yield {}
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -290,8 +290,11 @@ class NewestRequests:
     that never noted a request (API clients) is never superseded. Bounded: the least recently
     noted pages are forgotten first."""
 
+    HISTORY = 16  # the keys a page noted before its newest one (stale requests)
+
     def __init__(self, max_pages: int = PAGES_MAX):
         self._newest: OrderedDict[str, tuple] = OrderedDict()
+        self._older: dict[str, deque] = {}
         self._lock = threading.Lock()
         self.max_pages = max_pages
 
@@ -299,10 +302,31 @@ class NewestRequests:
         if not sid:
             return
         with self._lock:
-            self._newest[sid] = key
-            self._newest.move_to_end(sid)
-            while len(self._newest) > self.max_pages:
-                self._newest.popitem(last=False)
+            self._note(sid, key)
+
+    def _note(self, sid: str, key: tuple) -> None:
+        old = self._newest.get(sid)
+        if old is not None and old != key:
+            self._older.setdefault(sid, deque(maxlen=self.HISTORY)).append(old)
+        self._newest[sid] = key
+        self._newest.move_to_end(sid)
+        while len(self._newest) > self.max_pages:
+            gone, _ = self._newest.popitem(last=False)
+            self._older.pop(gone, None)
+
+    def claim(self, sid: str | None, key: tuple) -> bool:
+        """Whether a queued analysis of ``key`` should run: False when the page has since asked
+        for another analysis (``key`` is among the ones it asked for before its newest). A key
+        the page has not noted yet is newer than every noted one (its own note, sent outside
+        the queue, can arrive after the queued request under load): it is noted now and runs."""
+        if not sid:
+            return True
+        with self._lock:
+            newest = self._newest.get(sid)
+            if newest is not None and newest != key and key in self._older.get(sid, ()):
+                return False
+            self._note(sid, key)
+            return True
 
     def superseded(self, sid: str | None, key) -> bool:
         """Whether page ``sid`` has since asked for another analysis than ``key``."""
@@ -313,6 +337,7 @@ class NewestRequests:
     def forget(self, sid: str) -> None:
         with self._lock:
             self._newest.pop(sid, None)
+            self._older.pop(sid, None)
 
 
 NEWEST = NewestRequests()
