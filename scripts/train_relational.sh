@@ -4,6 +4,8 @@
 # name and shape match: stem and residual convs) and trained on fresh make_relational images at
 # 64 px. The four run side by side, one thread each (PARALLEL=0: one after the other).
 # Usage: scripts/train_relational.sh [model ...]   (default: all four)
+# TASK=cued trains on the cued task instead (a cue's colour names the shape to classify;
+# checkpoints <model>_cue.*); TASK=relational (default) on same/different squares (<model>_rel.*).
 # The 128 px checkpoints in models/rel128/ (logs moved there from models/rel128/logs/):
 #   SIZE=128 EPOCHS=3 IMAGES=3200 OUT=models/rel128 \
 #     scripts/train_relational.sh lite_sagan lite_resnet   (THREADS: 2 and 1, as in the cards)
@@ -18,19 +20,22 @@ IMAGES=${IMAGES:-4000}
 SIZE=${SIZE:-64}
 PARALLEL=${PARALLEL:-1}
 OUT=${OUT:-models}
+TASK=${TASK:-relational}
+case "$TASK" in relational) SUFFIX=_rel ;; cued) SUFFIX=_cue ;; *) echo "unknown TASK $TASK"; exit 2 ;; esac
+LR=${LR:-3e-3}
 models=("$@")
 [ ${#models[@]} -eq 0 ] && models=(lite_nonlocal lite_sagan lite_danet lite_resnet)
 mkdir -p "$OUT/logs"
 one() {
   local m=$1
-  echo "$(date +%T) start ${m}_rel"
-  if TQDM_MININTERVAL=20 $PY -m attnviz.train --model "$m" --task relational --name "${m}_rel" \
-      --out "$OUT" --epochs "$EPOCHS" --lr 3e-3 --init models/lite_resnet.safetensors \
+  echo "$(date +%T) start ${m}${SUFFIX}"
+  if TQDM_MININTERVAL=20 $PY -m attnviz.train --model "$m" --task "$TASK" --name "${m}${SUFFIX}" \
+      --out "$OUT" --epochs "$EPOCHS" --lr "$LR" --init models/lite_resnet.safetensors \
       --images-per-epoch "$IMAGES" --batch-size 32 --size "$SIZE" --val-n 500 --seed 0 \
-      --threads "$THREADS" > "$OUT/logs/${m}_rel.log" 2>&1; then
-    echo "$(date +%T) done ${m}_rel"
+      --threads "$THREADS" > "$OUT/logs/${m}${SUFFIX}.log" 2>&1; then
+    echo "$(date +%T) done ${m}${SUFFIX}"
   else
-    echo "$(date +%T) FAILED ${m}_rel"
+    echo "$(date +%T) FAILED ${m}${SUFFIX}"
   fi
 }
 for m in "${models[@]}"; do

@@ -176,6 +176,24 @@ def _draw_target(cls, rng, size, scale):
     return m.astype(bool)
 
 
+def shape_mask(cls: int, size: int, centre_yx, scale: float, angle: float, rng) -> np.ndarray:
+    """(size, size) bool mask of class ``cls`` (an index of :data:`SHAPE_CLASSES`) whose bounding
+    box has longest side ``scale``, rotated by ``angle`` radians, centred at ``centre_yx``;
+    drawn like the targets of :func:`make_shapes` (no antialiasing)."""
+    polys = _unit_shape(cls, rng)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    polys = [p @ rot.T for p in polys]
+    lo, hi = polys[0].min(0), polys[0].max(0)
+    k = scale / float((hi - lo).max())
+    cy, cx = centre_yx
+    polys = [(p - (lo + hi) / 2) * k + (cx, cy) for p in polys]
+    m = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(m, [_to_fixed(polys[0])], 1, lineType=cv2.LINE_8, shift=_SHIFT)
+    for hole in polys[1:]:
+        cv2.fillPoly(m, [_to_fixed(hole)], 0, lineType=cv2.LINE_8, shift=_SHIFT)
+    return m.astype(bool)
+
+
 def _draw_distractor(rng, size, m: np.ndarray):
     """Draw one distractor (value 1) into the zeroed uint8 canvas ``m``."""
     s = size / 128

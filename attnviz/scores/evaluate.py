@@ -51,6 +51,7 @@ from ..data.shard import Shard, current as current_shard, finish as finish_shard
 from ..data.synthetic import TEST_SEED, to_tensor
 from ..models.info import info_of
 from .links import run_relational
+from ..data.link_tasks import LINK_TASKS
 from ..models.registry import create_model
 from .metrics import eval_mode
 from ..models.weights import MODELS_DIR
@@ -364,10 +365,10 @@ def main(argv=None):
     p.add_argument("--models-dir", type=Path, help="read checkpoints (and write cards) here "
                                                    "instead of attnviz's models folder")
     p.add_argument("--markdown", action="store_true", help="also print a Markdown summary table")
-    p.add_argument("--task", default="shapes", choices=["shapes", "relational"],
-                   help="relational: score the <model>_rel checkpoints on fresh same/different "
-                        "images (accuracy, link scores against a random affinity and the "
-                        "oracle, over 3 seeds; --images per seed)")
+    p.add_argument("--task", default="shapes", choices=["shapes", *LINK_TASKS],
+                   help="relational / cued: score the <model>_rel / <model>_cue checkpoints on "
+                        "fresh images of that task (accuracy, link scores against a random "
+                        "affinity and the oracle, over 3 seeds; --images per seed)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--threads", type=int, help="torch threads")
     a = p.parse_args(argv)
@@ -376,11 +377,12 @@ def main(argv=None):
     if a.random and a.write_card:
         p.error("--write-card records the pretrained model's figures; drop --random")
     folder = Path(a.models_dir or MODELS_DIR)
-    if a.task == "relational":  # the relational checkpoints: <model>_rel.safetensors
+    if a.task in LINK_TASKS:  # the relational checkpoints: <model>_rel / _cue.safetensors
         names = lite if a.model == "all" else [a.model]
-        found = run_relational(names, folder, a.n, a.write_card, a.batch_size)
+        found = run_relational(names, folder, a.n, a.write_card, a.batch_size, task=a.task)
         if not found:
-            print(f"error: no relational checkpoint ({names[0]}_rel.safetensors, ...) in "
+            suffix = LINK_TASKS[a.task].suffix
+            print(f"error: no {a.task} checkpoint ({names[0]}{suffix}.safetensors, ...) in "
                   f"{folder}; train one with scripts/train_relational.sh", file=sys.stderr)
             return 2
         if a.json:

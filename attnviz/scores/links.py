@@ -39,7 +39,7 @@ from ..errors import OptionError
 from .stats import mean_interval, region_cover
 from ..capture.recorder import capture
 from ..data.synthetic import to_tensor
-from ..data.relational import make_relational
+from ..data.link_tasks import LINK_TASKS
 from ..models.checkpoint import load_checkpoint
 
 REGIONS = ("partner", "distractor", "own", "background")
@@ -234,15 +234,19 @@ LINK_SEEDS = (424_242, 424_243, 424_244)  # fresh test seeds, never used by trai
 
 @torch.no_grad()
 def evaluate_links(model, n: int = 400, seeds=LINK_SEEDS, batch_size: int = 50,
-                   progress=None) -> dict:
-    """Accuracy and link scores of ``model`` on ``n`` fresh relational images per seed, pooled
-    over the seeds (intervals over all images, and over the per-seed means). A model without an
-    affinity (the plain-CNN control) gets its accuracy only."""
+                   progress=None, task: str = "relational") -> dict:
+    """Accuracy and link scores of ``model`` on ``n`` fresh images per seed of the relational
+    ``task`` (a key of :data:`~attnviz.data.link_tasks.LINK_TASKS`), pooled over the seeds
+    (intervals over all images, and over the per-seed means). A model without an affinity (the
+    plain-CNN control) gets its accuracy only."""
+    if task not in LINK_TASKS:
+        raise OptionError(f"unknown relational task {task!r}; choose one of {sorted(LINK_TASKS)}")
+    make = LINK_TASKS[task].make
 
     size = int(model.info.input_size)
     per_seed, accs = [], []
     for k, s in enumerate(seeds):
-        data = make_relational(n, seed=s, size=size)
+        data = make(n, seed=s, size=size)
         step = (lambda done, total, k=k: progress(k * n + done, len(seeds) * n)) \
             if progress else None
         try:
@@ -258,7 +262,7 @@ def evaluate_links(model, n: int = 400, seeds=LINK_SEEDS, batch_size: int = 50,
                 hits += int((model(x.to(device)).argmax(1).cpu().numpy() ==
                              data.labels[i:i + batch_size]).sum())
             accs.append(round(hits / n, 4))
-    out = {"model": model.info.name, "task": "relational", "seeds": list(seeds),
+    out = {"model": model.info.name, "task": task, "seeds": list(seeds),
            "images_per_seed": n, "image_size": size,
            "accuracy": mean_interval(accs), "accuracy_per_seed": accs}
     if per_seed:
@@ -269,7 +273,8 @@ def evaluate_links(model, n: int = 400, seeds=LINK_SEEDS, batch_size: int = 50,
 def format_links(r: dict) -> str:
     """A short text table of :func:`evaluate_links`' result."""
     a = r["accuracy"]
-    head = (f"{r['model']}: relational accuracy {a['mean']:.3f} [{a['lo']:.3f}, {a['hi']:.3f}] "
+    head = (f"{r['model']}: {r.get('task', 'relational')} accuracy {a['mean']:.3f} "
+            f"[{a['lo']:.3f}, {a['hi']:.3f}] "
             f"over seeds {r['seeds']} ({r['images_per_seed']} images each)")
     lines = [head]
     for layer, e in r.get("links", {}).get("layers", {}).items():
@@ -295,10 +300,11 @@ def format_links(r: dict) -> str:
 
 
 def run_relational(names, models_dir, n: int, write_card: bool, batch_size: int = 50,
-                   out=None) -> dict:
-    """``python -m attnviz.evaluate --task relational``: every ``<name>_rel`` checkpoint in
-    ``models_dir``, scored by :func:`evaluate_links`; with ``write_card`` the result goes into
-    its card under ``"relational_evaluation"``."""
+                   out=None, task: str = "relational") -> dict:
+    """``python -m attnviz.evaluate --task relational`` (or ``cued``): every ``<name><suffix>``
+    checkpoint in ``models_dir`` (``lite_sagan_rel``, ``lite_sagan_cue``: the task's suffix),
+    scored by :func:`evaluate_links`; with ``write_card`` the result goes into its card under
+    ``"relational_evaluation"``."""
     import json
     import os
     import sys
@@ -308,11 +314,11 @@ def run_relational(names, models_dir, n: int, write_card: bool, batch_size: int 
     out = out or sys.stdout
     results = {}
     for name in names:
-        path = Path(models_dir) / f"{name}_rel.safetensors"
+        path = Path(models_dir) / f"{name}{LINK_TASKS[task].suffix}.safetensors"
         if not path.is_file():
             continue
         model = load_checkpoint(path)
-        r = evaluate_links(model, n=n, batch_size=batch_size)
+        r = evaluate_links(model, n=n, batch_size=batch_size, task=task)
         results[path.stem] = r
         print(format_links(r) + "\n", file=out, flush=True)
         if write_card:

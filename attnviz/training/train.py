@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.relational import RELATION_CLASSES, make_relational
+from ..data.link_tasks import LINK_TASKS
 from ..data.synthetic import SHAPE_CLASSES, TEST_SEED, ShapesData, make_shapes, to_tensor  # noqa: F401
 from ..errors import AttnvizError
 from ..models.registry import create_model
@@ -42,8 +42,7 @@ VAL_SEED_BASE = 500_000  # validation: 5e5 + seed
 # synthetic tasks: name -> (generator(n, seed, size, indices), classes, card's data description)
 TASKS = {
     "shapes": (make_shapes, SHAPE_CLASSES, "synthetic shapes (fresh each epoch)"),
-    "relational": (make_relational, RELATION_CLASSES,
-                   "synthetic relational same/different squares (fresh each epoch)"),
+    **{t.name: (t.make, list(t.classes), t.description) for t in LINK_TASKS.values()},
 }
 
 
@@ -147,8 +146,7 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
         drawing the next epoch's images).
     init: warm start from a checkpoint: every tensor whose name and shape match is copied (for
         instance the shared body of ``lite_resnet`` into an attention variant).
-    task: the synthetic task when ``data`` is None: "shapes" (six classes) or "relational" (same
-        or different colour of two far-apart squares, :func:`attnviz.datasets.make_relational`).
+
     Returns the model card (a dict).
     """
     if model_name not in LITE:
@@ -334,7 +332,7 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--val-n", type=int, default=1000)
     p.add_argument("--task", default="shapes", choices=sorted(TASKS),
-                   help="synthetic task (without --data): shapes or relational")
+                   help="synthetic task (without --data): shapes, relational or cued")
     p.add_argument("--data", type=Path, help="a folder or zip of class sub-folders instead of "
                                              "synthetic shapes")
     p.add_argument("--threads", type=int, help="torch threads per process")
