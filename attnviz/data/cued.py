@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .relational import RelationalData
+from .relational import RelationalData, draw_set
 from .synthetic import SHAPE_CLASSES, shape_mask
 
 CUED_CLASSES = ["circle", "triangle", "square"]  # the first three of SHAPE_CLASSES
@@ -95,26 +95,5 @@ def make_cued(n: int, seed: int = 0, size: int = 128, indices=None,
     every 32 images (an exception from it stops the drawing: a cancelled request)."""
     if size < 64:
         raise ValueError("size must be at least 64 px (the cue must lie far from the shapes)")
-    idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
-    m = len(idx)
-    images = np.empty((m, size, size, 3), np.uint8)
-    labels = np.empty(m, np.int64)
-    qms, pms, dms = (np.empty((m, size, size), bool) for _ in range(3))
-    points = np.empty((m, 2), np.float64)
-    colours = np.empty((m, 3), np.int64)
-    for j, i in enumerate(idx):
-        if check is not None and j % 32 == 0:
-            check()
-        images[j], labels[j], qms[j], pms[j], dms[j], points[j], colours[j] = \
-            _one(seed, int(i), size)
-    masks = qms | pms
-    boxes = np.empty((m, 4), np.int64)
-    for j in range(m):
-        ys, xs = np.nonzero(masks[j])
-        boxes[j] = (xs.min(), ys.min(), xs.max(), ys.max())
-    return RelationalData(images, labels, masks, list(CUED_CLASSES),
-                          CUE_PALETTE[colours[:, 1]], boxes,
-                          {"source": "make_cued", "seed": int(seed), "n": int(n),
-                           "size": int(size)},
-                          query_masks=qms, partner_masks=pms, distractor_masks=dms,
-                          query_points=points, region_colours=colours)
+    return draw_set(_one, n, seed, size, indices, check, CUED_CLASSES, CUE_PALETTE, 1,
+                    "make_cued")

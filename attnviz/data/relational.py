@@ -122,6 +122,16 @@ def make_relational(n: int, seed: int = 0, size: int = 128, indices=None,
     ``make_shapes``."""
     if size < 64:
         raise ValueError("size must be at least 64 px (the squares must lie far apart)")
+    return draw_set(_one, n, seed, size, indices, check, RELATION_CLASSES, PALETTE, 0,
+                    "make_relational")
+
+
+def draw_set(one, n, seed, size, indices, check, classes, palette, colour_region: int,
+             source: str) -> RelationalData:
+    """Draw images ``indices`` (default ``0..n-1``) of a relational set with ``one(seed, i,
+    size)`` -> (image, label, query mask, partner mask, distractor mask, query (y, x), palette
+    index of each region) and stack them into a :class:`RelationalData` whose ``colors`` are the
+    palette colours of region ``colour_region``. Shared by the relational generators."""
     idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
     m = len(idx)
     images = np.empty((m, size, size, 3), np.uint8)
@@ -133,15 +143,14 @@ def make_relational(n: int, seed: int = 0, size: int = 128, indices=None,
         if check is not None and j % 32 == 0:
             check()
         images[j], labels[j], qms[j], pms[j], dms[j], points[j], colours[j] = \
-            _one(seed, int(i), size)
+            one(seed, int(i), size)
     masks = qms | pms
     boxes = np.empty((m, 4), np.int64)
     for j in range(m):
         ys, xs = np.nonzero(masks[j])
         boxes[j] = (xs.min(), ys.min(), xs.max(), ys.max())
-    return RelationalData(images, labels, masks, list(RELATION_CLASSES),
-                          PALETTE[colours[:, 0]], boxes,
-                          {"source": "make_relational", "seed": int(seed), "n": int(n),
-                           "size": int(size)},
+    return RelationalData(images, labels, masks, list(classes),
+                          palette[colours[:, colour_region]], boxes,
+                          {"source": source, "seed": int(seed), "n": int(n), "size": int(size)},
                           query_masks=qms, partner_masks=pms, distractor_masks=dms,
                           query_points=points, region_colours=colours)
