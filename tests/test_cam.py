@@ -351,6 +351,7 @@ def parity(model_name, layers, methods=tuple(C.CAMS), images=("star.png", "ring.
     return out
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_parity_with_pytorch_grad_cam_lite_cbam():
     """Pearson >= 0.98 against pytorch-grad-cam's map (its pipeline, pgc_reference.py) on the
     same layer and target: the Grad-CAM layer, top-1 and runner-up class. EigenCAM up to the
@@ -472,6 +473,7 @@ def test_explain_takes_every_cam_method(alias):
     assert no_hooks(model)
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_explain_batches_cam_methods_like_single_images():
     model = attnviz.create_model("lite_cbam", pretrained=True)
     files = [f"assets/examples/{f}" for f in ("star.png", "ring.png", "cross.png")]

@@ -98,6 +98,7 @@ def test_capture_records_every_tap_in_forward_order(name):
     assert hook_count(model) == 0
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_record_shapes_of_imagenet_models():
     model = attnviz.create_model("nl_resnet50")
     with torch.no_grad(), capture(model) as rec:
@@ -261,6 +262,7 @@ def test_threads_capturing_on_one_shared_model_stay_apart():
     assert hook_count(model) == 0
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_threads_entering_and_leaving_captures_at_a_high_rate():
     """Hooks are added and removed while other threads run forward passes through the same taps
     (PyTorch may then call a just-removed hook without its kwargs): nothing may fail or leak."""

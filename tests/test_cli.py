@@ -17,6 +17,7 @@ from attnviz import cli
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_inspect_a_folder(tmp_path, example_paths, capsys):
     src = tmp_path / "in"
     src.mkdir()

@@ -35,6 +35,7 @@ def test_scans_are_counted_from_the_markers(kw, scans):
     assert load_image(data).size == (320, 240)
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_progressive_bomb_is_refused_before_decoding(tmp_path):
     """1000 repeated scans over a 4-megapixel image (2.4 MB; a decoder goes over the image 1000
     times) are refused from the markers, as bytes, a file, a header check and a zip member."""

@@ -183,6 +183,7 @@ def test_cli_json_and_table(tmp_path, capsys):
         main(["--model", "lite_se", "--random", "--write-card"])
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_cli_write_card_and_all(tmp_path, capsys):
     """--models-dir: read the checkpoint there and merge the figures into its card; --model all
     evaluates every checkpoint found and prints the Markdown summary."""
@@ -233,6 +234,7 @@ def test_write_card_merges(tmp_path):
         write_card("lite_cbam", result, tmp_path)
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_faithfulness_with_bootstrap_intervals():
     """Deletion / insertion (ROAD) for Grad-CAM, each kind, the oracle and random, each with a
     95% interval over the images that holds its mean; the trained model's oracle beats random."""

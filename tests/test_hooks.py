@@ -23,6 +23,7 @@ GLOBAL_DICTS = ("_global_module_registration_hooks", "_global_forward_hooks",
                 "_global_parameter_registration_hooks", "_global_forward_hooks_always_called")
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_importing_attnviz_installs_no_torch_hook():
     code = f"""
 import json, torch.nn.modules.module as M

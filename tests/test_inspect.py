@@ -142,6 +142,7 @@ def test_capture_options_and_center_crop(cbam):
         nl.affinity_map(nl.spatial_records[0], 5, 50)
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_scores(cbam):
     img = _picture()
     mask = np.zeros(img.shape[:2], bool)
@@ -235,6 +236,7 @@ def test_flipping_the_image_flips_every_map(name):
 
 
 # ------------------------------------------------------------------------------ threads
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_threads_sharing_a_model(cbam):
     """Concurrent analyses on one shared model: each gets its own maps and its own Grad-CAM."""
     import threading
@@ -266,6 +268,7 @@ def test_threads_sharing_a_model(cbam):
     assert hook_count(cbam) == 0
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_score_options(cbam):
     a = inspect(cbam, _picture(), scores={"steps": 8})
     assert set(a.scores["deletion_auc"]) == {"gradcam"}

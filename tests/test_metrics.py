@@ -92,6 +92,7 @@ def test_rank_correlation_known_cases():
 
 
 # ----------------------------------------------------------------------------- deletion / insertion
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_deletion_of_a_perfect_map_falls_faster(box_case):
     model, img, perfect = box_case
     inverse = perfect.max() - perfect
@@ -108,6 +109,7 @@ def test_deletion_of_a_perfect_map_falls_faster(box_case):
     assert M.deletion_curve(model, img, perfect).target == 0
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_deletion_batching_and_map_resolution(box_case):
     model, img, perfect = box_case
     a = M.deletion_auc(model, img, perfect, 0, steps=10, batch_size=3)

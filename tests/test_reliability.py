@@ -40,6 +40,7 @@ def _summary(a):
     return out
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 @pytest.mark.parametrize("name", MODELS)
 def test_parallel_inspect_equals_serial(name):
     """8 threads x 25 requests with distinct images on one shared model return exactly what
@@ -81,6 +82,7 @@ def _rss_mb() -> float:
     raise RuntimeError("no VmRSS")
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_memory_flat_over_300_requests():
     """Resident memory stays within 60 MB over 300 analyses after a warm-up."""
     model = _model("lite_cbam")

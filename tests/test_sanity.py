@@ -34,6 +34,7 @@ def test_verdicts_on_constructed_rows():
         sanity_verdict(_rows([0.1]), threshold=0)
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_the_trained_model_passes_for_gradcam_and_its_attention():
     model = attnviz.create_model("lite_cbam", pretrained=True)
     d = make_shapes(2, seed=test_seeds(1)[0], size=128)  # ATTNVIZ_FRESH_SEEDS=1: a fresh one

@@ -15,6 +15,7 @@ def setup():
     return model, img
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_maps_match_rows(setup):
     model, img = setup
     seen = []

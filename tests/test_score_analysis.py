@@ -22,6 +22,7 @@ def setup():
     return model, image, mask, a
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_same_scores_as_inspect(setup):
     model, image, mask, a = setup
     assert a.input is not None and a.input.shape[-1] == a.preprocess.input_size
@@ -36,6 +37,7 @@ def test_same_scores_as_inspect(setup):
         assert a.agreement(r, "gradcam") == pytest.approx(s["rank_correlation"][r.label])
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_subset_reference_and_hand_built_analysis(setup):
     model, image, mask, a = setup
     s = attnviz.score_analysis(model, a, faithfulness=False, reference="saliency")
@@ -56,6 +58,7 @@ def test_subset_reference_and_hand_built_analysis(setup):
 
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_mask_gives_the_oracle_row(setup):
     """With a mask, the deletion / insertion curves also score the map the mask implies (the
     oracle), with the same numbers as faithfulness() of oracle_map(mask) on the model input

@@ -58,6 +58,7 @@ def sha256(path):
 
 
 # -- released layouts --------------------------------------------------------------------------
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_timm_safetensors_layouts_load_strictly(tmp_path):
     """resnet50 (torchvision keys as re-hosted by timm), seresnet50 and sknet50 (timm keys)."""
     for name in ("resnet50", "seresnet50", "sknet50"):
@@ -84,6 +85,7 @@ def test_cbam_authors_dataparallel_checkpoint_loads(tmp_path):
     assert model.info.trained
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 @pytest.mark.parametrize("name", ["scnet50", "scnet101", "sge_resnet50", "nl_resnet50"])
 def test_plain_state_dict_layouts_load_strictly(tmp_path, name):
     model = attnviz.create_model(name)
