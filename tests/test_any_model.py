@@ -36,6 +36,7 @@ def test_plain_module_inspected_with_defaults_it_reports():
     assert hook_count(model) == 0
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_describe_overrides_defaults_and_refuses_bad_values():
     torch.manual_seed(0)
     model = P.se_eca_net().eval()
@@ -61,6 +62,7 @@ def test_describe_overrides_defaults_and_refuses_bad_values():
     assert a.model_name == "mine" and a.preprocess.input_size == 64 and a.top_k[0][0] in names
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_ablating_a_discovered_gate_is_exact():
     torch.manual_seed(0)
     model = P.se_eca_net().eval()
@@ -79,6 +81,7 @@ def test_ablating_a_discovered_gate_is_exact():
     assert hook_count(model) == 0
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_imagenet_architectures_name_their_classes():
     names = attnviz.imagenet_classes()
     assert len(names) == 1000 and len(set(names)) == 1000

@@ -56,6 +56,7 @@ def test_check_target():
     assert _raises(TargetError, check_target, "two", 6, chained=True)
 
 
+@pytest.mark.slow  # over ~2 s: the full tier (the fast tier stays under 2 min)
 def test_invalid_target_everywhere(model, image, analysis):
     n = 6
     m = np.ones(image.shape[:2], np.float32)

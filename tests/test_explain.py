@@ -66,7 +66,9 @@ def _direct(model, method, x, target):
                                          target=target)
 
 
-@pytest.mark.parametrize("method", CAPTUM_METHODS)
+@pytest.mark.parametrize("method", [  # integrated gradients (5 s): the full tier
+    pytest.param(m, marks=pytest.mark.slow) if m == "integrated_gradients" else m
+    for m in CAPTUM_METHODS])
 def test_equals_direct_captum_call(model, image, method):
     x, _ = preprocess(model, image)
     target = 3
