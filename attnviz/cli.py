@@ -200,8 +200,8 @@ def parser() -> argparse.ArgumentParser:
                                    "object size, SGE group factors on the object through depth, "
                                    "over many images in batches.")
     s.add_argument("source", metavar="FOLDER_OR_SYNTHETIC",
-                   help="'synthetic' (six shapes), 'relational', or a folder / zip of class "
-                        "sub-folders")
+                   help="'synthetic' (six shapes), 'relational', 'cued' (the relational "
+                        "tasks), or a folder / zip of class sub-folders")
     s.add_argument("--model", required=True, help="a model name or a .safetensors checkpoint "
                                                   "written by attnviz train")
     s.add_argument("--out", default="stats", help="output folder (default stats/)")

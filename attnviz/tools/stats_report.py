@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import AttnvizError, OptionError
 from ..models.checkpoint import load_checkpoint
 from ..models.registry import create_model
-from ..data.relational import make_relational
+from ..data.link_tasks import LINK_TASKS
 from ..data.folders import load_image_folder
 from ..data.synthetic import make_shapes
 from ..render.static import figure_png
@@ -26,7 +26,7 @@ from ..scores.stats import csv_tables
 from ..scores.stats import dataset_stats
 from ..scores.stats import mean_interval, slope_interval
 
-SYNTHETIC = ("synthetic", "relational")
+SYNTHETIC = ("synthetic", *LINK_TASKS)  # six shapes, or a relational task's images
 MAX_IMAGES = 20000
 
 
@@ -44,8 +44,8 @@ def load_source(source: str, n: int, seed: int, size: int):
         raise OptionError(f"--n must be between 3 and {MAX_IMAGES} images, not {n}")
     if source == "synthetic":
         return make_shapes(n, seed=seed, size=size)
-    if source == "relational":
-        return make_relational(n, seed=seed, size=max(size, 64))
+    if source in LINK_TASKS:
+        return LINK_TASKS[source].make(n, seed=seed, size=max(size, 64))
     return load_image_folder(source, size=size, max_files=MAX_IMAGES)
 
 
