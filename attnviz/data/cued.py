@@ -22,6 +22,10 @@ label; a shape alone is the named one half of the time (so its class is the labe
 probability 1/2 + 1/6 over three classes, against 1/3 by chance); the two shapes without the cue
 leave two classes equally likely. Only the cue together with the shapes gives the label.
 
+A finding (README, "A task whose reader is fixed"): the lite models trained on it stay at the
+two-shape bound (accuracy 0.5): the cue's affinity row spreads evenly over both shapes, and no
+run learned to choose the one of the cue's colour.
+
 Same fields as :func:`attnviz.datasets.make_relational` (a
 :class:`~attnviz.data.relational.RelationalData`): ``query_masks`` (the cue), ``partner_masks``,
 ``distractor_masks``, ``query_points`` (the cue's centre, (y, x) in pixels), ``region_colours``
