@@ -22,7 +22,7 @@ from .components import gpu
 from .errors import bad_request
 from .examples import known_links, known_mask
 from .model_cache import MODELS, autocast
-from .sessions import SESSIONS, Session
+from .sessions import SESSIONS, Session, next_generation
 
 
 # how many analyses and chained steps this server ran (``/health``'s ``work``): the tests check
@@ -112,15 +112,19 @@ def layer_opts(methods, layer) -> dict:
 
 
 def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
-            box=None) -> Session:
+            box=None, generation: int | None = None) -> Session:
     """The analysis of one request, as a Session (no rendering). ``target``: a class index or
     name (None: the prediction); ``layer``: the CAM methods' layer path (None: the model's
     default); ``mask``: an uploaded object mask the size of the image (white = object), which
     every localisation score then uses (else the shipped example's own mask, if any); ``box``:
-    "x0, y0, x1, y1" in image pixels, the object's box, when no mask is given."""
+    "x0, y0, x1, y1" in image pixels, the object's box, when no mask is given.
+    ``generation``: when the request started (:func:`.sessions.next_generation`; taken now
+    when not given)."""
     from ..attribution.choice import resolve_cam_layer, resolve_target
     from ..analysis.inspect import box_mask, load_mask
     from ..data.images import load_image
+    if generation is None:
+        generation = next_generation()
     check_image(image_path)
     method = V.check_method(method)
     loaded = MODELS.get(model_name)
@@ -147,7 +151,8 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
                                 links=links, query=links["query_xy"] if links else None,
                                 target=target, layer=layer,
                                 mask_source=None if own is None and known is None else
-                                source if own is not None else "example", request=key))
+                                source if own is not None else "example", request=key,
+                                generation=generation))
 
 
 def request_key(image_path, model_name: str, method: str, *options) -> tuple:

@@ -6,9 +6,12 @@ from :mod:`~attnviz.app.analysis`, :mod:`~attnviz.app.inspect_views` and
 
 The browser's analyses (``run_inspect_ui``, ``run_inspect_auto``) never raise: a failure empties
 every output and says why once, in the status line. A chained step (kind tabs, a slow
-attribution, scores) of an analysis that a newer one superseded changes nothing.
+attribution, scores, the affinity) of an analysis that a newer one superseded changes nothing,
+also when the newer analysis was drawn while the step ran (:func:`writes_if_current`).
 """
 from __future__ import annotations
+
+import functools
 
 import gradio as gr
 import numpy as np
@@ -25,7 +28,8 @@ from .inspect_views import (affinity_gallery, all_maps, cleared, headline, inspe
 from .scores_view import SCORE_HEADERS, scores_table, update_scores
 from .catalogue import find_entry
 from .model_cache import MODELS
-from .sessions import NEWEST, SESSIONS, Session, exclusive, request_session, use
+from .sessions import (NEWEST, SESSIONS, Session, exclusive, next_generation, request_session,
+                       use)
 
 def inspect_outputs(sess, scale: str) -> dict:
     """The analysis step's values for a session (named as INSPECT_OUTPUTS)."""
@@ -40,8 +44,11 @@ def run_inspect(image, model_name, method, scale="per map", target=None, layer=N
     image, white = object: every localisation score uses it), ``box`` ("x0, y0, x1, y1" in image
     pixels: the object's box, when there is no mask)."""
     with user_errors("analysing the image"):
-        return inspect_values(analyse(image, model_name, method, target, layer, mask, box),
-                              scale)
+        sess = analyse(image, model_name, method, target, layer, mask, box)
+        out = inspect_values(sess, scale)
+    if not NEWEST.show(sess.owner, sess.generation):
+        out.pop("state")  # answered, but the session keeps the later analysis it already holds
+    return out
 
 
 def _pending_scores():
@@ -71,17 +78,24 @@ def run_inspect_ui(image, model_name, method, scale, target=None, layer=None,
                    mask=None, box=None):
     """The browser's analysis, in steps (a generator of ``{name: value}``): the prediction and
     headline maps, then the gallery of every map. Like ``/inspect``, but a failure empties the
-    outputs and says why once (no error on every output)."""
+    outputs and says why once (no error on every output). The analysis takes its generation
+    when it starts; it draws (and its chained steps may write) only if the page shows no
+    analysis that started later."""
+    generation = next_generation()
     try:
-        sess = analyse(image, model_name, method, target, layer, mask, box)
-        if superseded(sess):  # the page asked for another analysis meanwhile: it draws
+        sess = analyse(image, model_name, method, target, layer, mask, box, generation)
+        # the page asked for another analysis meanwhile, or one that started later is drawn:
+        # this one draws nothing
+        if NEWEST.superseded(sess.owner, sess.request) or \
+                not NEWEST.show(sess.owner, generation):
             count("superseded")
             yield {}
             return
         first = {**inspect_values(sess, scale, gallery=False), "scores": _pending_scores(),
                  "status": _status(sess)}
     except Exception as e:  # noqa: BLE001 - every failure is answered in the status line
-        yield _failed(e)
+        # the outputs emptied and the state cleared, unless a later analysis is drawn
+        yield _failed(e) if NEWEST.show(request_session(), generation) else {}
         return
     # progressive: the prediction and headline maps first, then the gallery of every map
     yield first
@@ -102,8 +116,9 @@ def selected_badge(model_name):
 
 
 def _already_shown(sess, image, model_name, method, *options) -> bool:
-    """Whether ``sess`` already holds the analysis of (image, model, method, options)."""
-    if not isinstance(sess, Session) or sess.dropped:
+    """Whether ``sess`` already holds the analysis of (image, model, method, options) and its
+    page shows it (not an analysis that gave way to another)."""
+    if not isinstance(sess, Session) or sess.dropped or not current(sess):
         return False
     try:
         method = V.check_method(method)
@@ -139,7 +154,9 @@ def run_inspect_auto(image, model_name, method, scale, target=None, layer=None,
         yield {}
         return
     if not entry.is_lite:
-        # the badge follows the selection at once (from the catalogue: nothing is built)
+        # the badge follows the selection at once (from the catalogue: nothing is built); the
+        # state is cleared: an earlier analysis's chained steps write nothing back
+        NEWEST.show(sid, next_generation())
         yield {**cleared(), "badge": entry_badge_md(entry),
                "status": f"<span class='av-hint'><b>{entry.name}</b> is a "
                          "full-size model: press <b>Analyse</b> to run it.</span>"}
@@ -187,19 +204,43 @@ def note_request(image, model_name, method, scale, target=None, layer=None, mask
                                              box))
 
 
+def current(sess) -> bool:
+    """Whether ``sess`` is still the analysis its page shows (no analysis that started later
+    was drawn since): a chained step of it may write its outputs and the page's state. A
+    session outside a page (no owner), or no session, is current."""
+    if not isinstance(sess, Session) or sess.owner is None:
+        return True
+    return NEWEST.current(sess.owner, sess.generation)
+
+
 def superseded(sess) -> bool:
     """True when this page has asked for another analysis than ``sess`` (a new upload or
-    choice, noted at once by :func:`note_request`) or already holds a newer one: an analysis
-    or chained step (kind tabs, a slow attribution, scores) of the earlier request must not
-    draw over the new one, nor write its old session back into the page's state."""
+    choice, noted at once by :func:`note_request`) or shows a later one: a chained step (kind
+    tabs, a slow attribution, scores) of the earlier request need not run (the page's newest
+    request will draw its own)."""
     if not isinstance(sess, Session) or sess.owner is None:
         return False
-    if NEWEST.superseded(sess.owner, sess.request):
-        return True
-    latest = SESSIONS.latest(sess.owner)  # the page's newest analysis (sessions.add sets owner)
-    return latest is not None and latest is not sess
+    return NEWEST.superseded(sess.owner, sess.request) or not current(sess)
 
 
+def writes_if_current(step):
+    """A step that reads the page's session (its first argument) and writes outputs, maybe the
+    state back: its outputs are applied only if the session it used (the ``state`` it returns,
+    else the one it read) is still the page's current analysis when it ends. A step of an
+    earlier analysis that ends after a later analysis was drawn (the first analysis's scores
+    ending after another model's analysis) then changes nothing, instead of drawing its
+    results and writing its old session back over the new ones."""
+    @functools.wraps(step)
+    def run(sess, *args, **kwargs):
+        out = step(sess, *args, **kwargs)
+        if out and not current(out.get("state", sess)):
+            count("stale")
+            return {}
+        return out
+    return run
+
+
+@writes_if_current
 def run_maps(sess, scale, selected="all") -> dict:
     """``/maps``: every kind tab for the session's analysis."""
     use(sess)  # this session's analysis was just used (sessions' LRU)
@@ -212,6 +253,7 @@ def run_maps(sess, scale, selected="all") -> dict:
         return out
 
 
+@writes_if_current
 def run_maps_shown(sess, scale, selected="all") -> dict:
     """The browser's kind tabs: every tab's label and count, the open tab's overlays and
     figures; the other tabs are emptied and drawn when opened (:func:`run_tab`)."""
@@ -237,6 +279,7 @@ def run_maps_once(sess, scale, selected="all") -> dict:
     return run_maps_shown(sess, scale, selected)
 
 
+@writes_if_current
 def run_tab(sess, scale, key) -> dict:
     """A kind tab opened: its overlays and figures, unless already drawn for this analysis and
     scale."""
@@ -298,6 +341,7 @@ def pick_query(evt: gr.SelectData):
         return gr.skip(), gr.skip()
 
 
+@writes_if_current
 def run_affinity(sess, x, y, scale, head=None) -> dict:
     """The affinity rows of the query at image pixel (x, y): every affinity overlay with the query
     marked, and the explorer figure of the deepest affinity map. ``head``: the head selector's
@@ -336,6 +380,7 @@ def run_affinity(sess, x, y, scale, head=None) -> dict:
                 "plot_affinity": record_figure(recs[-1], sess, scale), "state": sess}
 
 
+@writes_if_current
 def run_scores(sess, full: bool = False) -> dict:
     """Pointing game (mask known), deletion / insertion AUC, attention-vs-attribution
     correlation, for the last analysis; computed once per analysis. Deletion / insertion run
@@ -357,6 +402,7 @@ def run_scores_full(sess) -> dict:
     return run_scores(sess, full=True)
 
 
+@writes_if_current
 def run_attribute(sess, scale, target=None, layer=None) -> dict:
     """Compute a slow attribution (IG, SmoothGrad, Occlusion, GradientSHAP, Score-CAM,
     Ablation-CAM) for the last analysis in the heavy queue, then redraw the headline. ``target``

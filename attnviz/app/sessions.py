@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections import OrderedDict, deque
@@ -52,6 +53,7 @@ class Session:
     layer: str | None = None  # the CAM methods' layer asked for (None: the model's default)
     mask_source: str | None = None  # "uploaded", "example" or None (no mask)
     links: dict | None = None  # a relational example's ground truth (examples.known_links)
+    generation: int = 0  # when its analysis started (next_generation): a later one is larger
 
     @property
     def scale(self) -> float:
@@ -165,6 +167,11 @@ class SessionStore:
         size = sess.nbytes()
         with self._lock:
             key = self._key(sess)
+            held = self._entries.get(key)
+            if held is not None and held[0].generation > sess.generation:
+                # an analysis that started before the one this session holds ends after it:
+                # it gives way (its page never shows it), the newer one stays
+                return sess
             self._entries.pop(key, None)  # the session's previous analysis: gr.State drops it
             self._entries[key] = (sess, size)
             self._used[key] = time.time()
@@ -282,19 +289,33 @@ def free_request_session(request=None) -> None:
         NEWEST.forget(sid)
 
 
+_GENERATIONS = itertools.count(1)
+
+
+def next_generation() -> int:
+    """A new analysis starts: its generation, larger than every earlier one's (all pages)."""
+    return next(_GENERATIONS)  # one C call: atomic under the GIL
+
+
 class NewestRequests:
     """The newest analysis each page asked for: its request key (:func:`.analysis.request_key`),
     noted when the page's inputs change, outside the queue, so it is known at once even while
     an earlier analysis of the page runs or waits. That earlier analysis, and its chained steps
     (kind tabs, slow attribution, scores), are then superseded: they draw nothing. A session
-    that never noted a request (API clients) is never superseded. Bounded: the least recently
-    noted pages are forgotten first."""
+    that never noted a request (API clients) is never superseded by a key.
+
+    And the generation (:func:`next_generation`, taken when an analysis starts) of the analysis
+    each page shows: an analysis writes the page's state only if it started after the one
+    shown (:meth:`show`), a chained step only while its analysis is still the one shown
+    (:meth:`current`): a step of an earlier analysis that ends after a newer analysis was drawn
+    writes nothing back. Bounded: the least recently used pages are forgotten first."""
 
     HISTORY = 16  # the keys a page noted before its newest one (stale requests)
 
     def __init__(self, max_pages: int = PAGES_MAX):
         self._newest: OrderedDict[str, tuple] = OrderedDict()
         self._older: dict[str, deque] = {}
+        self._shown: OrderedDict[str, int] = OrderedDict()  # page -> generation it shows
         self._lock = threading.Lock()
         self.max_pages = max_pages
 
@@ -334,10 +355,34 @@ class NewestRequests:
             newest = self._newest.get(sid) if sid else None
         return newest is not None and newest != key
 
+    def show(self, sid: str | None, generation: int) -> bool:
+        """An analysis of ``generation`` is about to be drawn on page ``sid``: True (and it is
+        now the page's current one) unless the page already shows an analysis that started
+        later (then it must write nothing). Always True outside a page (``sid`` None)."""
+        if not sid:
+            return True
+        with self._lock:
+            if generation < self._shown.get(sid, 0):
+                return False
+            self._shown[sid] = generation
+            self._shown.move_to_end(sid)
+            while len(self._shown) > self.max_pages:
+                self._shown.popitem(last=False)
+            return True
+
+    def current(self, sid: str | None, generation: int) -> bool:
+        """Whether page ``sid`` still shows the analysis of ``generation`` (a page that never
+        showed one through :meth:`show`, or none: True), so a chained step of that analysis
+        may write its outputs and the page's state."""
+        with self._lock:
+            shown = self._shown.get(sid) if sid else None
+        return shown is None or shown == generation
+
     def forget(self, sid: str) -> None:
         with self._lock:
             self._newest.pop(sid, None)
             self._older.pop(sid, None)
+            self._shown.pop(sid, None)
 
 
 NEWEST = NewestRequests()

@@ -1,0 +1,134 @@
+"""A page's analyses in the order they started (app.sessions.NewestRequests.show / current and
+the generation each analysis takes when it starts): a chained step (scores, kind tabs, a tab)
+of an earlier analysis that ends after a later analysis was drawn writes nothing back -- not
+its outputs, not its old session into the page's state -- while the page's current analysis,
+including a re-analysis from a click in the top 5 (a class chosen), writes its own. Real
+analyses of real models through the app's handlers, in a request context of one page; no
+server."""
+from __future__ import annotations
+
+import threading
+import uuid
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("gradio")
+
+from attnviz.app import sessions  # noqa: E402
+from attnviz.app.analysis import analyse, work  # noqa: E402
+from attnviz.app.inspect_handlers import (current, note_request, run_inspect_auto,  # noqa: E402
+                                          run_inspect_ui, run_maps_shown, run_scores, run_tab)
+from attnviz.app.sessions import NEWEST, SESSIONS, NewestRequests, next_generation  # noqa: E402
+
+STAR = "assets/examples/star.png"
+FULL = "seresnet50"  # full-size: on a CPU its scores skip deletion / insertion (milliseconds)
+LITE = "lite_cbam"
+
+
+@pytest.fixture
+def page():
+    """A request context of one new page (its Gradio session id); its state forgotten after."""
+    from gradio.context import LocalContext
+    sid = f"page-{uuid.uuid4().hex}"
+    token = LocalContext.request.set(SimpleNamespace(session_hash=sid))
+    try:
+        yield sid
+    finally:
+        LocalContext.request.reset(token)
+        SESSIONS.free(owner=sid)
+        NEWEST.forget(sid)
+
+
+def drawn(gen) -> dict:
+    """The first step a browser analysis (a generator of {name: value}) draws."""
+    return next(gen)
+
+
+def stale_count() -> int:
+    return work().get("stale", 0)
+
+
+def test_show_and_current_follow_the_order_analyses_started():
+    n = NewestRequests()
+    g1, g2, g3 = next_generation(), next_generation(), next_generation()
+    assert g1 < g2 < g3
+    assert n.current("page", g1)  # nothing shown yet: no step is refused
+    assert n.show("page", g2) and n.current("page", g2) and not n.current("page", g1)
+    assert not n.show("page", g1)  # started before the one shown, ended after: gives way
+    assert n.current("page", g2) and not n.current("page", g1)
+    assert n.show("page", g3) and not n.current("page", g2) and n.current("page", g3)
+    assert n.show("other page", g1) and n.current("other page", g1)  # pages are separate
+    assert n.show(None, g1) and n.current(None, g1)  # outside a page: always
+    n.forget("page")
+    assert n.current("page", g1)
+
+
+def test_shown_pages_are_bounded():
+    n = NewestRequests(max_pages=3)
+    for i in range(10):
+        n.show(f"p{i}", next_generation())
+    assert len(n._shown) == 3
+
+
+def test_stale_scores_step_writes_nothing_back(page):
+    """The reported race: the page's first analysis's scores step starts while it is current,
+    another model's analysis is drawn while it computes, and it ends after: its table and its
+    old session must not be written over the new analysis (it returns no update)."""
+    a = drawn(run_inspect_ui(STAR, FULL, "gradcam", "per map"))["state"]
+    assert a.owner == page and current(a)
+
+    def scores_while(during):
+        """run_scores(a) held after its start (on the session's own lock) while ``during``
+        runs: the interleaving of the race, made deterministic."""
+        got = {}
+        with sessions.exclusive(a):
+            t = threading.Thread(target=lambda: got.update(out=run_scores(a)))
+            t.start()
+            during()
+        t.join(60)
+        assert not t.is_alive()
+        return got["out"]
+
+    applied = scores_while(lambda: None)  # nothing newer drawn: the current step writes
+    assert set(applied) == {"scores", "state"} and applied["state"] is a
+    assert "pointing game" in set(applied["scores"]["score"])
+    before = stale_count()
+    news = {}
+    stale = scores_while(lambda: news.update(drawn(run_inspect_ui(STAR, LITE, "gradcam",
+                                                                  "per map"))))
+    b = news["state"]
+    assert stale == {} and stale_count() == before + 1  # refused when it ended
+    assert b.generation > a.generation and current(b) and not current(a)
+    assert SESSIONS.latest(page) is b
+
+
+def test_analysis_that_started_first_and_ends_last_gives_way(page):
+    """An analysis that started before the one the page shows and ends after it is not
+    drawn and does not replace the page's session in the store."""
+    older = next_generation()
+    b = drawn(run_inspect_ui(STAR, LITE, "gradcam", "per map"))["state"]
+    late = analyse(STAR, LITE, "gradcam", target="1", generation=older)
+    assert not NEWEST.show(page, late.generation)
+    assert SESSIONS.latest(page) is b and current(b) and not current(late)
+
+
+def test_reanalysis_from_a_click_writes_and_the_earlier_one_does_not(page):
+    """A click in the top 5 chooses a class: the page notes it and re-analyses (the target's
+    change event); that analysis gets its own generation and its chained steps write, the
+    earlier analysis's steps that end now write nothing."""
+    b = drawn(run_inspect_auto(STAR, LITE, "gradcam", "per map"))["state"]
+    assert current(b)
+    assert run_maps_shown(b, "per map")  # the current analysis's step draws
+    target = f"1: {b.analysis.classes[1]}"  # what pick_class puts in the box
+    note_request(STAR, LITE, "gradcam", "per map", target)
+    c = drawn(run_inspect_auto(STAR, LITE, "gradcam", "per map", target, sess=b))["state"]
+    assert c is not b and c.generation > b.generation and c.analysis.target == 1
+    assert current(c) and not current(b)
+    before = stale_count()
+    assert run_maps_shown(c, "per map")  # the click's analysis's chained step draws
+    assert run_maps_shown(b, "all") == {} and run_tab(b, "per map", "channel") == {}
+    assert run_scores(b) == {}  # the earlier analysis's steps write nothing
+    # a repeated change event of the click asks for what is shown: nothing runs again
+    assert drawn(run_inspect_auto(STAR, LITE, "gradcam", "per map", target, sess=c)) == {}
+    assert stale_count() == before  # refused at their start, not computed
