@@ -59,9 +59,8 @@ def open_tab(pg, container: str, label_start: str):
 
 def test_inspect_affinity_compare_ablate(page, example_paths):
     pg = page
-    # the page's own first analysis (lite_cbam) scored before the switch: a chained scores step
-    # of that analysis ending after a new analysis has begun can still write its state back
-    # (a known race, see the session note); this test checks the switch, not that race
+    # the page's own first analysis (lite_cbam) scored before the switch: this test checks the
+    # switch; switching while those scores compute (the stale-write race) is test_browser_race's
     pg.wait_for_function("document.querySelector('#av-scores') && "
                          "document.querySelector('#av-scores').innerText.includes('AUC')",
                          timeout=TIMEOUT)
