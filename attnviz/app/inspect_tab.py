@@ -215,21 +215,26 @@ def _wire(ui: SimpleNamespace) -> None:
     inputs = [ui.image, ui.model, ui.method, ui.scale, ui.target, ui.layer, ui.mask, ui.box]
 
     def chain(ev, suffix: str, vis: str, unmark: bool = True):
-        """After an analysis: the kind tabs, then a slow attribution, then the scores."""
+        """After an analysis: the kind tabs, then a slow attribution, then the scores. Each
+        step is "always_last": triggered by a later analysis of the page while the same step
+        of an earlier one still runs, it runs once that one ends (Gradio's default, "once",
+        would drop it, and the earlier step, no longer current, writes nothing: the later
+        analysis would never get its scores)."""
         ev = ev.then(kind_out.handler(run_maps_once if suffix else run_maps),
                      [ui.state, ui.scale, ui.kind_sel],
                      kind_out.components, api_name=f"maps{suffix}", api_visibility=vis,
-                     show_progress="hidden")
+                     show_progress="hidden", trigger_mode="always_last")
         if unmark:
             ev = ev.then(None, js=UNMARK_STALE)
         ev = ev.then(attr_out.handler(run_attribute), [ui.state, ui.scale, ui.target, ui.layer],
                      attr_out.components, api_name=f"attribute{suffix}", api_visibility=vis,
                      concurrency_id="attribution",
                      concurrency_limit=1, show_progress="minimal",
-                     show_progress_on=[ui.head_attr])
+                     show_progress_on=[ui.head_attr], trigger_mode="always_last")
         ev.then(score_out.handler(run_scores), [ui.state], score_out.components,
                 api_name=f"scores{suffix}", api_visibility=vis, concurrency_id="scores",
-                concurrency_limit=2, show_progress="minimal", show_progress_on=[ui.scores])
+                concurrency_limit=2, show_progress="minimal", show_progress_on=[ui.scores],
+                trigger_mode="always_last")
 
     # API clients
     ev = ui.api_inspect.click(inspect_out.handler(run_inspect), inputs, inspect_out.components,
