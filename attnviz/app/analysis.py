@@ -18,6 +18,7 @@ import numpy as np
 from ..capture.maps import has_spatial
 from . import views as V
 from .batching import BATCHER
+from .capacity import analysis_slot
 from .components import gpu
 from .errors import bad_request
 from .examples import known_links, known_mask
@@ -131,18 +132,20 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
     key = request_key(image_path, loaded.name, method, target, layer, mask, box)
     target = resolve_target(loaded.model, target)
     layer = resolve_cam_layer(loaded.model, layer)
-    pil = load_image(image_path)
-    img = np.asarray(pil)
-    own = None if mask is None else load_mask(mask, img.shape[:2], exact=True)
-    source = "uploaded"
-    if own is None and isinstance(box, str) and box.strip():  # a box instead of a mask
-        own, source = load_mask(box_mask(box, img.shape[:2]), img.shape[:2]), "box"
-    methods = [method] if method in V.FAST_METHODS else ["gradcam"]
-    count("analyses")
-    t0 = time.perf_counter()
-    a = _run_inspect(loaded.model, pil, methods, loaded.amp, target, layer_opts(methods, layer))
-    a.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-    _to_cpu(a)
+    with analysis_slot():  # shared by Gradio's events and the JSON route
+        pil = load_image(image_path)
+        img = np.asarray(pil)
+        own = None if mask is None else load_mask(mask, img.shape[:2], exact=True)
+        source = "uploaded"
+        if own is None and isinstance(box, str) and box.strip():  # a box instead of a mask
+            own, source = load_mask(box_mask(box, img.shape[:2]), img.shape[:2]), "box"
+        methods = [method] if method in V.FAST_METHODS else ["gradcam"]
+        count("analyses")
+        t0 = time.perf_counter()
+        a = _run_inspect(loaded.model, pil, methods, loaded.amp, target,
+                         layer_opts(methods, layer))
+        a.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        _to_cpu(a)
     example, known = known_mask(img)
     links = known_links(img)  # a relational example: its partner and distractor are outlined
     name = Path(str(image_path)).name if isinstance(image_path, (str, Path)) else "image"

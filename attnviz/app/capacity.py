@@ -7,10 +7,16 @@ against 16 ms with 1). The server therefore runs each analysis on one thread
 (``ATTNVIZ_TORCH_THREADS``, default 1 on a CPU). It admits four analysis requests per core at
 once (``ATTNVIZ_ANALYSES``): requests for one model that arrive while its pass runs are then
 answered together by its next, batched pass (:mod:`.batching`), one pass per model at a time.
+
+Both ways in (Gradio's events and the JSON route of :mod:`.json_api`) admit up to that many each,
+but the analyses themselves share one set of slots (:func:`analysis_slot`): at most
+``ATTNVIZ_ANALYSES`` decode and compute at once, however the requests came.
 """
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import contextmanager
 
 
 def cores() -> int:
@@ -28,6 +34,46 @@ def torch_threads() -> int:
 def analyses_at_once() -> int:
     v = os.environ.get("ATTNVIZ_ANALYSES", "").strip()
     return max(1, int(v)) if v.isdigit() else 4 * cores()
+
+
+_SLOTS: threading.BoundedSemaphore | None = None
+_SLOTS_LOCK = threading.Lock()
+_HELD = threading.local()  # how many slots this thread holds (re-entry takes none)
+_IN_USE = [0]
+
+
+@contextmanager
+def analysis_slot():
+    """Hold one of the :func:`analyses_at_once` slots shared by every path that analyses, for
+    the block's duration (waiting for one when all are held). Re-entrant: a thread that holds
+    one takes no second (an analysis inside another cannot wait on itself)."""
+    global _SLOTS
+    if getattr(_HELD, "n", 0):
+        _HELD.n += 1
+        try:
+            yield
+        finally:
+            _HELD.n -= 1
+        return
+    with _SLOTS_LOCK:
+        if _SLOTS is None:
+            _SLOTS = threading.BoundedSemaphore(analyses_at_once())
+    _SLOTS.acquire()
+    _HELD.n = 1
+    with _SLOTS_LOCK:
+        _IN_USE[0] += 1
+    try:
+        yield
+    finally:
+        with _SLOTS_LOCK:
+            _IN_USE[0] -= 1
+        _HELD.n = 0
+        _SLOTS.release()
+
+
+def slots_in_use() -> int:
+    """How many analysis slots are held now."""
+    return _IN_USE[0]
 
 
 def configure() -> None:
