@@ -10,6 +10,27 @@ Sources of the forms: SE (moskomule/senet.pytorch), CBAM (Jongchan/attention-mod
 non-local (AlexHex7, F.softmax, sub-sampled keys), DANet PAM/CAM, SCConv (MCG-NKU/SCNet,
 torch.sigmoid), ECA (BangguWu/ECANet and timm's EcaModule), timm's SEModule / CbamModule /
 GlobalContext with timm's own Sigmoid module (``x.sigmoid()``).
+
+timm pins: each timm-style class below was read and compared (submodule names, which module
+computes the gate, module vs function activation, softmax dim, reshapes, the gate's shape) with
+the file named here, in huggingface/pytorch-image-models at the commit named here:
+- Sigmoid: timm/layers/activations.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+- SEModule: timm/layers/squeeze_excite.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+- EcaModule: timm/layers/eca.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+- BatchNormAct2d: timm/layers/norm_act.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+- ConvNormAct: timm/layers/conv_bn_act.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+- ChannelAttn: timm/layers/cbam.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+- SpatialAttn: timm/layers/cbam.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+- CbamModule: timm/layers/cbam.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+- LayerNorm2d: timm/layers/norm.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+- ConvMlp: timm/layers/mlp.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+- GlobalContext: timm/layers/global_context.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+- SelectiveKernelAttn: timm/layers/selective_kernel.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+- SelectiveKernel: timm/layers/selective_kernel.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+Gates go through ``create_act_layer('sigmoid')``, which gives the Sigmoid module there
+(timm/layers/create_act.py at the same commit). Settings the tests fix: rd_channels=8;
+SelectiveKernel with split_input=False (skresnext50's setting) and the default 3x3 paths at
+dilations 1 and 2; GlobalContext with fuse_scale only (its defaults).
 """
 import torch
 import torch.nn as nn
@@ -158,6 +179,8 @@ class Sigmoid(nn.Module):
 
 
 class SEModule(nn.Module):
+    """timm.layers.squeeze_excite.SEModule (norm_layer=None: ``bn`` is an Identity)."""
+
     def __init__(self, channels, rd_channels=8, bias=True):
         super(SEModule, self).__init__()
         self.fc1 = nn.Conv2d(channels, rd_channels, kernel_size=1, bias=bias)
@@ -177,6 +200,8 @@ class SEModule(nn.Module):
 
 
 class EcaModule(nn.Module):
+    """timm.layers.eca.EcaModule (kernel_size given, use_mlp=False)."""
+
     def __init__(self, channels=None, kernel_size=3):
         super().__init__()
         padding = (kernel_size - 1) // 2
@@ -192,19 +217,39 @@ class EcaModule(nn.Module):
         return x * y.expand_as(x)
 
 
-class ConvNormAct(nn.Module):
-    def __init__(self, cin, cout, kernel_size=3, stride=1, dilation=1, groups=1, apply_act=True):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel_size, stride, dilation * (kernel_size - 1) // 2,
-                              dilation=dilation, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
+class BatchNormAct2d(nn.BatchNorm2d):
+    """timm.layers.norm_act.BatchNormAct2d: a BatchNorm2d that owns its ``drop`` and ``act``."""
+
+    def __init__(self, num_features, apply_act=True):
+        super(BatchNormAct2d, self).__init__(num_features)
+        self.drop = nn.Identity()
         self.act = nn.ReLU(inplace=True) if apply_act else nn.Identity()
 
     def forward(self, x):
-        return self.act(self.bn(self.conv(x)))
+        x = super(BatchNormAct2d, self).forward(x)
+        x = self.drop(x)
+        return self.act(x)
+
+
+class ConvNormAct(nn.Module):
+    """timm.layers.conv_bn_act.ConvNormAct: ``conv`` then ``bn`` (norm and act in one module)."""
+
+    def __init__(self, cin, cout, kernel_size=1, stride=1, dilation=1, groups=1, apply_act=True):
+        super().__init__()
+        padding = ((stride - 1) + dilation * (kernel_size - 1)) // 2
+        self.conv = nn.Conv2d(cin, cout, kernel_size, stride, padding, dilation=dilation,
+                              groups=groups, bias=False)
+        self.bn = BatchNormAct2d(cout, apply_act=apply_act)
+
+    def forward(self, x):
+        x = self.conv(x)
+        x = self.bn(x)
+        return x
 
 
 class ChannelAttn(nn.Module):
+    """timm.layers.cbam.ChannelAttn"""
+
     def __init__(self, channels, rd_channels=8, mlp_bias=False):
         super(ChannelAttn, self).__init__()
         self.fc1 = nn.Conv2d(channels, rd_channels, 1, bias=mlp_bias)
@@ -221,6 +266,8 @@ class ChannelAttn(nn.Module):
 
 
 class SpatialAttn(nn.Module):
+    """timm.layers.cbam.SpatialAttn"""
+
     def __init__(self, kernel_size=7):
         super(SpatialAttn, self).__init__()
         self.conv = ConvNormAct(2, 1, kernel_size, apply_act=False)
@@ -235,6 +282,8 @@ class SpatialAttn(nn.Module):
 
 
 class CbamModule(nn.Module):
+    """timm.layers.cbam.CbamModule"""
+
     def __init__(self, channels, rd_channels=8, spatial_kernel_size=7):
         super(CbamModule, self).__init__()
         self.channel = ChannelAttn(channels, rd_channels=rd_channels)
@@ -246,24 +295,46 @@ class CbamModule(nn.Module):
         return x
 
 
+class LayerNorm2d(nn.LayerNorm):
+    """timm.layers.norm.LayerNorm2d: LayerNorm over the channels of an NCHW map."""
+
+    def __init__(self, num_channels, eps=1e-6):
+        super(LayerNorm2d, self).__init__(num_channels, eps=eps)
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
 class ConvMlp(nn.Module):
+    """timm.layers.mlp.ConvMlp as GlobalContext builds it (LayerNorm2d, ReLU)."""
+
     def __init__(self, in_features, hidden_features):
         super().__init__()
         self.fc1 = nn.Conv2d(in_features, hidden_features, kernel_size=1, bias=True)
-        self.norm = nn.GroupNorm(1, hidden_features)
+        self.norm = LayerNorm2d(hidden_features)
         self.act = nn.ReLU()
+        self.drop = nn.Dropout(0.0)
         self.fc2 = nn.Conv2d(hidden_features, in_features, kernel_size=1, bias=True)
 
     def forward(self, x):
-        return self.fc2(self.act(self.norm(self.fc1(x))))
+        x = self.fc1(x)
+        x = self.norm(x)
+        x = self.act(x)
+        x = self.drop(x)
+        return self.fc2(x)
 
 
 class GlobalContext(nn.Module):
+    """timm.layers.global_context.GlobalContext (use_attn, fuse_scale; no fuse_add)."""
+
     def __init__(self, channels, rd_channels=8):
         super(GlobalContext, self).__init__()
         self.conv_attn = nn.Conv2d(channels, 1, kernel_size=1, bias=True)
         self.mlp_scale = ConvMlp(channels, rd_channels)
         self.gate = Sigmoid()
+        nn.init.kaiming_normal_(self.conv_attn.weight, mode="fan_in", nonlinearity="relu")
 
     def forward(self, x):
         B, C, H, W = x.shape
@@ -319,7 +390,7 @@ class SKAttention(nn.Module):
 
 
 class SelectiveKernelAttn(nn.Module):
-    """timm's form: (B, M, C, 1, 1), torch.softmax(dim=1)."""
+    """timm.layers.selective_kernel.SelectiveKernelAttn: (B, M, C, 1, 1), torch.softmax(dim=1)."""
 
     def __init__(self, channels, num_paths=2, attn_channels=8):
         super(SelectiveKernelAttn, self).__init__()
@@ -343,6 +414,8 @@ class SelectiveKernelAttn(nn.Module):
 
 
 class SelectiveKernel(nn.Module):
+    """timm.layers.selective_kernel.SelectiveKernel (split_input=False, paths 3x3 at d=1, 2)."""
+
     def __init__(self, in_channels, out_channels=None, stride=1):
         super(SelectiveKernel, self).__init__()
         out_channels = out_channels or in_channels

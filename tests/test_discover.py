@@ -1,5 +1,6 @@
 """Discovery: attention in networks written as the papers' code and timm's layers write them
 (tests/paper_nets.py, which does not import attnviz) is captured with no edit to the network."""
+import re
 import threading
 
 import pytest
@@ -117,6 +118,23 @@ def test_listing_says_how_each_was_found():
     sk = {s.layer: s for s in attnviz.discover(_build("sk"))}
     assert sk["layer2.0.conv2"].call == "nn.Softmax" and sk["layer2.0.conv2"].shape[0] == 3
     assert sk["layer3.0.conv2.attn"].call == "torch.softmax(dim=1)"
+
+
+def test_every_timm_style_class_is_pinned_to_a_timm_commit():
+    """paper_nets' docstring pins each class written after timm to a file and a 40-hex commit;
+    a class whose docstring says ``timm.layers.<file>.<Class>`` must be pinned to that file."""
+    pins = dict(re.findall(r"^- (\w+): (timm/layers/\w+\.py)@[0-9a-f]{40}$", P.__doc__, re.M))
+    assert len(pins) >= 10
+    for name in pins:
+        assert isinstance(getattr(P, name, None), type), name
+    said = {}
+    for name, cls in vars(P).items():
+        m = re.match(r"timm\.layers\.(\w+)\.(\w+)", (cls.__doc__ or "") if
+                     isinstance(cls, type) and cls.__module__ == P.__name__ else "")
+        if m:
+            assert m.group(2) == name
+            said[name] = f"timm/layers/{m.group(1)}.py"
+    assert said == pins
 
 
 @pytest.mark.parametrize("factory", [P.plain_resnet, P.SwishNet])
