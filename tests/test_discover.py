@@ -9,6 +9,7 @@ from torch import nn
 
 import attnviz
 import paper_nets as P
+import zoo_vision_attn as Z
 from attnviz.capture.recorder import hook_count
 from attnviz.errors import CaptureError
 
@@ -120,20 +121,21 @@ def test_listing_says_how_each_was_found():
     assert sk["layer3.0.conv2.attn"].call == "torch.softmax(dim=1)"
 
 
-def test_every_timm_style_class_is_pinned_to_a_timm_commit():
-    """paper_nets' docstring pins each class written after timm to a file and a 40-hex commit;
-    a class whose docstring says ``timm.layers.<file>.<Class>`` must be pinned to that file."""
-    pins = dict(re.findall(r"^- (\w+): (timm/layers/\w+\.py)@[0-9a-f]{40}$", P.__doc__, re.M))
+@pytest.mark.parametrize("module", [P, Z], ids=["paper_nets", "zoo_vision_attn"])
+def test_every_timm_style_definition_is_pinned_to_a_timm_commit(module):
+    """The test networks' docstring pins each definition written after timm to a timm file and
+    a 40-hex commit; a definition whose docstring says ``timm.<layers|models>.<file>.<name>``
+    must be pinned to that file."""
+    pins = dict(re.findall(r"^ *- (\w+): (timm/(?:layers|models)/\w+\.py)@[0-9a-f]{40}$",
+                           module.__doc__, re.M))
     assert len(pins) >= 10
-    for name in pins:
-        assert isinstance(getattr(P, name, None), type), name
     said = {}
-    for name, cls in vars(P).items():
-        m = re.match(r"timm\.layers\.(\w+)\.(\w+)", (cls.__doc__ or "") if
-                     isinstance(cls, type) and cls.__module__ == P.__name__ else "")
+    for name, obj in vars(module).items():
+        if not callable(obj) or getattr(obj, "__module__", None) != module.__name__:
+            continue
+        m = re.match(r"timm\.(layers|models)\.(\w+)\.\w+", obj.__doc__ or "")
         if m:
-            assert m.group(2) == name
-            said[name] = f"timm/layers/{m.group(1)}.py"
+            said[name] = f"timm/{m.group(1)}/{m.group(2)}.py"
     assert said == pins
 
 

@@ -15,12 +15,34 @@ CBAM's ChannelGate / SpatialGate); a softmax over keys to the module that comput
 attention module around it.
 
 Forms (sources read, every line written here):
-- timm ``layers/bottleneck_attn.py`` (BoTNet: (B*heads, HW, HW) softmax, rel-pos logits on a
-  fixed feature size), ``layers/halo_attn.py`` ((B*heads, blocks, bs^2, win^2)),
-  ``layers/lambda_layer.py`` (key softmax over positions), ``layers/split_attn.py`` (ResNeSt
-  radix x cardinality softmax), ``layers/non_local_attn.py`` (BAT's sigmoid block matrices),
-  ``models/mobilevit.py`` (unfold to (B*P, N, C), ViT attention, fused or not) and
-  ``models/maxxvit.py`` (channels-last window/grid partitions, SDPA with a rel-pos bias mask);
+- timm: BoTNet ((B*heads, HW, HW) softmax, rel-pos logits on a fixed feature size), HaloNet
+  ((B*heads, blocks, bs^2, win^2)), lambda (key softmax over positions), ResNeSt (radix x
+  cardinality softmax), BAT (sigmoid block matrices), MobileViT (unfold to (B*P, N, C), ViT
+  attention, fused or not; MobileViTv2's separable attention), MaxViT (channels-last
+  window/grid partitions, SDPA with a rel-pos bias mask). Each definition below was read and
+  compared (submodule names, which module computes the weights, softmax dim, reshapes, the
+  weights' shape) with the file named here, in huggingface/pytorch-image-models at the commit
+  named here (MobileVitV2Block, TransformerBlock, RelPosBias and MaxxVitBlock are simplified
+  hosts, not pinned):
+  - rel_logits_1d: timm/layers/bottleneck_attn.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - PosEmbedRel: timm/layers/bottleneck_attn.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - BottleneckAttn: timm/layers/bottleneck_attn.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - halo_rel_logits_1d: timm/layers/halo_attn.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - HaloPosEmbedRel: timm/layers/halo_attn.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - HaloAttn: timm/layers/halo_attn.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - LambdaLayer: timm/layers/lambda_layer.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - RadixSoftmax: timm/layers/split_attn.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - SplitAttn: timm/layers/split_attn.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - BilinearAttnTransform: timm/layers/non_local_attn.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - Attention: timm/layers/attention.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - MobileVitBlock: timm/models/mobilevit.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - LinearSelfAttention: timm/models/mobilevit.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - window_partition: timm/models/maxxvit.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - window_reverse: timm/models/maxxvit.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - grid_partition: timm/models/maxxvit.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - grid_reverse: timm/models/maxxvit.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - AttentionCl: timm/models/maxxvit.py@aa4b5850c1543fa488abf260f18390eda46cf85d
+  - PartitionAttentionCl: timm/models/maxxvit.py@aa4b5850c1543fa488abf260f18390eda46cf85d
 - External-Attention ``CoordAttention`` (a_h (B,C,H,1), a_w (B,C,1,W)), ELA ((B,C,H) gates
   viewed to 4-D), ``S2Attention`` (channels-last split attention), ``TripletAttention``
   (gates on permuted inputs), ``PSA`` (EPSANet: softmax over an expanded (B,S,C/S,H,W)),
@@ -38,6 +60,8 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from paper_nets import ConvNormAct
 
 
 def _see(module, kind, tensor):
@@ -77,20 +101,21 @@ def conv_bn(cin, cout, k=1, s=1, g=1, act=True):
 
 # ----------------------------------------------------------------------------- timm: BoTNet
 def rel_logits_1d(q, rel_k, permute_mask):
+    """timm.layers.bottleneck_attn.rel_logits_1d: rel_k (2 * W - 1, dim), logits W x W."""
     B, H, W, dim = q.shape
-    rel_size = rel_k.shape[0]
-    win_size = (rel_size + 1) // 2
     x = q @ rel_k.transpose(-1, -2)
-    x = x.reshape(-1, W, rel_size)
-    x_pad = F.pad(x, [0, 1]).flatten(1)
-    x_pad = F.pad(x_pad, [0, rel_size - W])
-    x_pad = x_pad.reshape(-1, W + 1, rel_size)
-    x = x_pad[:, :W, win_size - 1 :]
-    x = x.reshape(B, H, 1, W, win_size).expand(-1, -1, win_size, -1, -1)
+    x = x.reshape(-1, W, 2 * W - 1)
+    x_pad = F.pad(x, [0, 1]).flatten(1)  # shift relative to absolute indices
+    x_pad = F.pad(x_pad, [0, W - 1])
+    x_pad = x_pad.reshape(-1, W + 1, 2 * W - 1)
+    x = x_pad[:, :W, W - 1 :]
+    x = x.reshape(B, H, 1, W, W).expand(-1, -1, H, -1, -1)
     return x.permute(permute_mask)
 
 
 class PosEmbedRel(nn.Module):
+    """timm.layers.bottleneck_attn.PosEmbedRel: (B*heads, HW, HW) logits on a fixed grid."""
+
     def __init__(self, feat_size, dim_head, scale):
         super().__init__()
         self.height, self.width = feat_size
@@ -108,7 +133,8 @@ class PosEmbedRel(nn.Module):
 
 
 class BottleneckAttn(nn.Module):
-    """BoTNet's MHSA; the rel-pos embedding fixes the feature size (the model's input size)."""
+    """timm.layers.bottleneck_attn.BottleneckAttn: BoTNet's MHSA; the rel-pos embedding fixes
+    the feature size (the model's input size)."""
 
     def __init__(self, dim, feat_size, num_heads=4, dim_head=8):
         super().__init__()
@@ -138,8 +164,44 @@ class BottleneckAttn(nn.Module):
 
 
 # ----------------------------------------------------------------------------- timm: HaloNet
+def halo_rel_logits_1d(q, rel_k, permute_mask):
+    """timm.layers.halo_attn.rel_logits_1d: rel_k (2 * win - 1, dim) for W block queries."""
+    B, H, W, dim = q.shape
+    rel_size = rel_k.shape[0]
+    win_size = (rel_size + 1) // 2
+    x = q @ rel_k.transpose(-1, -2)
+    x = x.reshape(-1, W, rel_size)
+    x_pad = F.pad(x, [0, 1]).flatten(1)
+    x_pad = F.pad(x_pad, [0, rel_size - W])
+    x_pad = x_pad.reshape(-1, W + 1, rel_size)
+    x = x_pad[:, :W, win_size - 1 :]
+    x = x.reshape(B, H, 1, W, win_size).expand(-1, -1, win_size, -1, -1)
+    return x.permute(permute_mask)
+
+
+class HaloPosEmbedRel(nn.Module):
+    """timm.layers.halo_attn.PosEmbedRel: logits (B*heads, blocks, block^2, win^2)."""
+
+    def __init__(self, block_size, win_size, dim_head, scale):
+        super().__init__()
+        self.block_size = block_size
+        self.dim_head = dim_head
+        self.height_rel = nn.Parameter(torch.randn(win_size * 2 - 1, dim_head) * scale)
+        self.width_rel = nn.Parameter(torch.randn(win_size * 2 - 1, dim_head) * scale)
+
+    def forward(self, q):
+        B, BB, HW, _ = q.shape
+        q = q.reshape(-1, self.block_size, self.block_size, self.dim_head)
+        rel_logits_w = halo_rel_logits_1d(q, self.width_rel, permute_mask=(0, 1, 3, 2, 4))
+        q = q.transpose(1, 2)
+        rel_logits_h = halo_rel_logits_1d(q, self.height_rel, permute_mask=(0, 3, 1, 4, 2))
+        rel_logits = rel_logits_h + rel_logits_w
+        return rel_logits.reshape(B, BB, HW, -1)
+
+
 class HaloAttn(nn.Module):
-    """Blocked local attention with a halo (no rel-pos here); H, W multiples of block_size."""
+    """timm.layers.halo_attn.HaloAttn: blocked local attention with a halo and rel-pos logits;
+    H, W multiples of block_size (stride 1)."""
 
     def __init__(self, dim, num_heads=2, dim_head=8, block_size=4, halo_size=1):
         super().__init__()
@@ -153,6 +215,8 @@ class HaloAttn(nn.Module):
         self.win_size = block_size + halo_size * 2
         self.q = nn.Conv2d(dim, num_heads * dim_head, 1, bias=False)
         self.kv = nn.Conv2d(dim, num_heads * dim_head + dim, 1, bias=False)
+        self.pos_embed = HaloPosEmbedRel(block_size, self.win_size, dim_head, self.scale)
+        self.pool = nn.Identity()
 
     def forward(self, x):
         B, C, H, W = x.shape
@@ -172,17 +236,19 @@ class HaloAttn(nn.Module):
             .permute(0, 2, 3, 1)
         )
         k, v = torch.split(kv, [self.dim_head_qk, self.dim_head_v], dim=-1)
-        attn = (q @ k.transpose(-1, -2)) * self.scale
+        attn = (q @ k.transpose(-1, -2)) * self.scale + self.pos_embed(q)
         attn = attn.softmax(dim=-1)
         _see(self, "multihead", attn.view(B, self.num_heads * num_blocks, bs * bs, -1))
         out = (attn @ v).transpose(1, 3)
         out = out.reshape(-1, bs, bs, nh, nw)
         out = out.permute(0, 3, 1, 4, 2).contiguous().view(B, self.dim_out_v, H, W)
-        return out
+        return self.pool(out)
 
 
 # ----------------------------------------------------------------------------- timm: lambda
 class LambdaLayer(nn.Module):
+    """timm.layers.lambda_layer.LambdaLayer with r set (conv_lambda position lambdas)."""
+
     def __init__(self, dim, dim_qk=8, num_heads=2, r=3):
         super().__init__()
         self.dim_qk = dim_qk
@@ -192,6 +258,7 @@ class LambdaLayer(nn.Module):
         self.norm_q = nn.BatchNorm2d(num_heads * dim_qk)
         self.norm_v = nn.BatchNorm2d(self.dim_v)
         self.conv_lambda = nn.Conv3d(1, dim_qk, (r, r, 1), padding=(r // 2, r // 2, 0))
+        self.pool = nn.Identity()
         self.refuse = "lambda"
 
     def forward(self, x):
@@ -207,11 +274,14 @@ class LambdaLayer(nn.Module):
         position_lam = self.conv_lambda(v.reshape(B, 1, H, W, self.dim_v))
         position_lam = position_lam.reshape(B, 1, self.dim_qk, H * W, self.dim_v).transpose(2, 3)
         position_out = (q.unsqueeze(-2) @ position_lam).squeeze(-2)
-        return (content_out + position_out).transpose(-1, -2).reshape(B, C, H, W)
+        out = (content_out + position_out).transpose(-1, -2).reshape(B, C, H, W)
+        return self.pool(out)
 
 
 # ----------------------------------------------------------------------------- timm: ResNeSt
 class RadixSoftmax(nn.Module):
+    """timm.layers.split_attn.RadixSoftmax (``owner_seen`` added for the oracle)."""
+
     def __init__(self, radix, cardinality):
         super().__init__()
         self.radix = radix
@@ -230,6 +300,9 @@ class RadixSoftmax(nn.Module):
 
 
 class SplitAttn(nn.Module):
+    """timm.layers.split_attn.SplitAttn with BatchNorm2d (as ResNeSt builds it); rd_channels
+    here is fc1's width."""
+
     def __init__(self, in_channels, out_channels=None, radix=2, groups=2, rd_channels=16):
         super().__init__()
         out_channels = out_channels or in_channels
@@ -237,6 +310,7 @@ class SplitAttn(nn.Module):
         mid_chs = out_channels * radix
         self.conv = nn.Conv2d(in_channels, mid_chs, 3, 1, 1, groups=groups * radix, bias=False)
         self.bn0 = nn.BatchNorm2d(mid_chs)
+        self.drop = nn.Identity()
         self.act0 = nn.ReLU(inplace=True)
         self.fc1 = nn.Conv2d(out_channels, rd_channels, 1, groups=groups)
         self.bn1 = nn.BatchNorm2d(rd_channels)
@@ -245,7 +319,7 @@ class SplitAttn(nn.Module):
         self.rsoftmax = RadixSoftmax(radix, groups)
 
     def forward(self, x):
-        x = self.act0(self.bn0(self.conv(x)))
+        x = self.act0(self.drop(self.bn0(self.conv(x))))
         B, RC, H, W = x.shape
         x = x.reshape((B, self.radix, RC // self.radix, H, W))
         x_gap = x.sum(dim=1)
@@ -261,16 +335,19 @@ class SplitAttn(nn.Module):
 
 # ----------------------------------------------------------------------------- timm: BAT
 class BilinearAttnTransform(nn.Module):
+    """timm.layers.non_local_attn.BilinearAttnTransform (BAT's sigmoid block matrices);
+    conv1 / conv2 are paper_nets' ConvNormAct (conv, then BatchNormAct2d as ``bn``)."""
+
     def __init__(self, in_channels, block_size=4, groups=2):
         super().__init__()
-        self.conv1 = conv_bn(in_channels, groups, 1)
+        self.conv1 = ConvNormAct(in_channels, groups, 1)
         self.conv_p = nn.Conv2d(
             groups, block_size * block_size * groups, kernel_size=(block_size, 1)
         )
         self.conv_q = nn.Conv2d(
             groups, block_size * block_size * groups, kernel_size=(1, block_size)
         )
-        self.conv2 = conv_bn(in_channels, in_channels, 1)
+        self.conv2 = ConvNormAct(in_channels, in_channels, 1)
         self.block_size = block_size
         self.groups = groups
         self.refuse = "reshape"
@@ -306,7 +383,8 @@ class BilinearAttnTransform(nn.Module):
 
 # ----------------------------------------------------------------------------- timm: MobileViT
 class Attention(nn.Module):
-    """timm's ViT attention: fused (F.scaled_dot_product_attention) or written out."""
+    """timm.layers.attention.Attention (timm's ViT Block, MobileViT's transformer): fused
+    (F.scaled_dot_product_attention) or written out; ``lead`` added for the oracle's view."""
 
     def __init__(self, dim, num_heads=2, fused_attn=False):
         super().__init__()
@@ -315,13 +393,18 @@ class Attention(nn.Module):
         self.scale = self.head_dim**-0.5
         self.fused_attn = fused_attn
         self.qkv = nn.Linear(dim, dim * 3)
+        self.q_norm = nn.Identity()
+        self.k_norm = nn.Identity()
         self.attn_drop = nn.Dropout(0.0)
+        self.norm = nn.Identity()
         self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(0.0)
 
     def forward(self, x, lead=1):
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
         if self.fused_attn:
             x = F.scaled_dot_product_attention(q, k, v)
             w = sdpa_weights(q, k)
@@ -334,7 +417,9 @@ class Attention(nn.Module):
             attn = self.attn_drop(attn)
             x = attn @ v
         x = x.transpose(1, 2).reshape(B, N, C)
-        return self.proj(x)
+        x = self.norm(x)
+        x = self.proj(x)
+        return self.proj_drop(x)
 
 
 class TransformerBlock(nn.Module):
@@ -352,6 +437,9 @@ class TransformerBlock(nn.Module):
 
 
 class MobileVitBlock(nn.Module):
+    """timm.models.mobilevit.MobileVitBlock: unfold to (B*P, N, C) and back (sizes divisible by
+    the patch, so no interpolation; conv_bn stands in for ConvNormAct)."""
+
     def __init__(self, dim, num_heads=2, patch_size=2, fused_attn=False, depth=1):
         super().__init__()
         self.patch_size = (patch_size, patch_size)
@@ -387,22 +475,27 @@ class MobileVitBlock(nn.Module):
 
 
 class LinearSelfAttention(nn.Module):
-    """MobileViTv2's separable self-attention: context scores softmax over the N patches."""
+    """timm.models.mobilevit.LinearSelfAttention: MobileViTv2's separable self-attention,
+    context scores softmax over the N patches."""
 
     def __init__(self, embed_dim):
         super().__init__()
         self.embed_dim = embed_dim
         self.qkv_proj = nn.Conv2d(embed_dim, 1 + 2 * embed_dim, 1)
+        self.attn_drop = nn.Dropout(0.0)
         self.out_proj = nn.Conv2d(embed_dim, embed_dim, 1)
+        self.out_drop = nn.Dropout(0.0)
         self.refuse = "separable"
 
     def forward(self, x):
         qkv = self.qkv_proj(x)
         query, key, value = qkv.split([1, self.embed_dim, self.embed_dim], dim=1)
         context_scores = F.softmax(query, dim=-1)
+        context_scores = self.attn_drop(context_scores)
         context_vector = (key * context_scores).sum(dim=-1, keepdim=True)
         out = F.relu(value) * context_vector.expand_as(value)
-        return self.out_proj(out)
+        out = self.out_proj(out)
+        return self.out_drop(out)
 
 
 class MobileVitV2Block(nn.Module):
@@ -431,12 +524,14 @@ class MobileVitV2Block(nn.Module):
 
 # ----------------------------------------------------------------------------- timm: MaxViT
 def window_partition(x, window_size):
+    """timm.models.maxxvit.window_partition"""
     B, H, W, C = x.shape
     x = x.view(B, H // window_size[0], window_size[0], W // window_size[1], window_size[1], C)
     return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, window_size[0], window_size[1], C)
 
 
 def window_reverse(windows, window_size, img_size):
+    """timm.models.maxxvit.window_reverse"""
     H, W = img_size
     C = windows.shape[-1]
     x = windows.view(
@@ -446,12 +541,14 @@ def window_reverse(windows, window_size, img_size):
 
 
 def grid_partition(x, grid_size):
+    """timm.models.maxxvit.grid_partition"""
     B, H, W, C = x.shape
     x = x.view(B, grid_size[0], H // grid_size[0], grid_size[1], W // grid_size[1], C)
     return x.permute(0, 2, 4, 1, 3, 5).contiguous().view(-1, grid_size[0], grid_size[1], C)
 
 
 def grid_reverse(windows, grid_size, img_size):
+    """timm.models.maxxvit.grid_reverse"""
     H, W = img_size
     C = windows.shape[-1]
     x = windows.view(-1, H // grid_size[0], W // grid_size[1], grid_size[0], grid_size[1], C)
@@ -475,7 +572,8 @@ class RelPosBias(nn.Module):
 
 
 class AttentionCl(nn.Module):
-    """Channels-last attention with a rel-pos bias passed to SDPA as a float mask."""
+    """timm.models.maxxvit.AttentionCl (head_first, fused): channels-last attention with a
+    rel-pos bias passed to SDPA as a float mask; ``lead`` added for the oracle's view."""
 
     def __init__(self, dim, window_size, dim_head=8):
         super().__init__()
@@ -483,7 +581,9 @@ class AttentionCl(nn.Module):
         self.dim_head = dim_head
         self.qkv = nn.Linear(dim, dim * 3)
         self.rel_pos = RelPosBias(window_size, self.num_heads)
+        self.attn_drop = nn.Dropout(0.0)
         self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(0.0)
 
     def forward(self, x, lead):
         B = x.shape[0]
@@ -499,10 +599,13 @@ class AttentionCl(nn.Module):
         w = sdpa_weights(q, k, attn_mask=bias)
         _see(self, "multihead", w.view(B // lead, lead * self.num_heads, w.shape[-2], w.shape[-1]))
         x = x.transpose(1, 2).reshape(restore_shape + (-1,))
-        return self.proj(x)
+        x = self.proj(x)
+        return self.proj_drop(x)
 
 
 class PartitionAttentionCl(nn.Module):
+    """timm.models.maxxvit.PartitionAttentionCl: window ("block") or grid partitions."""
+
     def __init__(self, dim, partition_type="block", partition_size=(4, 4)):
         super().__init__()
         self.partition_block = partition_type == "block"
