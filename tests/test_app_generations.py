@@ -8,6 +8,7 @@ server."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from types import SimpleNamespace
 
@@ -132,3 +133,46 @@ def test_reanalysis_from_a_click_writes_and_the_earlier_one_does_not(page):
     # a repeated change event of the click asks for what is shown: nothing runs again
     assert drawn(run_inspect_auto(STAR, LITE, "gradcam", "per map", target, sess=c)) == {}
     assert stale_count() == before  # refused at their start, not computed
+
+
+def test_an_analysis_the_store_gave_way_for_is_not_drawn(page, monkeypatch):
+    """A starts, then B (another model); while B runs the page asks for A's inputs again. B ends
+    first and is stored but not drawn (no longer asked for); A ends last: the store keeps B, the
+    later-started one, so A must not be drawn either (the page would show an analysis the store
+    does not hold: uncounted memory, never freed). The page's pending re-analysis of A's inputs
+    then draws a new, stored analysis."""
+    import attnviz.app.inspect_handlers as handlers
+    real, gate = handlers.analyse, threading.Event()
+
+    def held_back(image, model_name, *args, **kwargs):  # the real analysis, A's held back
+        if model_name == LITE:
+            gate.wait(60)
+        out = real(image, model_name, *args, **kwargs)
+        if model_name == "lite_se":
+            note_request(STAR, LITE, "gradcam", "per map")  # the page asks for A's again
+        return out
+
+    monkeypatch.setattr(handlers, "analyse", held_back)
+    from gradio.context import LocalContext
+    ctx = LocalContext.request.get()
+    note_request(STAR, LITE, "gradcam", "per map")
+    steps_a = []
+
+    def run_a():
+        LocalContext.request.set(ctx)
+        steps_a.extend(run_inspect_ui(STAR, LITE, "gradcam", "per map"))
+
+    t = threading.Thread(target=run_a)
+    t.start()
+    time.sleep(0.3)  # A has taken its generation and waits in its analysis
+    note_request(STAR, "lite_se", "gradcam", "per map")
+    assert list(run_inspect_ui(STAR, "lite_se", "gradcam", "per map")) == [{}]  # B: not drawn
+    b = SESSIONS.latest(page)
+    assert b is not None and b.model_name == "lite_se"
+    gate.set()
+    t.join(60)
+    assert steps_a == [{}]  # A gave way in the store: not drawn
+    assert SESSIONS.latest(page) is b
+    monkeypatch.setattr(handlers, "analyse", real)
+    c = drawn(run_inspect_auto(STAR, LITE, "gradcam", "per map"))["state"]
+    assert c.model_name == LITE and SESSIONS.latest(page) is c and current(c)

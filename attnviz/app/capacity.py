@@ -8,9 +8,10 @@ against 16 ms with 1). The server therefore runs each analysis on one thread
 once (``ATTNVIZ_ANALYSES``): requests for one model that arrive while its pass runs are then
 answered together by its next, batched pass (:mod:`.batching`), one pass per model at a time.
 
-Both ways in (Gradio's events and the JSON route of :mod:`.json_api`) admit up to that many each,
-but the analyses themselves share one set of slots (:func:`analysis_slot`): at most
-``ATTNVIZ_ANALYSES`` decode and compute at once, however the requests came.
+Both ways into the Inspect analysis (Gradio's events and the JSON route of :mod:`.json_api`)
+admit up to that many each, but their analyses share one set of slots (:func:`analysis_slot`,
+taken in :func:`.analysis.analyse`): at most ``ATTNVIZ_ANALYSES`` of them decode and compute at
+once, whichever way they came. (The Compare and Experiment tabs have their own Gradio limits.)
 """
 from __future__ import annotations
 
@@ -44,9 +45,10 @@ _IN_USE = [0]
 
 @contextmanager
 def analysis_slot():
-    """Hold one of the :func:`analyses_at_once` slots shared by every path that analyses, for
-    the block's duration (waiting for one when all are held). Re-entrant: a thread that holds
-    one takes no second (an analysis inside another cannot wait on itself)."""
+    """Hold one of the :func:`analyses_at_once` slots shared by both ways into the Inspect
+    analysis, for the block's duration (waiting for one when all are held). Re-entrant: a
+    thread that holds one takes no second (an analysis inside another cannot wait on
+    itself)."""
     global _SLOTS
     if getattr(_HELD, "n", 0):
         _HELD.n += 1

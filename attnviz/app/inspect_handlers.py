@@ -86,7 +86,10 @@ def run_inspect_ui(image, model_name, method, scale, target=None, layer=None,
         sess = analyse(image, model_name, method, target, layer, mask, box, generation)
         # the page asked for another analysis meanwhile, or one that started later is drawn:
         # this one draws nothing
+        # (or the store kept a later analysis of this page: this one gave way there, so the
+        # page must not show it either)
         if NEWEST.superseded(sess.owner, sess.request) or \
+                (sess.owner and SESSIONS.latest(sess.owner) is not sess) or \
                 not NEWEST.show(sess.owner, generation):
             count("superseded")
             yield {}

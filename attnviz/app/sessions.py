@@ -162,7 +162,8 @@ class SessionStore:
 
     def add(self, sess: Session) -> Session:
         """Register a new session's analysis (the current request's session's; it replaces
-        that session's previous one); returns ``sess``."""
+        that session's previous one, unless that one started later: then ``sess`` gives way and
+        is not registered, and its page must not show it); returns ``sess``."""
         sess.owner = request_session()
         size = sess.nbytes()
         with self._lock:

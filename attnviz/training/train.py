@@ -146,6 +146,9 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
         drawing the next epoch's images).
     init: warm start from a checkpoint: every tensor whose name and shape match is copied (for
         instance the shared body of ``lite_resnet`` into an attention variant).
+    task: the synthetic task when ``data`` is None, a key of :data:`TASKS`: "shapes" (six
+        classes) or a relational task of :data:`attnviz.data.link_tasks.LINK_TASKS`
+        ("relational": same/different squares; "cued": a cue names the shape to classify).
 
     Returns the model card (a dict).
     """
