@@ -21,7 +21,10 @@ SIZE=${SIZE:-64}
 PARALLEL=${PARALLEL:-1}
 OUT=${OUT:-models}
 TASK=${TASK:-relational}
-case "$TASK" in relational) SUFFIX=_rel ;; cued) SUFFIX=_cue ;; *) echo "unknown TASK $TASK"; exit 2 ;; esac
+# the checkpoint suffix (_rel, _cue) from the task spec, attnviz.data.link_tasks.LINK_TASKS
+SUFFIX=$($PY -c "import sys; from attnviz.data.link_tasks import LINK_TASKS as T; \
+print(T[sys.argv[1]].suffix) if sys.argv[1] in T else sys.exit('unknown TASK ' + sys.argv[1] \
++ '; choose one of ' + ', '.join(T))" "$TASK") || exit 2
 LR=${LR:-3e-3}
 models=("$@")
 [ ${#models[@]} -eq 0 ] && models=(lite_nonlocal lite_sagan lite_danet lite_resnet)

@@ -24,17 +24,12 @@ class LinkTask:
     classes: tuple
     suffix: str  # checkpoint names: <architecture><suffix>, e.g. lite_sagan_rel
     description: str  # for cards and help texts
-    query: str  # what the query region is, in words
-    partner: str
-    distractor: str
 
 
 LINK_TASKS = {t.name: t for t in (
     LinkTask("relational", make_relational, tuple(RELATION_CLASSES), "_rel",
-             "synthetic relational same/different squares (fresh each epoch)",
-             "a square", "the other square", "the ring"),
+             "synthetic relational same/different squares (fresh each epoch)"),
     LinkTask("cued", make_cued, tuple(CUED_CLASSES), "_cue",
              "synthetic cued shapes: a small cue's colour names which of two far-apart shapes "
-             "to classify (fresh each epoch)",
-             "the cue", "the shape of the cue's colour", "the other shape"),
+             "to classify (fresh each epoch)"),
 )}
