@@ -14,6 +14,7 @@ import traceback
 import gradio as gr
 
 from .. import errors as E
+from ..data.images import FORMAT_NAMES
 
 log = logging.getLogger("attnviz.app")
 
@@ -42,9 +43,12 @@ def to_gr_error(exc: BaseException, doing: str = "") -> gr.Error:
             if isinstance(exc, E.ImageError):
                 unreadable = any(w in msg for w in ("decoded", "not an image", "empty",
                                                     "cannot read", "no such file", "folder"))
-                head = ("This file is not an image attnviz can read" if unreadable
-                        else "This image cannot be used")
-                msg = f"{head}: {msg.rstrip('.')}. Upload a PNG, JPEG, WebP, BMP or TIFF image."
+                # the title already says "not an image attnviz can read"; the formats are
+                # named once, as the loader names them
+                head = "This file cannot be used" if unreadable else "This image cannot be used"
+                msg = f"{head}: {msg.rstrip('.')}."
+                if FORMAT_NAMES not in msg:
+                    msg = f"{msg} Upload a {FORMAT_NAMES} image."
             # messages quote users' names and paths: the browser shows them as HTML
             return gr.Error(html.escape(_capital(msg), quote=False), title=title,
                             print_exception=False)
