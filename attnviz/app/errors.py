@@ -19,7 +19,7 @@ from ..data.images import FORMAT_NAMES
 log = logging.getLogger("attnviz.app")
 
 _TITLES = [
-    (E.ImageError, "Not an image attnviz can read"),
+    (E.ImageError, "Cannot use this file"),
     (E.UnknownModelError, "Unknown model"),
     (E.DownloadDisabledError, "Weights not available"),
     (E.WeightsError, "Weights problem"),
@@ -43,9 +43,10 @@ def to_gr_error(exc: BaseException, doing: str = "") -> gr.Error:
             if isinstance(exc, E.ImageError):
                 unreadable = any(w in msg for w in ("decoded", "not an image", "empty",
                                                     "cannot read", "no such file", "folder"))
-                # the title already says "not an image attnviz can read"; the formats are
-                # named once, as the loader names them
-                head = "This file cannot be used" if unreadable else "This image cannot be used"
+                # API clients see only the message, so it says what is wrong (the title
+                # does not repeat it); the formats are named once, as the loader names them
+                head = ("This file is not an image attnviz can read" if unreadable
+                        else "This image cannot be used")
                 msg = f"{head}: {msg.rstrip('.')}."
                 if FORMAT_NAMES not in msg:
                     msg = f"{msg} Upload a {FORMAT_NAMES} image."
