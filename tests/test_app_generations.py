@@ -176,3 +176,68 @@ def test_an_analysis_the_store_gave_way_for_is_not_drawn(page, monkeypatch):
     monkeypatch.setattr(handlers, "analyse", real)
     c = drawn(run_inspect_auto(STAR, LITE, "gradcam", "per map"))["state"]
     assert c.model_name == LITE and SESSIONS.latest(page) is c and current(c)
+
+
+def scores_held(sess, during):
+    """run_scores(sess) started (it waits on the session's own lock) while ``during`` runs:
+    ("returned", its outputs) or ("raised", the exception it let out)."""
+    got = {}
+
+    def step():
+        try:
+            got["returned"] = run_scores(sess)
+        except Exception as e:  # noqa: BLE001 - what reaches Gradio is what the test checks
+            got["raised"] = e
+
+    with sessions.exclusive(sess):
+        t = threading.Thread(target=step)
+        t.start()
+        time.sleep(0.3)  # the step has passed its superseded check and waits on the lock
+        during()
+    t.join(60)
+    assert not t.is_alive() and len(got) == 1, got
+    return next(iter(got.items()))
+
+
+def test_a_stale_steps_error_is_logged_not_shown(page, caplog):
+    """A chained step fails (its analysis was freed while it waited): the page's current
+    analysis's step shows its error; a step of an analysis superseded meanwhile lets no error
+    out (the page shows the newer analysis) and logs it instead."""
+    import gradio as gr
+    a = drawn(run_inspect_ui(STAR, LITE, "gradcam", "per map"))["state"]
+    how, err = scores_held(a, lambda: SESSIONS.free(sess=a))  # current: the error is shown
+    assert how == "raised" and isinstance(err, gr.Error), (how, err)
+    assert "freed" in err.message and "Analyse" in err.message
+    b = drawn(run_inspect_ui(STAR, LITE, "gradcam", "per map"))["state"]
+    before = stale_count()
+    news = {}
+
+    def superseded_then_freed():
+        SESSIONS.free(sess=b)
+        news.update(drawn(run_inspect_ui(STAR, "lite_se", "gradcam", "per map")))
+
+    with caplog.at_level("WARNING", logger="attnviz.app"):
+        how, out = scores_held(b, superseded_then_freed)
+    assert (how, out) == ("returned", {})  # nothing written, no error
+    assert stale_count() == before + 1  # refused when it failed, not at its start
+    logged = [r.getMessage() for r in caplog.records if r.name == "attnviz.app"]
+    assert any("superseded" in m and "freed" in m for m in logged), logged
+    c = news["state"]
+    assert current(c) and SESSIONS.latest(page) is c and not c.dropped
+
+
+def test_a_superseded_failing_analysis_shows_no_error(page, tmp_path, caplog):
+    """An analysis of a bad file fails after the page asked for another image: no error over
+    the page (logged instead); the same failure while it is the page's newest request is
+    shown, once, in the status line."""
+    bad = tmp_path / "broken.png"
+    bad.write_text("this is not an image")
+    note_request(str(bad), LITE, "gradcam", "per map")
+    note_request(STAR, LITE, "gradcam", "per map")  # another upload, while it runs
+    with caplog.at_level("WARNING", logger="attnviz.app"):
+        assert list(run_inspect_ui(str(bad), LITE, "gradcam", "per map")) == [{}]
+    assert any("superseded" in r.getMessage() for r in caplog.records), caplog.records
+    note_request(str(bad), LITE, "gradcam", "per map")  # the page asks for it again
+    steps = list(run_inspect_ui(str(bad), LITE, "gradcam", "per map"))
+    assert len(steps) == 1 and "not an image" in steps[0]["status"], steps
+    assert steps[0]["state"] is None and steps[0]["top5"] is None  # the old results cleared

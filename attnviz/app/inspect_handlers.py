@@ -7,7 +7,8 @@ from :mod:`~attnviz.app.analysis`, :mod:`~attnviz.app.inspect_views` and
 The browser's analyses (``run_inspect_ui``, ``run_inspect_auto``) never raise: a failure empties
 every output and says why once, in the status line. A chained step (kind tabs, a slow
 attribution, scores, the affinity) of an analysis that a newer one superseded changes nothing,
-also when the newer analysis was drawn while the step ran (:func:`writes_if_current`).
+also when the newer analysis was drawn while the step ran (:func:`writes_if_current`); its error,
+if it fails, is logged, not shown (the page shows the newer analysis).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from ..capture.maps import has_spatial
 from . import limits
 from . import views as V
 from .analysis import add_attribution, analyse, count, request_key, single_flight
-from .errors import bad_request, to_gr_error, user_errors
+from .errors import bad_request, log, to_gr_error, user_errors
 from .framing import entry_badge_md
 from .inspect_views import (affinity_gallery, all_maps, cleared, headline, inspect_values,
                             kind_views, of_kinds, record_figure, tab_views)
@@ -97,8 +98,15 @@ def run_inspect_ui(image, model_name, method, scale, target=None, layer=None,
         first = {**inspect_values(sess, scale, gallery=False), "scores": _pending_scores(),
                  "status": _status(sess)}
     except Exception as e:  # noqa: BLE001 - every failure is answered in the status line
-        # the outputs emptied and the state cleared, unless a later analysis is drawn
-        yield _failed(e) if NEWEST.show(request_session(), generation) else {}
+        # the outputs emptied and the state cleared, unless the page has since asked for
+        # another analysis or a later one is drawn: then the error is logged, not shown
+        sid = request_session()
+        if NEWEST.superseded(sid, asked_key(image, model_name, method, target, layer, mask,
+                                            box)) or not NEWEST.show(sid, generation):
+            _log_stale("the analysis", e)
+            yield {}
+        else:
+            yield _failed(e)
         return
     # progressive: the prediction and headline maps first, then the gallery of every map
     yield first
@@ -107,6 +115,9 @@ def run_inspect_ui(image, model_name, method, scale, target=None, layer=None,
             return
         yield {"gal_all": all_maps(sess, scale)}
     except Exception as e:  # noqa: BLE001
+        if superseded(sess):  # a newer analysis was asked for or drawn meanwhile
+            _log_stale("the gallery", e)
+            return
         yield {"status": _failed(e)["status"]}
 
 
@@ -226,16 +237,31 @@ def superseded(sess) -> bool:
     return NEWEST.superseded(sess.owner, sess.request) or not current(sess)
 
 
+def _log_stale(what: str, e: BaseException) -> None:
+    """A superseded analysis's step failed: its page shows a newer analysis, so the error is
+    logged, not shown there."""
+    log.warning("%s of a superseded analysis failed (not shown; its page shows a newer "
+                "one): %s", what, getattr(e, "message", None) or f"{type(e).__name__}: {e}")
+
+
 def writes_if_current(step):
     """A step that reads the page's session (its first argument) and writes outputs, maybe the
     state back: its outputs are applied only if the session it used (the ``state`` it returns,
     else the one it read) is still the page's current analysis when it ends. A step of an
     earlier analysis that ends after a later analysis was drawn (the first analysis's scores
     ending after another model's analysis) then changes nothing, instead of drawing its
-    results and writing its old session back over the new ones."""
+    results and writing its old session back over the new ones; if it fails then, its error
+    is logged, not shown over the newer analysis (a current step's error is raised)."""
     @functools.wraps(step)
     def run(sess, *args, **kwargs):
-        out = step(sess, *args, **kwargs)
+        try:
+            out = step(sess, *args, **kwargs)
+        except Exception as e:
+            if current(sess):
+                raise
+            count("stale")
+            _log_stale(step.__name__, e)
+            return {}
         if out and not current(out.get("state", sess)):
             count("stale")
             return {}
@@ -344,13 +370,19 @@ def pick_query(evt: gr.SelectData):
         return gr.skip(), gr.skip()
 
 
-@writes_if_current
 def run_affinity(sess, x, y, scale, head=None) -> dict:
     """The affinity rows of the query at image pixel (x, y): every affinity overlay with the query
     marked, and the explorer figure of the deepest affinity map. ``head``: the head selector's
     choice for multi-head maps ("mean over heads", "rollout across layers", "head 2")."""
     if superseded(sess):  # the page's state still holds an earlier analysis: query the new one
         sess = SESSIONS.latest(sess.owner) or sess
+    return _affinity(sess, x, y, scale, head)
+
+
+@writes_if_current
+def _affinity(sess, x, y, scale, head=None) -> dict:
+    """:func:`run_affinity` on the session it queries (its error shown if that session is
+    still the page's current one)."""
     use(sess)  # this session's analysis was just used (sessions' LRU)
     with user_errors("computing the affinity of the query"):
         if sess is None:
