@@ -1,7 +1,10 @@
 """Fixtures for the app tests: one `python app.py` server per test session on a free port, with
-its own runs/ folder, downloads off, and a gradio_client Client for it.
+its own runs/ folder, downloads off, and a gradio_client Client for it; headless Chromium and
+the opening every browser test makes (:func:`open_app`).
 
     def test_x(app_url, client): ...
+    def test_y(browser, app_url):
+        pg = open_app(browser.new_page(), app_url, until="scored")  # the first analysis scored
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ EXAMPLES = ROOT / "assets" / "examples"
 START_TIMEOUT = 180
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"  # browser screenshots
+TIMEOUT = 60_000  # ms a browser test waits for the page
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -134,3 +138,51 @@ def call_raw(url: str, api: str, data: list, timeout: float = 120) -> tuple[str,
     text = httpx.get(f"{url}gradio_api/call/{api}/{r.json()['event_id']}", timeout=timeout).text
     kind = "error" if "event: error" in text else "complete"
     return kind, text
+
+
+# the first screen's analysis drew its prediction (the top 5 with its percentages)
+PREDICTED = ("() => document.querySelector('#av-top5') && "
+             "/\\d+%/.test(document.querySelector('#av-top5').innerText)")
+# an analysis of ``name`` is shown: the status names it, nothing is stale, its tiles are there
+DRAWN = ("(name) => { const s = document.querySelector('#av-status');"
+         " const r = document.getElementById('av-right');"
+         " const imgs = [...document.querySelectorAll('#av-gal-all img')];"
+         " return s && s.innerText.includes(name) && !r.classList.contains('av-stale') &&"
+         " imgs.length >= 2; }")
+# an analysis of ``name`` is shown with its scores (a later switch must not race its chain)
+SCORED = ("(name) => { const s = document.querySelector('#av-status');"
+          " const r = document.getElementById('av-right');"
+          " return s && s.innerText.includes(name) && !r.classList.contains('av-stale') &&"
+          " document.querySelector('#av-scores').innerText.includes('AUC'); }")
+
+
+def wait_drawn(pg, name: str, timeout: float = TIMEOUT) -> None:
+    """Until the analysis of ``name`` is shown: status names it, nothing stale, tiles there."""
+    pg.wait_for_function(DRAWN, arg=name, timeout=timeout)
+
+
+def wait_scored(pg, name: str = ".png", timeout: float = TIMEOUT) -> None:
+    """Until the analysis of ``name`` is shown with its scores."""
+    pg.wait_for_function(SCORED, arg=name, timeout=timeout)
+
+
+def open_app(pg, url: str, until: str = "page", name: str = ".png",
+             timeout: float = TIMEOUT):
+    """Open the app at ``url`` in playwright page ``pg`` and wait until ``until``: "page" (its
+    controls are there), "predicted" (the first screen's analysis drew its top 5), "drawn"
+    (the analysis of ``name`` is shown, its tiles included) or "scored" (and its scores).
+    The page's script errors are collected in ``pg.errors``. Returns ``pg``."""
+    if until not in ("page", "predicted", "drawn", "scored"):
+        raise ValueError(f"open_app: unknown until={until!r}")
+    if not hasattr(pg, "errors"):
+        pg.errors = []
+        pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    pg.goto(url, timeout=timeout)
+    pg.wait_for_selector("#av-analyse", timeout=timeout)
+    if until == "predicted":
+        pg.wait_for_function(PREDICTED, timeout=timeout)
+    elif until == "drawn":
+        wait_drawn(pg, name, timeout)
+    elif until == "scored":
+        wait_scored(pg, name, timeout)
+    return pg

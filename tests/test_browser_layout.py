@@ -2,7 +2,8 @@
 (1920x1080) and a phone (390x844), for square, portrait and landscape uploads: every gallery tile
 shows its whole image, its colour bar and its caption inside the tile; labels and dropdown
 choices fit their boxes; the results are marked stale while an analysis runs; a bad upload gives
-exactly one error message and clears the old results. Screenshots go to test-artifacts/.
+exactly one error message, clears the old results and is taken out of the image box (no broken
+image left there). Screenshots go to test-artifacts/.
 """
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app_fixtures import ARTIFACTS
-from test_browser import TIMEOUT, choose, open_tab
+from app_fixtures import ARTIFACTS, TIMEOUT, open_app, wait_drawn
+from test_browser import choose, open_tab
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.slow, pytest.mark.browser]  # a server and a browser
@@ -35,18 +36,11 @@ def pictures(tmp_path_factory):
     bad = d / "broken.png"
     bad.write_text("this is not an image")
     out["bad"] = bad
+    whole = d / "whole.png"  # a PNG cut short: the browser may draw its top, attnviz refuses it
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 200, 3), np.uint8)).save(whole)
+    out["truncated"] = d / "truncated.png"
+    out["truncated"].write_bytes(whole.read_bytes()[:len(whole.read_bytes()) // 2])
     return out
-
-
-def wait_done(pg, name: str):
-    """Until the analysis of ``name`` is shown: status names it, nothing stale, tiles loaded."""
-    pg.wait_for_function(
-        "(name) => { const s = document.querySelector('#av-status');"
-        " const r = document.getElementById('av-right');"
-        " const imgs = [...document.querySelectorAll('#av-gal-all img')];"
-        " return s && s.innerText.includes(name) && !r.classList.contains('av-stale') &&"
-        " imgs.length >= 2; }",
-        arg=name, timeout=TIMEOUT)
 
 
 TILE_CHECK = """(sel) => [...document.querySelectorAll(sel + ' .thumbnail-item')].map(t => {
@@ -130,14 +124,11 @@ def check_fits(pg, where: str):
 def test_tiles_and_labels_fit(browser, app_url, pictures, device):
     w, h = SIZES[device]
     pg = browser.new_page(viewport={"width": w, "height": h})
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        pg.goto(app_url, timeout=TIMEOUT)
-        wait_done(pg, ".png")  # the first screen: an analysed example
+        open_app(pg, app_url, "drawn")  # the first screen: an analysed example
         for shape in SHAPES:
             pg.set_input_files("#av-image input[type=file]", str(pictures[shape]))
-            wait_done(pg, f"{shape}.jpg")
+            wait_drawn(pg, f"{shape}.jpg")
             pg.wait_for_function("() => document.querySelector('#av-scores').innerText"
                                  ".includes('AUC')", timeout=TIMEOUT)
             tiles = check_tiles(pg, "#av-gal-all", f"{device}/{shape}")
@@ -148,11 +139,11 @@ def test_tiles_and_labels_fit(browser, app_url, pictures, device):
             pg.screenshot(path=str(ARTIFACTS / f"layout_{device}_{shape}.png"), full_page=True)
         if device == "laptop":  # the affinity overlay too, on a portrait photo
             choose(pg, "av-model", "lite_nonlocal")
-            wait_done(pg, "landscape.jpg")
+            wait_drawn(pg, "landscape.jpg")
             open_tab(pg, "#av-kind-tabs", "Affinity")
             pg.wait_for_selector("#av-gal-affinity img", timeout=TIMEOUT)
             check_tiles(pg, "#av-gal-affinity", "affinity")
-        assert not errors, errors
+        assert not pg.errors, pg.errors
     finally:
         pg.close()
 
@@ -167,11 +158,14 @@ ERRORS_SHOWN = """() => {
 }"""
 
 
+# the natural width of every image in the Image input's box (0: a broken image)
+IMAGE_BOX = "() => [...document.querySelectorAll('#av-image img')].map(i => i.naturalWidth)"
+
+
 def test_stale_marked_and_one_error_for_a_bad_upload(browser, app_url, pictures):
     pg = browser.new_page(viewport={"width": 1280, "height": 800})
     try:
-        pg.goto(app_url, timeout=TIMEOUT)
-        wait_done(pg, ".png")
+        open_app(pg, app_url, "drawn")
         # record whether the results were marked stale between the click and the new results
         pg.evaluate("""() => { window.avSeen = [];
             new MutationObserver(() => {
@@ -184,22 +178,31 @@ def test_stale_marked_and_one_error_for_a_bad_upload(browser, app_url, pictures)
             }).observe(document.getElementById('av-right'), {attributes: true}); }""")
         pg.click("#av-analyse")
         pg.wait_for_function("() => window.avSeen.length > 0", timeout=TIMEOUT)
-        wait_done(pg, ".png")
+        wait_drawn(pg, ".png")
         seen = pg.evaluate("() => window.avSeen")
         assert min(o for o, _ in seen) < 0.6, seen  # greyed while stale
         assert any("Analysing" in c for _, c in seen), seen  # under a busy sign
-        # a bad upload: one message, the previous results cleared
-        pg.set_input_files("#av-image input[type=file]", str(pictures["bad"]))
-        pg.wait_for_selector("#av-status .av-error", timeout=TIMEOUT)
-        pg.wait_for_function("() => !document.getElementById('av-right').classList"
-                             ".contains('av-stale')", timeout=TIMEOUT)
-        pg.wait_for_timeout(1500)  # anything else that would appear has appeared
-        shown = pg.evaluate(ERRORS_SHOWN)
-        assert shown["pills"] + shown["toasts"] + len(shown["banners"]) == 1, shown
-        assert "not an image" in shown["banners"][0].lower(), shown
-        assert pg.locator("#av-gal-all img").count() == 0
-        assert pg.locator("#av-top5 .output-class").count() == 0
-        pg.screenshot(path=str(ARTIFACTS / "bad_upload.png"), full_page=True)
+        # a bad upload (a text file named .png, a PNG cut short): one message, the previous
+        # results cleared, the file taken out of the image box (no broken image left there)
+        for bad in ("bad", "truncated"):
+            pg.set_input_files("#av-image input[type=file]", str(pictures[bad]))
+            pg.wait_for_selector("#av-status .av-error", timeout=TIMEOUT)
+            pg.wait_for_function("() => !document.getElementById('av-right').classList"
+                                 ".contains('av-stale')", timeout=TIMEOUT)
+            pg.wait_for_timeout(1500)  # anything else that would appear has appeared
+            shown = pg.evaluate(ERRORS_SHOWN)
+            assert shown["pills"] + shown["toasts"] + len(shown["banners"]) == 1, (bad, shown)
+            assert "not an image" in shown["banners"][0].lower(), (bad, shown)
+            assert pg.locator("#av-gal-all img").count() == 0
+            assert pg.locator("#av-top5 .output-class").count() == 0
+            assert pg.evaluate(IMAGE_BOX) == [], bad  # emptied: nothing broken in it
+            assert pg.locator("#av-image input[type=file]").count() == 1  # ready for another
+            pg.screenshot(path=str(ARTIFACTS / f"bad_upload_{bad}.png"), full_page=True)
+        # and another upload is analysed (the message gone)
+        pg.set_input_files("#av-image input[type=file]", str(pictures["square"]))
+        wait_drawn(pg, "square.jpg")
+        assert pg.locator("#av-status .av-error").count() == 0
+        assert pg.evaluate(IMAGE_BOX) and all(w > 0 for w in pg.evaluate(IMAGE_BOX))
     finally:
         pg.close()
 
@@ -208,8 +211,7 @@ def test_training_shows_one_progress_bar_and_stops(browser, app_url, runs_dir):
     """Train: disabled while it runs, one progress bar, Stop ends it and nothing is saved."""
     pg = browser.new_page(viewport={"width": 1280, "height": 800})
     try:
-        pg.goto(app_url, timeout=TIMEOUT)
-        pg.wait_for_selector("#av-analyse", timeout=TIMEOUT)
+        open_app(pg, app_url)
         open_tab(pg, "#av-tabs", "Experiment")
         pg.get_by_text("Train a lite model").first.click()
         pg.locator("#av-train").scroll_into_view_if_needed()

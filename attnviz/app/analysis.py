@@ -120,10 +120,12 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
     every localisation score then uses (else the shipped example's own mask, if any); ``box``:
     "x0, y0, x1, y1" in image pixels, the object's box, when no mask is given.
     ``generation``: when the request started (:func:`.sessions.next_generation`; taken now
-    when not given)."""
+    when not given). An image that cannot be used raises an ImageError marked as the image's
+    (:func:`image_refused`)."""
     from ..attribution.choice import resolve_cam_layer, resolve_target
     from ..analysis.inspect import box_mask, load_mask
     from ..data.images import load_image
+    from ..errors import ImageError
     if generation is None:
         generation = next_generation()
     check_image(image_path)
@@ -133,7 +135,11 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
     target = resolve_target(loaded.model, target)
     layer = resolve_cam_layer(loaded.model, layer)
     with analysis_slot():  # shared by Gradio's events and the JSON route
-        pil = load_image(image_path)
+        try:
+            pil = load_image(image_path)
+        except ImageError as e:
+            e.input_name = "image"  # the image itself was refused (image_refused)
+            raise
         img = np.asarray(pil)
         own = None if mask is None else load_mask(mask, img.shape[:2], exact=True)
         source = "uploaded"
@@ -156,6 +162,12 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
                                 mask_source=None if own is None and known is None else
                                 source if own is not None else "example", request=key,
                                 generation=generation))
+
+
+def image_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is :func:`analyse` refusing the image itself (unreadable, truncated, too
+    large), not its mask or another input: the page then empties the image box."""
+    return getattr(exc, "input_name", None) == "image"
 
 
 def request_key(image_path, model_name: str, method: str, *options) -> tuple:

@@ -21,7 +21,8 @@ from ..errors import AttnvizError
 from ..capture.maps import has_spatial
 from . import limits
 from . import views as V
-from .analysis import add_attribution, analyse, count, request_key, single_flight
+from .analysis import (add_attribution, analyse, count, image_refused, request_key,
+                       single_flight)
 from .errors import bad_request, log, to_gr_error, user_errors
 from .framing import entry_badge_md
 from .inspect_views import (affinity_gallery, all_maps, cleared, headline, inspect_values,
@@ -68,11 +69,13 @@ def _status(sess) -> str:
 
 
 def _failed(e: Exception) -> dict:
-    """Every output emptied and one message saying what was wrong."""
+    """Every output emptied and one message saying what was wrong; an image that was refused
+    is taken out of the image box too (a file the browser cannot draw would stay there as a
+    broken image), ready for another upload."""
     err = to_gr_error(e, "analysing the image")
     title = getattr(err, "title", None) or "Cannot analyse"
     msg = f"<div class='av-error'><b>{title}.</b> {err.message}</div>"
-    return {**cleared(), "status": msg}
+    return {**cleared(), "status": msg, **({"image": None} if image_refused(e) else {})}
 
 
 def run_inspect_ui(image, model_name, method, scale, target=None, layer=None,

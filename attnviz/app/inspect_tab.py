@@ -12,7 +12,8 @@ API events (api_name): ``inspect`` (analysis + headline + every overlay + JSON s
 
 In the browser the same analysis runs as ``inspect_ui`` (Analyse) and ``inspect_auto`` (a new
 image, a lite model, the first screen): these never raise; a failure empties every output and
-says why once, in the status line under Analyse. While an analysis runs, the results column is
+says why once, in the status line under Analyse (an image that cannot be used is taken out of
+the image box). While an analysis runs, the results column is
 marked stale (greyed, "Analysing…").
 """
 from __future__ import annotations
@@ -43,9 +44,10 @@ from .sessions import free_session
 # analysis requests at once (4 per core; one batched pass per model, see .capacity)
 ANALYSES = analyses_at_once()
 INSPECT_OUTPUTS = ("top5", "badge", *HEADLINE_OUTPUTS, "summary", "state")
-# the browser's analysis also clears the tabs and scores of the previous one, and says how it went
-UI_TAIL = ("scores", "status")  # the browser's analysis fills INSPECT_OUTPUTS, the kind tabs'
-# outputs (inspect_views.KIND_OUTPUTS, taken when the demo is built) and these
+# the browser's analysis also clears the tabs and scores of the previous one, says how it went
+# and empties the image box when the image was refused
+UI_TAIL = ("scores", "status", "image")  # the browser's analysis fills INSPECT_OUTPUTS, the
+# kind tabs' outputs (inspect_views.KIND_OUTPUTS, taken when the demo is built) and these
 
 # the results column is greyed with an "Analysing…" sign from the click until the maps are drawn
 MARK_STALE = ("() => { const r = document.getElementById('av-right'); "
