@@ -15,19 +15,12 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]  # a server and a browser
 
-from app_fixtures import ARTIFACTS, ROOT  # noqa: E402
-
-TIMEOUT = 60_000
+from app_fixtures import ARTIFACTS, ROOT, TIMEOUT, open_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def page(browser, app_url):
-    pg = browser.new_page(viewport={"width": 1280, "height": 800})
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(app_url, timeout=TIMEOUT)
-    pg.wait_for_selector("#av-analyse", timeout=TIMEOUT)
-    pg.errors = errors
+    pg = open_app(browser.new_page(viewport={"width": 1280, "height": 800}), app_url)
     yield pg
     pg.close()
 
@@ -157,8 +150,7 @@ def test_first_screen(browser, app_url, device):
     size = {"laptop": (1280, 800), "phone": (390, 844)}[device]
     pg = browser.new_page(viewport={"width": size[0], "height": size[1]})
     try:
-        pg.goto(app_url, timeout=TIMEOUT)
-        pg.wait_for_selector("#av-top5 .output-class", timeout=TIMEOUT)
+        open_app(pg, app_url, "predicted")
         wait_images(pg, "#av-head-att img")
         wait_images(pg, "#av-examples img", 6)
         for sel in ("#av-image", "#av-examples", "#av-model", "#av-method", "#av-analyse"):

@@ -10,7 +10,8 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-from test_browser import TIMEOUT, choose
+from app_fixtures import TIMEOUT, open_app
+from test_browser import choose
 
 
 SCORES_TIMEOUT = 4 * TIMEOUT  # two scorings on a loaded CPU
@@ -24,11 +25,8 @@ def wait_text(pg, selector: str, text: str, timeout: float = TIMEOUT):
 
 def test_second_class_second_layer_own_mask(browser, app_url, example_paths, tmp_path):
     pg = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        pg.goto(app_url, timeout=TIMEOUT)
-        pg.wait_for_selector("#av-analyse", timeout=TIMEOUT)
+        open_app(pg, app_url)
         choose(pg, "av-model", "lite_cbam")
         choose(pg, "av-method", "LayerCAM")
         wait_text(pg, "#av-agreement", "LayerCAM")
@@ -59,6 +57,6 @@ def test_second_class_second_layer_own_mask(browser, app_url, example_paths, tmp
         wait_text(pg, "#av-scores", "LayerCAM")
         wait_text(pg, "#av-agreement", "at layer3")
         pg.screenshot(path=str(tmp_path / "choices.png"))
-        assert not errors, errors
+        assert not pg.errors, pg.errors
     finally:
         pg.close()

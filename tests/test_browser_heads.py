@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("playwright.sync_api")
 
-from app_fixtures import ARTIFACTS, ROOT, serve_app  # noqa: E402
-from test_browser import TIMEOUT, captions, choose, open_tab, wait_images  # noqa: E402
+from app_fixtures import ARTIFACTS, ROOT, TIMEOUT, open_app, serve_app  # noqa: E402
+from test_browser import captions, choose, open_tab, wait_images  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -41,11 +41,8 @@ def _pick_head(pg, choice):
 
 def test_multi_head_maps_head_selector_and_rollout(browser, hybrid_url, example_paths):
     pg = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        pg.goto(hybrid_url, timeout=TIMEOUT)
-        pg.wait_for_selector("#av-analyse", timeout=TIMEOUT)
+        open_app(pg, hybrid_url)
         choose(pg, "av-model", "hybrid")
         pg.set_input_files("#av-image input[type=file]", str(example_paths["star"]))
         # a full-size model is analysed on Analyse only: wait for the hint the new image and
@@ -78,6 +75,6 @@ def test_multi_head_maps_head_selector_and_rollout(browser, hybrid_url, example_
         time.sleep(0.5)
         ARTIFACTS.mkdir(exist_ok=True)
         pg.screenshot(path=str(ARTIFACTS / "inspect_heads.png"), full_page=True)
-        assert not errors, errors
+        assert not pg.errors, pg.errors
     finally:
         pg.close()

@@ -54,17 +54,12 @@ def test_switching_model_while_the_first_analysis_is_scored(browser, app_url, ex
     """The sequence of test_browser's first test before it waited for the first analysis's
     scores (it failed about 2 times in 3 on a fresh server): the Scores table must end as the
     second model's, also once every chained step has ended."""
+    from app_fixtures import open_app
     from test_browser import choose
     pg = browser.new_page(viewport={"width": 1280, "height": 800})
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        pg.goto(app_url, timeout=TIMEOUT)
-        pg.wait_for_selector("#av-analyse", timeout=TIMEOUT)
-        # the page's first analysis (lite_cbam) drawn; its scores are not switched for
-        pg.wait_for_function("() => document.querySelector('#av-top5') && "
-                             "/\\d+%/.test(document.querySelector('#av-top5').innerText)",
-                             timeout=TIMEOUT)
+        # the page's first analysis (lite_cbam) drawn; its scores are not waited for
+        open_app(pg, app_url, "predicted", timeout=TIMEOUT)
         pending = "computing the scores" in pg.locator("#av-scores").inner_text()
         choose(pg, "av-model", "lite_nonlocal")
         pg.set_input_files("#av-image input[type=file]", str(example_paths["star"]))
@@ -75,6 +70,6 @@ def test_switching_model_while_the_first_analysis_is_scored(browser, app_url, ex
         table = pg.locator("#av-scores").inner_text()
         assert "non-local" in table and "CBAM" not in table, (pending, table)
         assert "lite_nonlocal" in pg.locator("#av-status").inner_text()
-        assert not errors, errors
+        assert not pg.errors, pg.errors
     finally:
         pg.close()

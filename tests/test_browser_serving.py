@@ -12,7 +12,7 @@ pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-from app_fixtures import ROOT, call_raw, serve_app  # noqa: E402
+from app_fixtures import ROOT, call_raw, open_app, serve_app  # noqa: E402
 
 TIMEOUT = 60_000
 
@@ -41,15 +41,8 @@ def settled(url, quiet: float = 3.0, limit: float = 60.0) -> dict:
 def test_one_upload_runs_one_analysis(browser, app_url, example_paths, tmp_path, image):
     pg = browser.new_page(viewport={"width": 1280, "height": 800})
     try:
-        pg.goto(app_url, timeout=TIMEOUT)
-        pg.wait_for_selector("#av-analyse", timeout=TIMEOUT)
-        pg.wait_for_function("() => document.querySelector('#av-top5') && "
-                             "/\\d+%/.test(document.querySelector('#av-top5').innerText)",
-                             timeout=TIMEOUT)
         # the first screen's analysis has run to its end (its scores are on the page)
-        pg.wait_for_function("() => document.querySelector('#av-scores') && "
-                             "document.querySelector('#av-scores').innerText.includes('AUC')",
-                             timeout=TIMEOUT)
+        open_app(pg, app_url, "scored", timeout=TIMEOUT)
         before = settled(app_url)
         # a file the page has not seen (its bytes differ from every example's)
         from PIL import Image
@@ -65,15 +58,6 @@ def test_one_upload_runs_one_analysis(browser, app_url, example_paths, tmp_path,
         assert ran.get("maps", 0) <= 1 and ran.get("scores", 0) <= 1, ran
     finally:
         pg.close()
-
-
-def _first_screen(pg, url):
-    pg.goto(url, timeout=TIMEOUT)
-    pg.wait_for_selector("#av-analyse", timeout=TIMEOUT)
-    # the first screen's analysis has run to its end (its scores are on the page)
-    pg.wait_for_function("() => document.querySelector('#av-scores') && "
-                         "document.querySelector('#av-scores').innerText.includes('AUC')",
-                         timeout=TIMEOUT)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +78,7 @@ def test_a_second_upload_supersedes_the_first(browser, one_at_a_time, example_pa
     url = one_at_a_time
     pg = browser.new_page(viewport={"width": 1280, "height": 800})
     try:
-        _first_screen(pg, url)
+        open_app(pg, url, "scored", timeout=TIMEOUT)  # the first screen's analysis, scored
         paths = {}
         for name, src in (("a", "circle"), ("b", "triangle")):
             paths[name] = tmp_path / f"upload_{name}.png"
@@ -133,7 +117,7 @@ def test_a_kind_tab_is_drawn_when_opened(browser, app_url):
     first opened (its tiles are this analysis's), and not again when reopened."""
     pg = browser.new_page(viewport={"width": 1280, "height": 800})
     try:
-        _first_screen(pg, app_url)
+        open_app(pg, app_url, "scored", timeout=TIMEOUT)  # the first screen's analysis, scored
         before = settled(app_url)
         assert pg.locator("#av-gal-spatial img").count() == 0  # not drawn yet
         pg.locator("#av-kind-tabs button[role=tab]", has_text="Spatial").first.click()

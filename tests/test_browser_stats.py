@@ -11,17 +11,15 @@ TIMEOUT = 90_000
 
 
 def test_links_view_outlines_partner_and_distractor(browser, app_url):
+    from app_fixtures import open_app
     pg = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        pg.goto(app_url, timeout=TIMEOUT)
-        pg.wait_for_selector("#av-tabs", timeout=TIMEOUT)
+        open_app(pg, app_url, timeout=TIMEOUT)
         pg.locator("#av-tabs button[role=tab]", has_text="Statistics").first.click()
         pg.click("#av-links-run")
         pg.wait_for_selector("#av-links-fig .js-plotly-plot", timeout=TIMEOUT)
         legend = pg.locator("#av-links-fig .legend").first.text_content()
         assert "partner" in legend and "distractor" in legend
-        assert not errors, errors
+        assert not pg.errors, pg.errors
     finally:
         pg.close()

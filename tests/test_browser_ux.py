@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from app_fixtures import ARTIFACTS
-from test_browser import TIMEOUT, choose, open_tab, wait_images
+from app_fixtures import ARTIFACTS, TIMEOUT, open_app, wait_scored
+from test_browser import choose, open_tab, wait_images
 from test_browser_layout import SIZES, check_tiles
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -60,24 +60,11 @@ WORDS_FIT = """(sel) => [...document.querySelectorAll(sel + ' [role=gridcell]')]
 })"""
 
 
-def ready(pg, name: str = ".png"):
-    """The first screen's analysis, scores included (a later switch must not race its chain)."""
-    pg.wait_for_function(
-        "(name) => { const s = document.querySelector('#av-status');"
-        " const r = document.getElementById('av-right');"
-        " return s && s.innerText.includes(name) && !r.classList.contains('av-stale') &&"
-        " document.querySelector('#av-scores').innerText.includes('AUC'); }",
-        arg=name, timeout=TIMEOUT)
-
-
 def page(browser, app_url, device="laptop"):
+    """A page of ``device``'s size on the first screen's analysis, scores included (a later
+    switch must not race its chain)."""
     w, h = SIZES[device]
-    pg = browser.new_page(viewport={"width": w, "height": h})
-    pg.errors = []
-    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
-    pg.goto(app_url, timeout=TIMEOUT)
-    ready(pg)
-    return pg
+    return open_app(browser.new_page(viewport={"width": w, "height": h}), app_url, "scored")
 
 
 @pytest.mark.parametrize("device", list(SIZES))
@@ -155,7 +142,7 @@ def test_affinity_click_marks_the_query_and_comes_into_view(browser, app_url):
     pg = page(browser, app_url)
     try:
         choose(pg, "av-model", "lite_nonlocal")
-        ready(pg)
+        wait_scored(pg)
         pg.wait_for_function("() => document.querySelector('#av-head-att label').innerText"
                              ".includes('non-local')", timeout=TIMEOUT)
         open_tab(pg, "#av-kind-tabs", "Affinity")
@@ -270,7 +257,7 @@ def test_your_model_in_experiment_evaluate(browser, tmp_path):
     with serve_app(tmp_path, args) as (url, _proc):
         pg = browser.new_page(viewport={"width": 1280, "height": 800})
         try:
-            pg.goto(url, timeout=TIMEOUT)
+            open_app(pg, url)
             pg.wait_for_function("() => document.querySelector('#av-badge') && document"
                                  ".querySelector('#av-badge').innerText.includes('your model')",
                                  timeout=TIMEOUT)
