@@ -24,6 +24,9 @@ class LinkTask:
     classes: tuple
     suffix: str  # checkpoint names: <architecture><suffix>, e.g. lite_sagan_rel
     description: str  # for cards and help texts
+    # training: weight of the loss on the answer read at the query's cell (attnviz.models.readout);
+    # a task whose query must itself know the label sets it, so its reader is fixed
+    query_loss: float = 0.0
 
 
 LINK_TASKS = {t.name: t for t in (
@@ -31,5 +34,5 @@ LINK_TASKS = {t.name: t for t in (
              "synthetic relational same/different squares (fresh each epoch)"),
     LinkTask("cued", make_cued, tuple(CUED_CLASSES), "_cue",
              "synthetic cued shapes: a small cue's colour names which of two far-apart shapes "
-             "to classify (fresh each epoch)"),
+             "to classify (fresh each epoch)", query_loss=1.0),
 )}

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from ..data.link_tasks import LINK_TASKS
 from ..data.synthetic import SHAPE_CLASSES, TEST_SEED, ShapesData, make_shapes, to_tensor  # noqa: F401
 from ..errors import AttnvizError
+from ..models.readout import logits_at
 from ..models.registry import create_model
 from ..models.zoo import LITE
 from ..system import machine_info
@@ -50,11 +51,19 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return TRAIN_SEED_BASE + 10_000 * int(seed) + int(epoch)
 
 
-def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random horizontal flips (every class is mirror-symmetric) and a little brightness."""
+def _augment(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random horizontal flips (every class is mirror-symmetric) and a little brightness.
+    Returns the images and which were flipped."""
     flip = torch.rand(x.shape[0], generator=g) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    return x * (1 + 0.1 * (torch.rand(x.shape[0], 1, 1, 1, generator=g) - 0.5))
+    return x * (1 + 0.1 * (torch.rand(x.shape[0], 1, 1, 1, generator=g) - 0.5)), flip
+
+
+def _flipped_points(points_yx: np.ndarray, flip: torch.Tensor, width: int) -> torch.Tensor:
+    """Query points (y, x) after the horizontal flips of :func:`_augment`."""
+    p = torch.as_tensor(np.asarray(points_yx), dtype=torch.float32).clone()
+    p[:, 1] = torch.where(flip, width - p[:, 1], p[:, 1])
+    return p
 
 
 class _Stop(Exception):
@@ -116,8 +125,9 @@ def _dist():
 
 
 @torch.no_grad()
-def accuracy(model, data: ShapesData, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` on ``data``."""
+def accuracy(model, data: ShapesData, batch_size: int = 256, at_query: bool = False) -> float:
+    """Top-1 accuracy of ``model`` on ``data``; ``at_query``: of the logits read at each image's
+    query point (:func:`attnviz.models.readout.logits_at`; relational data)."""
     info = model.info
     device = next(model.parameters()).device
     was = model.training
@@ -126,7 +136,9 @@ def accuracy(model, data: ShapesData, batch_size: int = 256) -> float:
     for i in range(0, len(data.labels), batch_size):
         x = to_tensor(data.images[i:i + batch_size], info.mean, info.std).to(device)
         labels = torch.from_numpy(data.labels[i:i + batch_size])
-        correct += int((model(x).argmax(1).cpu() == labels).sum())
+        out = logits_at(model, x, data.query_points[i:i + batch_size])[1] if at_query \
+            else model(x)
+        correct += int((out.argmax(1).cpu() == labels).sum())
     model.train(was)
     return correct / len(data.labels)
 
@@ -135,7 +147,8 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
           batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 5e-4, seed: int = 0,
           size: int = 128, data: ShapesData | None = None, val_n: int = 1000, progress=None,
           device=None, save_name: str | None = None, command: str | None = None,
-          overwrite: bool = True, init: str | None = None, task: str = "shapes") -> dict:
+          overwrite: bool = True, init: str | None = None, task: str = "shapes",
+          query_loss: float | None = None) -> dict:
     """Train ``model_name`` (a lite model) and write its checkpoint and card to ``out_dir``.
 
     data: None for fresh synthetic shapes every epoch, or a ShapesData (e.g. from
@@ -149,6 +162,9 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
     task: the synthetic task when ``data`` is None, a key of :data:`TASKS`: "shapes" (six
         classes) or a relational task of :data:`attnviz.data.link_tasks.LINK_TASKS`
         ("relational": same/different squares; "cued": a cue names the shape to classify).
+    query_loss: weight of a second cross-entropy on the logits read at the query's cell of the
+        final map (:func:`attnviz.models.readout.logits_at`: the query must know the label);
+        None: the task's own (:attr:`LinkTask.query_loss`; 0 for shapes and user folders).
 
     Returns the model card (a dict).
     """
@@ -157,6 +173,12 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
     if task not in TASKS:
         raise AttnvizError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
     make_task, task_classes, task_desc = TASKS[task]
+    if query_loss is None:
+        query_loss = LINK_TASKS[task].query_loss if data is None and task in LINK_TASKS else 0.0
+    query_loss = float(query_loss)
+    if query_loss and (data is not None or task not in LINK_TASKS):
+        raise AttnvizError("query_loss needs a relational task's query points (--task "
+                           f"{' or '.join(LINK_TASKS)}), not {'a folder' if data else task}")
     if epochs < 1 or images_per_epoch < batch_size:
         raise AttnvizError("need at least one epoch and images_per_epoch >= batch_size")
     rank, world = _dist()
@@ -235,9 +257,15 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
             losses = []
             for b in range(steps_per_epoch):
                 idx = perm[b * batch_size:(b + 1) * batch_size].numpy()
-                x = _augment(to_tensor(d.images[idx], info.mean, info.std), gen).to(device)
+                x, flip = _augment(to_tensor(d.images[idx], info.mean, info.std), gen)
+                x = x.to(device)
                 y = torch.from_numpy(d.labels[idx]).long().to(device)
-                loss = F.cross_entropy(net(x), y)
+                if query_loss:
+                    pts = _flipped_points(d.query_points[idx], flip, x.shape[-1])
+                    logits, at_q = logits_at(model, x, pts, net=net)
+                    loss = F.cross_entropy(logits, y) + query_loss * F.cross_entropy(at_q, y)
+                else:
+                    loss = F.cross_entropy(net(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -259,12 +287,16 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
             val_acc = accuracy(model, val) if rank == 0 else None
             history.append({"epoch": epoch + 1, "loss": round(mean_loss, 4),
                             "val_acc": None if val_acc is None else round(val_acc, 4)})
+            if query_loss and rank == 0:
+                history[-1]["val_acc_at_query"] = round(accuracy(model, val, at_query=True), 4)
             if progress is not None and rank == 0:
                 progress({"epoch": epoch + 1, "epochs": epochs, "step": step, "steps": total,
                           "loss": mean_loss, "val_acc": val_acc})
             if show:
+                at_q = history[-1].get("val_acc_at_query")
                 bar.write(f"epoch {epoch + 1}/{epochs}: loss {mean_loss:.4f}, "
-                          f"val acc {val_acc:.4f}")
+                          f"val acc {val_acc:.4f}" +
+                          ("" if at_q is None else f", at the query {at_q:.4f}"))
     finally:
         pre.cancel()  # a stopped training leaves no thread drawing images
     if show:
@@ -275,7 +307,7 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
         card = _write(model, out_dir, save_name or model_name, model_name, classes, history,
                       dict(epochs=epochs, images_per_epoch=images_per_epoch, batch_size=batch_size,
                            lr=lr, weight_decay=weight_decay, seed=seed, size=size, world_size=world,
-                           task=task if data is None else None,
+                           task=task if data is None else None, query_loss=query_loss,
                            data=task_desc if data is None else
                            f"user image folder ({len(data.labels)} images)", val_n=len(val.labels),
                            init=warm),
@@ -339,6 +371,9 @@ def main(argv=None):
     p.add_argument("--data", type=Path, help="a folder or zip of class sub-folders instead of "
                                              "synthetic shapes")
     p.add_argument("--threads", type=int, help="torch threads per process")
+    p.add_argument("--query-loss", type=float, default=None,
+                   help="weight of the loss on the answer read at the query's cell (default: "
+                        "the task's: 1 for cued, 0 otherwise)")
     p.add_argument("--init", type=Path, help="warm start: copy matching tensors from this "
                                              "checkpoint (e.g. models/lite_resnet.safetensors)")
     a = p.parse_args(argv)
@@ -354,7 +389,7 @@ def main(argv=None):
     card = train(a.model, a.out, epochs=a.epochs, images_per_epoch=a.images_per_epoch,
                  batch_size=a.batch_size, lr=a.lr, seed=a.seed, size=a.size, data=data,
                  val_n=a.val_n, save_name=a.name, command=cmd, init=a.init,
-                 task=a.task)
+                 task=a.task, query_loss=a.query_loss)
     if card is not None:
         print(json.dumps({k: card[k] for k in ("name", "val_accuracy", "train_seconds")}))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
