@@ -11,6 +11,12 @@
 #     scripts/train_relational.sh lite_sagan lite_resnet   (THREADS: 2 and 1, as in the cards)
 #   SIZE=128 EPOCHS=4 IMAGES=3200 THREADS=1 OUT=models/rel128 \
 #     scripts/train_relational.sh lite_nonlocal lite_danet
+# The cued checkpoints in models/cue128/ (warm-started from each model's same/different checkpoint,
+# whose features keep the colours; trained with the loss on the answer at the cue, the task's
+# query_loss):
+#   TASK=cued SIZE=128 EPOCHS=24 IMAGES=3200 OUT=models/cue128 \
+#     INIT=models/rel128/%s_rel.safetensors scripts/train_relational.sh lite_nonlocal lite_sagan
+# INIT: the warm start (default models/lite_resnet.safetensors); %s stands for the model's name.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -26,6 +32,7 @@ SUFFIX=$($PY -c "import sys; from attnviz.data.link_tasks import LINK_TASKS as T
 print(T[sys.argv[1]].suffix) if sys.argv[1] in T else sys.exit('unknown TASK ' + sys.argv[1] \
 + '; choose one of ' + ', '.join(T))" "$TASK") || exit 2
 LR=${LR:-3e-3}
+INIT=${INIT:-models/lite_resnet.safetensors}
 models=("$@")
 [ ${#models[@]} -eq 0 ] && models=(lite_nonlocal lite_sagan lite_danet lite_resnet)
 mkdir -p "$OUT/logs"
@@ -33,7 +40,7 @@ one() {
   local m=$1
   echo "$(date +%T) start ${m}${SUFFIX}"
   if TQDM_MININTERVAL=20 $PY -m attnviz.train --model "$m" --task "$TASK" --name "${m}${SUFFIX}" \
-      --out "$OUT" --epochs "$EPOCHS" --lr "$LR" --init models/lite_resnet.safetensors \
+      --out "$OUT" --epochs "$EPOCHS" --lr "$LR" --init "${INIT//%s/$m}" \
       --images-per-epoch "$IMAGES" --batch-size 32 --size "$SIZE" --val-n 500 --seed 0 \
       --threads "$THREADS" > "$OUT/logs/${m}${SUFFIX}.log" 2>&1; then
     echo "$(date +%T) done ${m}${SUFFIX}"

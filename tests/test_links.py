@@ -15,7 +15,9 @@ from attnviz.scores.links import (
     partner_points,
     pooled_over_seeds,
     public,
+    query_dependence,
     query_rows,
+    random_query_dependence,
     random_rows,
     region_cover,
 )
@@ -159,6 +161,20 @@ def test_link_evaluation_on_a_real_model_and_pooling():
     assert pooled["n"] == 80 and pooled["layers"]["layer3.1"]["model"]["pointing"]["n"] == 80
     assert "_per_image" not in str(public(results[0]))
     assert model.training  # train mode restored
+    # an untrained non-local block reads nearly the same keys from every query (GCNet's finding
+    # needs no training here: random features); the random reference reads its own
+    qd, rd = m["query_dependence"]["mean"], layer["random"]["query_dependence"]["mean"]
+    assert 0 <= qd < rd and "query_dependence" not in layer["oracle"]
+    assert "query_dependence" in pooled["layers"]["layer3.1"]["model"]["per_seed"]
+
+
+def test_query_dependence_hand_computed():
+    rows = np.array([[0.5, 0.5, 0, 0], [1, 0, 0, 0], [0, 0, 2, 2]], float)  # unnormalised last
+    mean = np.array([[0.5, 0.5, 0, 0], [0.5, 0.5, 0, 0], [1, 1, 0, 0]], float)
+    np.testing.assert_allclose(query_dependence(rows, mean), [0.0, 0.5, 1.0])
+    # random rows against the mean of many: the same value for every seed, well inside (0, 1)
+    vals = [random_query_dependence(200, 64, 36, seed=s).mean() for s in SEEDS]
+    assert all(0.1 < v < 0.6 for v in vals) and max(vals) - min(vals) < 0.05
 
 
 def test_link_evaluation_refuses_models_and_data_it_cannot_score():

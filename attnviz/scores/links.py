@@ -22,6 +22,11 @@ figure; the pair figures tell a one-way link (a model whose red square reads the
 a blue one reads itself: the trained SAGAN) from no link. Every definition is applied unchanged to
 the model, the random baseline and the oracle.
 
+**Query dependence** (the check of GCNet, Cao et al. 2019, who found non-local maps nearly the same
+for every query): the total-variation distance between the query's row and the mean of the rows of
+all query positions of the same image; 0 when every position reads the same keys (a ranking of
+the keys whatever asks), up to 1. The random reference draws a random row for every query.
+
 Every score is computed the same way for two references on the same masks and grid: a
 **random** affinity (softmax of unit Gaussian logits, seeded) and the **oracle** (the partner's
 cover, normalised), so a number reads against its floor and its ceiling.
@@ -103,6 +108,26 @@ def pair_scores(forward: np.ndarray, reverse: np.ndarray, cov: dict) -> dict:
     return out
 
 
+def query_dependence(rows: np.ndarray, mean_rows: np.ndarray) -> np.ndarray:
+    """(N,) total-variation distance between each row and its image's mean row over all queries
+    (both (N, K), normalised here): 0 = the query reads what every position reads."""
+    a = np.clip(np.asarray(rows, np.float64), 0, None)
+    b = np.clip(np.asarray(mean_rows, np.float64), 0, None)
+    a = a / np.clip(a.sum(1, keepdims=True), 1e-12, None)
+    b = b / np.clip(b.sum(1, keepdims=True), 1e-12, None)
+    return 0.5 * np.abs(a - b).sum(1)
+
+
+def random_query_dependence(n: int, queries: int, k: int, seed: int = 0) -> np.ndarray:
+    """:func:`query_dependence` of random rows: ``queries`` random rows per image, the first
+    against their mean."""
+    out = np.empty(n)
+    for i in range(n):
+        r = random_rows(queries, k, seed * 100_003 + i)
+        out[i] = query_dependence(r[:1], r.mean(0, keepdims=True))[0]
+    return out
+
+
 def random_rows(n: int, k: int, seed: int = 0) -> np.ndarray:
     """The random-affinity baseline: softmax over ``k`` keys of unit Gaussian logits."""
     z = np.random.default_rng(seed).normal(size=(n, k))
@@ -158,7 +183,7 @@ def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=N
     model.eval()
     n = len(data.labels)
     hw = data.images.shape[1:3]
-    rows, rows_rev, correct, t0 = {}, {}, 0, time.time()
+    rows, rows_rev, means, correct, t0 = {}, {}, {}, 0, time.time()
     partner_yx = partner_points(data.partner_masks)
     meta = {}
     try:
@@ -173,6 +198,7 @@ def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=N
                 rows.setdefault(r.layer, []).append(_gather(r, q))
                 q = query_rows(partner_yx[sl], hw, r.meta["query_hw"])
                 rows_rev.setdefault(r.layer, []).append(_gather(r, q))
+                means.setdefault(r.layer, []).append(r.tensor.float().mean(1).cpu().numpy())
                 meta[r.layer] = (r.block, tuple(r.meta["query_hw"]), tuple(r.meta["key_hw"]))
             if progress is not None:
                 progress(sl.stop, n)
@@ -194,6 +220,9 @@ def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=N
                "random": pair_scores(random_rows(n, kk, seed + k),
                                      random_rows(n, kk, seed + k + 7919), cov),
                "oracle": pair_scores(oracle_rows(cov["partner"]), oracle_rows(cov["own"]), cov)}
+        per["model"]["query_dependence"] = query_dependence(a, np.concatenate(means[layer]))
+        per["random"]["query_dependence"] = random_query_dependence(n, qhw[0] * qhw[1], kk,
+                                                                    seed + k)
         layers[layer] = {"block": block, "query_hw": list(qhw), "key_hw": list(khw),
                          **{ref: summarize(v) for ref, v in per.items()}, "_per_image": per}
     return {"n": n, "accuracy": round(correct / n, 4), "layers": layers,
@@ -214,7 +243,8 @@ def pooled_over_seeds(results: list[dict]) -> dict:
             s["per_seed"] = {k: mean_interval([r["layers"][layer][ref][k]["mean"]
                                                for r in results])
                              for k in ("pointing", "partner", "distractor", "pointing_either",
-                                       "pointing_both", "partner_pair")}
+                                       "pointing_both", "partner_pair", "query_dependence")
+                             if k in per}
             entry[ref] = s
         out["layers"][layer] = entry
     return out
@@ -287,6 +317,10 @@ def format_links(r: dict) -> str:
                          f"{s['distractor']['mean']:.3f} own {s['own']['mean']:.3f} background "
                          f"{s['background']['mean']:.3f}  partner/distractor "
                          f"{s['partner_over_distractor']}")
+            if "query_dependence" in s:
+                lines.append(f"    {'':7s} query dependence "
+                             f"{s['query_dependence']['mean']:.3f} (0: every query reads the "
+                             "same keys)")
             if "pointing_either" in s:
                 e2, b2 = s["pointing_either"], s["pointing_both"]
                 lines.append(f"    {'':7s} pair: reverse pointing "
