@@ -166,6 +166,15 @@ def test_link_evaluation_on_a_real_model_and_pooling():
     qd, rd = m["query_dependence"]["mean"], layer["random"]["query_dependence"]["mean"]
     assert 0 <= qd < rd and "query_dependence" not in layer["oracle"]
     assert "query_dependence" in pooled["layers"]["layer3.1"]["model"]["per_seed"]
+    # the colour table: one cell per (partner, distractor) colour pair seen, images add up
+    table = pooled["layers"]["layer3.1"]["by_colour"]
+    assert sum(n for *_, n in table) == 80 and all(-1 <= v <= 1 for _, _, v, _ in table)
+    per = results[0]["layers"]["layer3.1"]["_per_image"]["model"]
+    d0 = make_relational(40, seed=SEEDS[0], size=96)
+    p0, q0 = d0.region_colours[0, 1], d0.region_colours[0, 2]
+    sel = (d0.region_colours[:, 1] == p0) & (d0.region_colours[:, 2] == q0)
+    cell = [v for p, q, v, _ in layer["by_colour"] if (p, q) == (p0, q0)][0]
+    assert cell == pytest.approx((per["partner"] - per["distractor"])[sel].mean(), abs=1e-3)
 
 
 def test_query_dependence_hand_computed():

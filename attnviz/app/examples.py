@@ -77,11 +77,13 @@ RELATIONAL_SIZES = (64, 128)
 RELATIONAL_SHIPPED = {"relational_same": 0, "relational_different": 1}  # name: label, at 128 px
 
 
-def relational_examples(size: int, indices=None):
-    """Images of the relational example set at ``size`` px (``indices``: a subset) with their
-    ground truth (:func:`attnviz.datasets.make_relational`)."""
-    from ..data.relational import make_relational
-    return make_relational(RELATIONAL_COUNT, seed=RELATIONAL_SEED, size=size, indices=indices)
+def relational_examples(size: int, indices=None, task: str = "relational"):
+    """Images of a link task's example set at ``size`` px (``indices``: a subset) with their
+    ground truth: ``task`` is a key of :data:`attnviz.data.link_tasks.LINK_TASKS`
+    (:func:`attnviz.datasets.make_relational` by default, or the cued task's)."""
+    from ..data.link_tasks import LINK_TASKS
+    return LINK_TASKS[task].make(RELATIONAL_COUNT, seed=RELATIONAL_SEED, size=size,
+                                 indices=indices)
 
 
 def ensure_relational_examples(directory: Path = EXAMPLES_DIR) -> list[Path]:

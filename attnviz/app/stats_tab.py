@@ -24,19 +24,31 @@ def bad_request(msg: str, title: str = "Cannot do that") -> gr.Error:
     return gr.Error(msg, title=title)
 
 
-RELATIONAL_DIRS = ("rel128",)  # sub-folders of the models folder with relational checkpoints
+# sub-folders of the models folder with link-task checkpoints: same/different at 128 px, cued
+RELATIONAL_DIRS = ("rel128", "cue128")
 DEFAULT_RELATIONAL = "rel128/lite_sagan_rel"  # at 128 px the task needs attention
 
 
 def relational_names() -> list[str]:
-    """The relational checkpoints shipped in the models folder: ``*_rel.safetensors`` (64 px)
-    and ``rel128/*_rel.safetensors`` (128 px), named by their path there without the suffix."""
+    """The link-task checkpoints shipped in the models folder, named by their path there without
+    ``.safetensors``: each task's suffix (:data:`~attnviz.data.link_tasks.LINK_TASKS`: ``_rel``,
+    ``_cue``) at the top (64 px) and in :data:`RELATIONAL_DIRS`."""
+    from ..data.link_tasks import LINK_TASKS
     from ..models.weights import MODELS_DIR
     root = Path(MODELS_DIR)
-    names = sorted(p.stem for p in root.glob("*_rel.safetensors"))
-    for sub in RELATIONAL_DIRS:
-        names += sorted(f"{sub}/{p.stem}" for p in (root / sub).glob("*_rel.safetensors"))
+    names = []
+    for sub in ("", *RELATIONAL_DIRS):
+        for t in LINK_TASKS.values():
+            names += sorted(f"{sub}/{p.stem}".lstrip("/")
+                            for p in (root / sub).glob(f"*{t.suffix}.safetensors"))
     return names
+
+
+def model_task(model) -> str:
+    """The link task a checkpoint was trained on (its card's ``training.task``)."""
+    from ..data.link_tasks import LINK_TASKS
+    task = (model.info.card.get("training") or {}).get("task")
+    return task if task in LINK_TASKS else "relational"
 
 
 @functools.lru_cache(maxsize=8)
@@ -96,6 +108,7 @@ def run_links(model_name, example):
 
     from ..capture.recorder import capture
     from ..attribution.explain import model_lock
+    from ..models.readout import logits_at
     from ..render.figures import affinity_explorer
     from ..render.stats_figures import LINK_REGIONS, outline_regions
     from ..scores.links import link_scores, query_rows, region_cover
@@ -113,16 +126,25 @@ def run_links(model_name, example):
             raise bad_request(f"Choose an example from 0 to {RELATIONAL_COUNT - 1}.")
         model = _relational_model(model_name)
         size = int(model.info.input_size)
-        d = relational_examples(size, indices=[i])  # the set Inspect recognises too
+        # the set Inspect recognises too (same/different), or the cued task's
+        d = relational_examples(size, indices=[i], task=model_task(model))
         x = to_tensor(d.images, model.info.mean, model.info.std)
+        at_query = bool((model.info.card.get("training") or {}).get("query_loss"))
         with model_lock(model), torch.no_grad(), \
                 capture(model, kinds=["affinity"], discover=False) as rec:
-            p = torch.softmax(model(x), 1)[0]
+            if at_query:  # trained to answer at the query too: read it there as well
+                logits, q_logits = logits_at(model, x, d.query_points)
+                pq = torch.softmax(q_logits, 1)[0]
+            else:
+                logits = model(x)
+            p = torch.softmax(logits, 1)[0]
         card = model.info.card.get("relational_evaluation", {})
         acc = card.get("accuracy", {}).get("mean")
         head = (f"**{model_name}**: true **{d.classes[int(d.labels[0])]}**, predicted "
-                f"**{d.classes[int(p.argmax())]}** ({float(p.max()):.0%}); card accuracy on "
-                f"fresh seeds {acc if acc is not None else '—'}.")
+                f"**{d.classes[int(p.argmax())]}** ({float(p.max()):.0%})" +
+                (f", read at the cue **{d.classes[int(pq.argmax())]}** ({float(pq.max()):.0%})"
+                 if at_query else "") +
+                f"; card accuracy on fresh seeds {acc if acc is not None else '—'}.")
         recs = list(rec)
         if not recs:
             return head + " A plain CNN: no affinity to show (the control).", None, None
@@ -166,9 +188,11 @@ def build(ui) -> None:
     ui.stats_run.click(run_stats, [ui.stats_model, ui.stats_n],
                        [ui.stats_md, ui.stats_gates, ui.stats_kernel, ui.stats_group],
                        api_name="stats")
-    gr.Markdown("### Links on the relational task\nTwo squares far apart: same colour or not? "
-                "The affinity of the query square (×), its partner outlined green, the ring "
-                "(a distractor that often copies a square's colour) dashed red.")
+    gr.Markdown("### Links on the relational tasks\n`…_rel`: two squares far apart, same colour "
+                "or not? The affinity of the query square (×), its partner outlined green, the "
+                "ring (a distractor that often copies a square's colour) dashed red. `…_cue`: a "
+                "small cue's colour names which of two far-apart shapes to classify; the cue is "
+                "the query, the named shape its partner, the other shape the distractor.")
     names = relational_names()
     with gr.Row():
         ui.links_model = gr.Dropdown(names, value=DEFAULT_RELATIONAL if DEFAULT_RELATIONAL in

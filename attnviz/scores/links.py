@@ -118,6 +118,25 @@ def query_dependence(rows: np.ndarray, mean_rows: np.ndarray) -> np.ndarray:
     return 0.5 * np.abs(a - b).sum(1)
 
 
+def colour_preference(diff: np.ndarray, colours) -> list | None:
+    """Mean partner-minus-distractor mass of the query's row for each (partner colour, distractor
+    colour) pair: ``[[partner, distractor, mean, images], ...]`` (palette indices, from the data's
+    ``region_colours``). A row that matches the query's colour is positive in every cell; one that
+    ranks the colours, whatever the query, is negative wherever the distractor's colour ranks
+    higher."""
+    if colours is None:
+        return None
+    c = np.asarray(colours)
+    out = []
+    for p in np.unique(c[:, 1]):
+        for d in np.unique(c[:, 2]):
+            sel = (c[:, 1] == p) & (c[:, 2] == d)
+            if sel.any():
+                out.append([int(p), int(d), round(float(np.nanmean(diff[sel])), 3),
+                            int(sel.sum())])
+    return out
+
+
 def random_query_dependence(n: int, queries: int, k: int, seed: int = 0) -> np.ndarray:
     """:func:`query_dependence` of random rows: ``queries`` random rows per image, the first
     against their mean."""
@@ -221,10 +240,13 @@ def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=N
                                      random_rows(n, kk, seed + k + 7919), cov),
                "oracle": pair_scores(oracle_rows(cov["partner"]), oracle_rows(cov["own"]), cov)}
         per["model"]["query_dependence"] = query_dependence(a, np.concatenate(means[layer]))
+        by_colour = colour_preference(per["model"]["partner"] - per["model"]["distractor"],
+                                      getattr(data, "region_colours", None))
         per["random"]["query_dependence"] = random_query_dependence(n, qhw[0] * qhw[1], kk,
                                                                     seed + k)
         layers[layer] = {"block": block, "query_hw": list(qhw), "key_hw": list(khw),
-                         **{ref: summarize(v) for ref, v in per.items()}, "_per_image": per}
+                         **{ref: summarize(v) for ref, v in per.items()}, "_per_image": per,
+                         "by_colour": by_colour}
     return {"n": n, "accuracy": round(correct / n, 4), "layers": layers,
             "seconds": round(time.time() - t0, 2)}
 
@@ -235,7 +257,9 @@ def pooled_over_seeds(results: list[dict]) -> dict:
     out = {"seeds": len(results), "n": sum(r["n"] for r in results),
            "accuracy": mean_interval([r["accuracy"] for r in results]), "layers": {}}
     for layer, first in results[0]["layers"].items():
-        entry = {"block": first["block"], "key_hw": first["key_hw"]}
+        entry = {"block": first["block"], "key_hw": first["key_hw"],
+                 "by_colour": _pool_colours([r["layers"][layer].get("by_colour")
+                                             for r in results])}
         for ref in ("model", "random", "oracle"):
             per = {k: np.concatenate([r["layers"][layer]["_per_image"][ref][k] for r in results])
                    for k in first["_per_image"][ref]}
@@ -248,6 +272,18 @@ def pooled_over_seeds(results: list[dict]) -> dict:
             entry[ref] = s
         out["layers"][layer] = entry
     return out
+
+
+def _pool_colours(tables: list) -> list | None:
+    """:func:`colour_preference` tables of several seeds pooled (means weighted by images)."""
+    if any(t is None for t in tables):
+        return None
+    acc = {}
+    for t in tables:
+        for p, d, mean, n in t:
+            s, k = acc.get((p, d), (0.0, 0))
+            acc[(p, d)] = (s + mean * n, k + n)
+    return [[p, d, round(s / k, 3), k] for (p, d), (s, k) in sorted(acc.items())]
 
 
 def public(result: dict) -> dict:
@@ -309,6 +345,9 @@ def format_links(r: dict) -> str:
     lines = [head]
     for layer, e in r.get("links", {}).get("layers", {}).items():
         lines.append(f"  {layer} ({e['block']}, keys {e['key_hw'][0]}x{e['key_hw'][1]})")
+        if e.get("by_colour"):
+            lines.append("    partner - distractor mass by (partner, distractor) colour: " +
+                         ", ".join(f"{p}/{d} {v:+.2f}" for p, d, v, _ in e["by_colour"]))
         for ref in ("model", "random", "oracle"):
             s = e[ref]
             p = s["pointing"]
