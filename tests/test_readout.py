@@ -77,6 +77,13 @@ def test_cued_training_reads_the_answer_at_the_cue(tmp_path):
     val = make_cued(40, seed=500_000, size=64)
     assert accuracy(m, val, at_query=True) == pytest.approx(card["history"][-1]
                                                             ["val_acc_at_query"])
+    # the link scores read the answer at the query too, and with the module switched off
+    from attnviz.scores.links import evaluate_links, format_links
+    r = evaluate_links(m, n=20, seeds=(7, 8), task="cued")
+    per = [accuracy(m, make_cued(20, seed=s, size=64), at_query=True) for s in (7, 8)]
+    assert r["accuracy_at_query_per_seed"] == pytest.approx(per, abs=1e-4)
+    (e,) = r["links"]["layers"].values()
+    assert 0 <= e["at_query_off"]["mean"] <= 1 and "read at the query" in format_links(r)
     plain = train("lite_nonlocal", tmp_path / "plain", task="cued", epochs=1,
                   images_per_epoch=32, batch_size=32, size=64, val_n=20, query_loss=0,
                   progress=lambda _p: None)

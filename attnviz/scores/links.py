@@ -46,6 +46,7 @@ from ..capture.recorder import capture
 from ..data.synthetic import to_tensor
 from ..data.link_tasks import LINK_TASKS
 from ..models.checkpoint import load_checkpoint
+from ..models.readout import has_cell_readout, logits_at
 
 REGIONS = ("partner", "distractor", "own", "background")
 
@@ -183,8 +184,14 @@ def _gather(rec, qidx: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=None) -> dict:
+def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=None,
+                    at_query: bool = False) -> dict:
     """Score every affinity ``model`` computes on ``data`` (a RelationalData).
+
+    at_query: also the accuracy of the answer read at each image's query point
+    (:func:`attnviz.models.readout.logits_at`; a model trained to answer there), as
+    ``accuracy_at_query``, and per affinity layer that accuracy with the module switched off (its
+    output replaced by its input), ``at_query_off``: does the answer at the query need the link?
 
     Returns {"accuracy", "n", "layers": {layer: {"block", "query_hw", "key_hw", "model",
     "random", "oracle"}}} where each of model / random / oracle is :func:`summarize` of the
@@ -202,7 +209,7 @@ def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=N
     model.eval()
     n = len(data.labels)
     hw = data.images.shape[1:3]
-    rows, rows_rev, means, correct, t0 = {}, {}, {}, 0, time.time()
+    rows, rows_rev, means, correct, correct_q, t0 = {}, {}, {}, 0, 0, time.time()
     partner_yx = partner_points(data.partner_masks)
     meta = {}
     try:
@@ -210,7 +217,11 @@ def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=N
             sl = slice(i, min(i + batch_size, n))
             x = to_tensor(data.images[sl], info.mean, info.std).to(device)
             with capture(model, kinds=["affinity"], discover=False) as rec:
-                logits = model(x)
+                if at_query:
+                    logits, q_logits = logits_at(model, x, data.query_points[sl])
+                    correct_q += int((q_logits.argmax(1).cpu().numpy() == data.labels[sl]).sum())
+                else:
+                    logits = model(x)
             correct += int((logits.argmax(1).cpu().numpy() == data.labels[sl]).sum())
             for r in rec:
                 q = query_rows(data.query_points[sl], hw, r.meta["query_hw"])
@@ -247,8 +258,34 @@ def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=N
         layers[layer] = {"block": block, "query_hw": list(qhw), "key_hw": list(khw),
                          **{ref: summarize(v) for ref, v in per.items()}, "_per_image": per,
                          "by_colour": by_colour}
-    return {"n": n, "accuracy": round(correct / n, 4), "layers": layers,
-            "seconds": round(time.time() - t0, 2)}
+        if at_query:
+            layers[layer]["at_query_off"] = _at_query_without(model, data, layer, batch_size)
+    out = {"n": n, "accuracy": round(correct / n, 4), "layers": layers}
+    if at_query:
+        out["accuracy_at_query"] = round(correct_q / n, 4)
+    out["seconds"] = round(time.time() - t0, 2)
+    return out
+
+
+@torch.no_grad()
+def _at_query_without(model, data, layer: str, batch_size: int) -> float:
+    """Accuracy at the query with module ``layer``'s output replaced by its input."""
+    info = model.info
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    h = dict(model.named_modules())[layer].register_forward_hook(lambda _m, i, _o: i[0])
+    hits = 0
+    try:
+        for i in range(0, len(data.labels), batch_size):
+            sl = slice(i, i + batch_size)
+            x = to_tensor(data.images[sl], info.mean, info.std).to(device)
+            q = logits_at(model, x, data.query_points[sl])[1]
+            hits += int((q.argmax(1).cpu().numpy() == data.labels[sl]).sum())
+    finally:
+        h.remove()
+        model.train(was)
+    return round(hits / len(data.labels), 4)
 
 
 def pooled_over_seeds(results: list[dict]) -> dict:
@@ -256,6 +293,8 @@ def pooled_over_seeds(results: list[dict]) -> dict:
     over all images with its interval, and the spread of the per-seed means."""
     out = {"seeds": len(results), "n": sum(r["n"] for r in results),
            "accuracy": mean_interval([r["accuracy"] for r in results]), "layers": {}}
+    if "accuracy_at_query" in results[0]:
+        out["accuracy_at_query"] = mean_interval([r["accuracy_at_query"] for r in results])
     for layer, first in results[0]["layers"].items():
         entry = {"block": first["block"], "key_hw": first["key_hw"],
                  "by_colour": _pool_colours([r["layers"][layer].get("by_colour")
@@ -270,6 +309,9 @@ def pooled_over_seeds(results: list[dict]) -> dict:
                                        "pointing_both", "partner_pair", "query_dependence")
                              if k in per}
             entry[ref] = s
+        if "at_query_off" in first:
+            entry["at_query_off"] = mean_interval([r["layers"][layer]["at_query_off"]
+                                                   for r in results])
         out["layers"][layer] = entry
     return out
 
@@ -308,29 +350,43 @@ def evaluate_links(model, n: int = 400, seeds=LINK_SEEDS, batch_size: int = 50,
     if task not in LINK_TASKS:
         raise OptionError(f"unknown relational task {task!r}; choose one of {sorted(LINK_TASKS)}")
     make = LINK_TASKS[task].make
+    # a model trained to answer at the query (its card's query loss): read that answer too
+    at_query = bool((model.info.card.get("training") or {}).get("query_loss")) and \
+        has_cell_readout(model)
 
     size = int(model.info.input_size)
-    per_seed, accs = [], []
+    per_seed, accs, accs_q = [], [], []
     for k, s in enumerate(seeds):
         data = make(n, seed=s, size=size)
         step = (lambda done, total, k=k: progress(k * n + done, len(seeds) * n)) \
             if progress else None
         try:
-            r = link_evaluation(model, data, batch_size=batch_size, seed=s, progress=step)
+            r = link_evaluation(model, data, batch_size=batch_size, seed=s, progress=step,
+                                at_query=at_query)
             per_seed.append(r)
             accs.append(r["accuracy"])
+            accs_q.append(r.get("accuracy_at_query"))
         except OptionError:  # no affinity: accuracy only
             device = next(model.parameters()).device
             model.eval()
-            hits = 0
+            hits = hits_q = 0
             for i in range(0, n, batch_size):
-                x = to_tensor(data.images[i:i + batch_size], model.info.mean, model.info.std)
-                hits += int((model(x.to(device)).argmax(1).cpu().numpy() ==
-                             data.labels[i:i + batch_size]).sum())
+                sl = slice(i, i + batch_size)
+                x = to_tensor(data.images[sl], model.info.mean, model.info.std).to(device)
+                if at_query:
+                    logits, q = logits_at(model, x, data.query_points[sl])
+                    hits_q += int((q.argmax(1).cpu().numpy() == data.labels[sl]).sum())
+                else:
+                    logits = model(x)
+                hits += int((logits.argmax(1).cpu().numpy() == data.labels[sl]).sum())
             accs.append(round(hits / n, 4))
+            accs_q.append(round(hits_q / n, 4))
     out = {"model": model.info.name, "task": task, "seeds": list(seeds),
            "images_per_seed": n, "image_size": size,
            "accuracy": mean_interval(accs), "accuracy_per_seed": accs}
+    if at_query:
+        out["accuracy_at_query"] = mean_interval(accs_q)
+        out["accuracy_at_query_per_seed"] = accs_q
     if per_seed:
         out["links"] = public(pooled_over_seeds(per_seed))
     return out
@@ -342,9 +398,14 @@ def format_links(r: dict) -> str:
     head = (f"{r['model']}: {r.get('task', 'relational')} accuracy {a['mean']:.3f} "
             f"[{a['lo']:.3f}, {a['hi']:.3f}] "
             f"over seeds {r['seeds']} ({r['images_per_seed']} images each)")
+    if "accuracy_at_query" in r:
+        q = r["accuracy_at_query"]
+        head += f"; read at the query {q['mean']:.3f} [{q['lo']:.3f}, {q['hi']:.3f}]"
     lines = [head]
     for layer, e in r.get("links", {}).get("layers", {}).items():
-        lines.append(f"  {layer} ({e['block']}, keys {e['key_hw'][0]}x{e['key_hw'][1]})")
+        lines.append(f"  {layer} ({e['block']}, keys {e['key_hw'][0]}x{e['key_hw'][1]})" +
+                     (f"; at the query with it switched off {e['at_query_off']['mean']:.3f}"
+                      if "at_query_off" in e else ""))
         if e.get("by_colour"):
             lines.append("    partner - distractor mass by (partner, distractor) colour: " +
                          ", ".join(f"{p}/{d} {v:+.2f}" for p, d, v, _ in e["by_colour"]))
