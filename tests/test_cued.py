@@ -148,5 +148,15 @@ def test_train_cued_writes_a_card_that_loads_and_evaluates(tmp_path):
     assert r["task"] == "cued"
     (e,) = r["links"]["layers"].values()
     assert e["oracle"]["pointing"]["mean"] == 1.0 and e["model"]["pointing"]["n"] == 60
+    assert evaluate_main(["--task", "cued", "--model", "lite_nonlocal", "--n", "20",
+                          "--models-dir", str(tmp_path), "--write-card",
+                          "--link-tolerance", "8"]) == 0
+    card = json.loads((tmp_path / "lite_nonlocal_cue.json").read_text())
+    near = card["relational_evaluation_within_8px"]
+    assert near["link_tolerance_px"] == 8 and card["relational_evaluation"] == r  # kept
+    (e8,) = near["links"]["layers"].values()
+    assert e8["oracle"]["pointing"]["mean"] == 1.0
+    # grown regions take mass from the background, never give it back
+    assert e8["model"]["background"]["mean"] <= e["model"]["background"]["mean"] + 1e-9
     assert evaluate_main(["--task", "cued", "--model", "lite_sagan", "--models-dir",
                           str(tmp_path)]) == 2

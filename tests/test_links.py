@@ -15,6 +15,7 @@ from attnviz.scores.links import (
     partner_points,
     pooled_over_seeds,
     public,
+    grown,
     query_dependence,
     query_rows,
     random_query_dependence,
@@ -192,3 +193,20 @@ def test_link_evaluation_refuses_models_and_data_it_cannot_score():
     from attnviz.datasets import make_shapes
     with pytest.raises(OptionError, match="relational"):
         link_evaluation(create_model("lite_nonlocal"), make_shapes(4, size=96))
+
+
+def test_a_tolerance_counts_the_cells_next_to_an_object():
+    partner = np.zeros((1, 16, 16), bool)
+    partner[0, 4:8, 4:8] = True  # key cell (1, 1) of a 4x4 grid of 4-px cells
+    distractor = np.zeros_like(partner)
+    distractor[0, 12:16, 12:16] = True
+    own = np.zeros_like(partner)
+    own[0, 0:2, 0:2] = True
+    row = np.zeros((1, 16))
+    row[0, 1 * 4 + 2] = 1.0  # all mass on cell (1, 2), right next to the partner
+    strict = link_scores(row, *(region_cover(m, (4, 4)) for m in (partner, distractor, own)))
+    near = link_scores(row, *(region_cover(grown(m, 1), (4, 4)) for m in (partner, distractor)),
+                       region_cover(own, (4, 4)))
+    assert strict["pointing"][0] == 0 and strict["background"][0] == 1
+    assert near["pointing"][0] == 1 and near["partner"][0] == 1
+    assert grown(partner, 1).sum() == 36 and grown(partner, 0) is partner

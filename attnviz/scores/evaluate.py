@@ -348,6 +348,9 @@ def main(argv=None):
                    help="a lite model, or 'all' for every one with a checkpoint")
     add_data_arguments(p, "number of fresh images; under torchrun write --images")
     p.add_argument("--tolerance", type=float, default=3, help="pointing-game tolerance in px")
+    p.add_argument("--link-tolerance", type=int, default=0,
+                   help="--task relational / cued: grow the partner and distractor masks by this "
+                        "many px before scoring the links (default 0: strict)")
     p.add_argument("--faithfulness", type=int, default=None, metavar="N",
                    help="deletion / insertion (ROAD) with bootstrap intervals on the first N "
                         "images (default: all; 0: skip; about a second per image per core)")
@@ -379,7 +382,8 @@ def main(argv=None):
     folder = Path(a.models_dir or MODELS_DIR)
     if a.task in LINK_TASKS:  # the relational checkpoints: <model>_rel / _cue.safetensors
         names = lite if a.model == "all" else [a.model]
-        found = run_relational(names, folder, a.n, a.write_card, a.batch_size, task=a.task)
+        found = run_relational(names, folder, a.n, a.write_card, a.batch_size, task=a.task,
+                               tolerance_px=a.link_tolerance)
         if not found:
             suffix = LINK_TASKS[a.task].suffix
             print(f"error: no {a.task} checkpoint ({names[0]}{suffix}.safetensors, ...) in "

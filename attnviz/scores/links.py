@@ -185,13 +185,16 @@ def _gather(rec, qidx: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=None,
-                    at_query: bool = False) -> dict:
+                    at_query: bool = False, tolerance_px: int = 0) -> dict:
     """Score every affinity ``model`` computes on ``data`` (a RelationalData).
 
     at_query: also the accuracy of the answer read at each image's query point
     (:func:`attnviz.models.readout.logits_at`; a model trained to answer there), as
     ``accuracy_at_query``, and per affinity layer that accuracy with the module switched off (its
     output replaced by its input), ``at_query_off``: does the answer at the query need the link?
+    tolerance_px: grow the partner and distractor masks by this many pixels (a square
+    neighbourhood) before they are laid on the key grid, as the pointing game counts a hit within
+    a tolerance: a row on the cells just next to an object counts as on it. 0: strict.
 
     Returns {"accuracy", "n", "layers": {layer: {"block", "query_hw", "key_hw", "model",
     "random", "oracle"}}} where each of model / random / oracle is :func:`summarize` of the
@@ -241,9 +244,10 @@ def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=N
     for k, (layer, parts) in enumerate(rows.items()):
         block, qhw, khw = meta[layer]
         a = np.concatenate(parts)
-        cov = {name: region_cover(getattr(data, f), khw) for name, f in
-               (("partner", "partner_masks"), ("distractor", "distractor_masks"),
-                ("own", "query_masks"))}
+        cov = {name: region_cover(grown(getattr(data, f), tolerance_px if name != "own" else 0),
+                                  khw)
+               for name, f in (("partner", "partner_masks"), ("distractor", "distractor_masks"),
+                               ("own", "query_masks"))}
         b = np.concatenate(rows_rev[layer])
         kk = a.shape[1]
         per = {"model": pair_scores(a, b, cov),
@@ -265,6 +269,14 @@ def link_evaluation(model, data, batch_size: int = 50, seed: int = 0, progress=N
         out["accuracy_at_query"] = round(correct_q / n, 4)
     out["seconds"] = round(time.time() - t0, 2)
     return out
+
+
+def grown(masks: np.ndarray, px: int) -> np.ndarray:
+    """``masks`` (N, H, W) grown by ``px`` pixels (a (2 px + 1)-square neighbourhood)."""
+    if px <= 0:
+        return masks
+    t = torch.as_tensor(np.asarray(masks), dtype=torch.float32)[:, None]
+    return (torch.nn.functional.max_pool2d(t, 2 * px + 1, 1, px)[:, 0] > 0).numpy()
 
 
 @torch.no_grad()
@@ -342,7 +354,7 @@ LINK_SEEDS = (424_242, 424_243, 424_244)  # fresh test seeds, never used by trai
 
 @torch.no_grad()
 def evaluate_links(model, n: int = 400, seeds=LINK_SEEDS, batch_size: int = 50,
-                   progress=None, task: str = "relational") -> dict:
+                   progress=None, task: str = "relational", tolerance_px: int = 0) -> dict:
     """Accuracy and link scores of ``model`` on ``n`` fresh images per seed of the relational
     ``task`` (a key of :data:`~attnviz.data.link_tasks.LINK_TASKS`), pooled over the seeds
     (intervals over all images, and over the per-seed means). A model without an affinity (the
@@ -350,6 +362,8 @@ def evaluate_links(model, n: int = 400, seeds=LINK_SEEDS, batch_size: int = 50,
     if task not in LINK_TASKS:
         raise OptionError(f"unknown relational task {task!r}; choose one of {sorted(LINK_TASKS)}")
     make = LINK_TASKS[task].make
+    if int(tolerance_px) < 0:
+        raise OptionError(f"the link tolerance must be 0 or more pixels, not {tolerance_px}")
     # a model trained to answer at the query (its card's query loss): read that answer too
     at_query = bool((model.info.card.get("training") or {}).get("query_loss")) and \
         has_cell_readout(model)
@@ -362,7 +376,7 @@ def evaluate_links(model, n: int = 400, seeds=LINK_SEEDS, batch_size: int = 50,
             if progress else None
         try:
             r = link_evaluation(model, data, batch_size=batch_size, seed=s, progress=step,
-                                at_query=at_query)
+                                at_query=at_query, tolerance_px=tolerance_px)
             per_seed.append(r)
             accs.append(r["accuracy"])
             accs_q.append(r.get("accuracy_at_query"))
@@ -382,7 +396,7 @@ def evaluate_links(model, n: int = 400, seeds=LINK_SEEDS, batch_size: int = 50,
             accs.append(round(hits / n, 4))
             accs_q.append(round(hits_q / n, 4))
     out = {"model": model.info.name, "task": task, "seeds": list(seeds),
-           "images_per_seed": n, "image_size": size,
+           "images_per_seed": n, "image_size": size, "link_tolerance_px": int(tolerance_px),
            "accuracy": mean_interval(accs), "accuracy_per_seed": accs}
     if at_query:
         out["accuracy_at_query"] = mean_interval(accs_q)
@@ -398,6 +412,8 @@ def format_links(r: dict) -> str:
     head = (f"{r['model']}: {r.get('task', 'relational')} accuracy {a['mean']:.3f} "
             f"[{a['lo']:.3f}, {a['hi']:.3f}] "
             f"over seeds {r['seeds']} ({r['images_per_seed']} images each)")
+    if r.get("link_tolerance_px"):
+        head += f"; partner and distractor grown by {r['link_tolerance_px']} px"
     if "accuracy_at_query" in r:
         q = r["accuracy_at_query"]
         head += f"; read at the query {q['mean']:.3f} [{q['lo']:.3f}, {q['hi']:.3f}]"
@@ -434,16 +450,15 @@ def format_links(r: dict) -> str:
 
 
 def run_relational(names, models_dir, n: int, write_card: bool, batch_size: int = 50,
-                   out=None, task: str = "relational") -> dict:
+                   out=None, task: str = "relational", tolerance_px: int = 0) -> dict:
     """``python -m attnviz.evaluate --task relational`` (or ``cued``): every ``<name><suffix>``
     checkpoint in ``models_dir`` (``lite_sagan_rel``, ``lite_sagan_cue``: the task's suffix),
     scored by :func:`evaluate_links`; with ``write_card`` the result goes into its card under
-    ``"relational_evaluation"``."""
+    ``"relational_evaluation"`` (``"relational_evaluation_within_<N>px"`` with a tolerance)."""
     import json
     import os
     import sys
     from pathlib import Path
-
 
     out = out or sys.stdout
     results = {}
@@ -452,13 +467,15 @@ def run_relational(names, models_dir, n: int, write_card: bool, batch_size: int 
         if not path.is_file():
             continue
         model = load_checkpoint(path)
-        r = evaluate_links(model, n=n, batch_size=batch_size, task=task)
+        r = evaluate_links(model, n=n, batch_size=batch_size, task=task,
+                           tolerance_px=tolerance_px)
         results[path.stem] = r
         print(format_links(r) + "\n", file=out, flush=True)
         if write_card:
             card_path = path.with_suffix(".json")
             card = json.loads(card_path.read_text())
-            card["relational_evaluation"] = r
+            key = "relational_evaluation" + (f"_within_{tolerance_px}px" if tolerance_px else "")
+            card[key] = r
             tmp = card_path.with_name(card_path.name + ".tmp")
             tmp.write_text(json.dumps(card, indent=2))
             os.replace(tmp, card_path)
