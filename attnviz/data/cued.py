@@ -22,9 +22,12 @@ label; a shape alone is the named one half of the time (so its class is the labe
 probability 1/2 + 1/6 over three classes, against 1/3 by chance); the two shapes without the cue
 leave two classes equally likely. Only the cue together with the shapes gives the label.
 
-A finding (README, "A task whose reader is fixed"): the lite models trained on it stay at the
-two-shape bound (accuracy 0.5): the cue's affinity row spreads evenly over both shapes, and no
-run learned to choose the one of the cue's colour.
+Findings (README, "A task whose reader is fixed"): trained on the image's label alone, the lite
+models stay at the two-shape bound (accuracy 0.5), the cue's row spread over both shapes. With a
+second loss on the answer read at the cue (:attr:`~attnviz.data.link_tasks.LinkTask.query_loss`,
+:mod:`attnviz.models.readout`) and the same/different checkpoint as the warm start, non-local
+learns it (at the cue 0.958; partner mass 6.9x the distractor's) but its cue reads the partner
+only for some colours; SAGAN's cue ranks the shapes by colour, whatever its own.
 
 Same fields as :func:`attnviz.datasets.make_relational` (a
 :class:`~attnviz.data.relational.RelationalData`): ``query_masks`` (the cue), ``partner_masks``,
