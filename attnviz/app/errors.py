@@ -43,9 +43,11 @@ def to_gr_error(exc: BaseException, doing: str = "") -> gr.Error:
             if isinstance(exc, E.ImageError):
                 unreadable = any(w in msg for w in ("decoded", "not an image", "empty",
                                                     "cannot read", "no such file", "folder"))
-                # API clients see only the message, so it says what is wrong (the title
-                # does not repeat it); the formats are named once, as the loader names them
-                head = ("This file is not an image attnviz can read" if unreadable
+                # API clients see only the message, so it says "not an image" (once: the
+                # loader's words when they say it); the formats are named once, as the loader
+                # names them
+                head = ("Upload refused" if "not an image" in msg else
+                        "This file is not an image attnviz can read" if unreadable
                         else "This image cannot be used")
                 msg = f"{head}: {msg.rstrip('.')}."
                 if FORMAT_NAMES not in msg:

@@ -201,7 +201,8 @@ def build(ui) -> None:
         ui.links_example = gr.Slider(0, RELATIONAL_COUNT - 1, value=0, step=1, label="test image")
         ui.links_run = gr.Button("Show links", elem_id="av-links-run")
     ui.links_md = gr.Markdown()
-    ui.links_fig = gr.Plot(label="affinity from the query square", elem_id="av-links-fig")
+    ui.links_fig = gr.Plot(label="affinity from the query (×: a square or the cue)",
+                             elem_id="av-links-fig")
     ui.links_table = gr.Dataframe(label="link scores")
     ui.links_run.click(run_links, [ui.links_model, ui.links_example],
                        [ui.links_md, ui.links_fig, ui.links_table], api_name="links")
