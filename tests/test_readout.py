@@ -63,6 +63,17 @@ def test_a_query_loss_needs_a_relational_task(tmp_path):
     with pytest.raises(AttnvizError, match="query"):
         train("lite_nonlocal", tmp_path, task="shapes", query_loss=1.0, epochs=1,
               images_per_epoch=32, batch_size=32)
+    with pytest.raises(AttnvizError, match="0 or more"):
+        train("lite_nonlocal", tmp_path, task="cued", query_loss=-1.0, epochs=1,
+              images_per_epoch=32, batch_size=32)
+    assert not list(tmp_path.iterdir())  # refused before anything is written
+
+
+def test_a_negative_link_tolerance_is_refused(model):
+    from attnviz.errors import OptionError
+    from attnviz.scores.links import evaluate_links
+    with pytest.raises(OptionError, match="0 or more pixels"):
+        evaluate_links(model, n=4, seeds=(1,), task="cued", tolerance_px=-3)
 
 
 @pytest.mark.slow

@@ -108,7 +108,7 @@ def run_links(model_name, example):
 
     from ..capture.recorder import capture
     from ..attribution.explain import model_lock
-    from ..models.readout import logits_at
+    from ..models.readout import logits_at, trained_at_query
     from ..render.figures import affinity_explorer
     from ..render.stats_figures import LINK_REGIONS, outline_regions
     from ..scores.links import link_scores, query_rows, region_cover
@@ -129,7 +129,7 @@ def run_links(model_name, example):
         # the set Inspect recognises too (same/different), or the cued task's
         d = relational_examples(size, indices=[i], task=model_task(model))
         x = to_tensor(d.images, model.info.mean, model.info.std)
-        at_query = bool((model.info.card.get("training") or {}).get("query_loss"))
+        at_query = trained_at_query(model)
         with model_lock(model), torch.no_grad(), \
                 capture(model, kinds=["affinity"], discover=False) as rec:
             if at_query:  # trained to answer at the query too: read it there as well

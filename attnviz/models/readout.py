@@ -30,6 +30,13 @@ def has_cell_readout(model: nn.Module) -> bool:
         isinstance(getattr(model, "fc", None), nn.Linear)
 
 
+def trained_at_query(model: nn.Module) -> bool:
+    """Whether ``model`` was trained to answer at the query too (its card's ``query_loss``) and
+    can be read there."""
+    card = getattr(getattr(model, "info", None), "card", None) or {}
+    return bool((card.get("training") or {}).get("query_loss")) and has_cell_readout(model)
+
+
 def logits_at(model: nn.Module, x: torch.Tensor, points_yx, net: nn.Module | None = None):
     """(image logits, logits at each image's query point), from one forward pass of ``net``
     (default ``model``; a DistributedDataParallel wrapper of it in training).

@@ -46,7 +46,7 @@ from ..capture.recorder import capture
 from ..data.synthetic import to_tensor
 from ..data.link_tasks import LINK_TASKS
 from ..models.checkpoint import load_checkpoint
-from ..models.readout import has_cell_readout, logits_at
+from ..models.readout import logits_at, trained_at_query
 
 REGIONS = ("partner", "distractor", "own", "background")
 
@@ -280,24 +280,37 @@ def grown(masks: np.ndarray, px: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def _at_query_without(model, data, layer: str, batch_size: int) -> float:
-    """Accuracy at the query with module ``layer``'s output replaced by its input."""
+def accuracies(model, data, batch_size: int = 100, at_query: bool = False):
+    """(image accuracy, accuracy of the answer read at each image's query point or None) of
+    ``model`` on ``data``, in one pass (eval mode, restored after)."""
     info = model.info
     device = next(model.parameters()).device
     was = model.training
     model.eval()
-    h = dict(model.named_modules())[layer].register_forward_hook(lambda _m, i, _o: i[0])
-    hits = 0
+    hits = hits_q = 0
     try:
         for i in range(0, len(data.labels), batch_size):
             sl = slice(i, i + batch_size)
             x = to_tensor(data.images[sl], info.mean, info.std).to(device)
-            q = logits_at(model, x, data.query_points[sl])[1]
-            hits += int((q.argmax(1).cpu().numpy() == data.labels[sl]).sum())
+            if at_query:
+                logits, q = logits_at(model, x, data.query_points[sl])
+                hits_q += int((q.argmax(1).cpu().numpy() == data.labels[sl]).sum())
+            else:
+                logits = model(x)
+            hits += int((logits.argmax(1).cpu().numpy() == data.labels[sl]).sum())
+    finally:
+        model.train(was)
+    n = len(data.labels)
+    return hits / n, (hits_q / n if at_query else None)
+
+
+def _at_query_without(model, data, layer: str, batch_size: int) -> float:
+    """Accuracy at the query with module ``layer``'s output replaced by its input."""
+    h = dict(model.named_modules())[layer].register_forward_hook(lambda _m, i, _o: i[0])
+    try:
+        return round(accuracies(model, data, batch_size, at_query=True)[1], 4)
     finally:
         h.remove()
-        model.train(was)
-    return round(hits / len(data.labels), 4)
 
 
 def pooled_over_seeds(results: list[dict]) -> dict:
@@ -365,8 +378,7 @@ def evaluate_links(model, n: int = 400, seeds=LINK_SEEDS, batch_size: int = 50,
     if int(tolerance_px) < 0:
         raise OptionError(f"the link tolerance must be 0 or more pixels, not {tolerance_px}")
     # a model trained to answer at the query (its card's query loss): read that answer too
-    at_query = bool((model.info.card.get("training") or {}).get("query_loss")) and \
-        has_cell_readout(model)
+    at_query = trained_at_query(model)
 
     size = int(model.info.input_size)
     per_seed, accs, accs_q = [], [], []
@@ -381,20 +393,9 @@ def evaluate_links(model, n: int = 400, seeds=LINK_SEEDS, batch_size: int = 50,
             accs.append(r["accuracy"])
             accs_q.append(r.get("accuracy_at_query"))
         except OptionError:  # no affinity: accuracy only
-            device = next(model.parameters()).device
-            model.eval()
-            hits = hits_q = 0
-            for i in range(0, n, batch_size):
-                sl = slice(i, i + batch_size)
-                x = to_tensor(data.images[sl], model.info.mean, model.info.std).to(device)
-                if at_query:
-                    logits, q = logits_at(model, x, data.query_points[sl])
-                    hits_q += int((q.argmax(1).cpu().numpy() == data.labels[sl]).sum())
-                else:
-                    logits = model(x)
-                hits += int((logits.argmax(1).cpu().numpy() == data.labels[sl]).sum())
-            accs.append(round(hits / n, 4))
-            accs_q.append(round(hits_q / n, 4))
+            acc, acc_q = accuracies(model, data, batch_size, at_query)
+            accs.append(round(acc, 4))
+            accs_q.append(None if acc_q is None else round(acc_q, 4))
     out = {"model": model.info.name, "task": task, "seeds": list(seeds),
            "images_per_seed": n, "image_size": size, "link_tolerance_px": int(tolerance_px),
            "accuracy": mean_interval(accs), "accuracy_per_seed": accs}

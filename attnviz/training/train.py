@@ -30,6 +30,7 @@ from ..data.link_tasks import LINK_TASKS
 from ..data.synthetic import SHAPE_CLASSES, TEST_SEED, ShapesData, make_shapes, to_tensor  # noqa: F401
 from ..errors import AttnvizError
 from ..models.readout import logits_at
+from ..scores.links import accuracies
 from ..models.registry import create_model
 from ..models.zoo import LITE
 from ..system import machine_info
@@ -124,23 +125,11 @@ def _dist():
     return dist.get_rank(), dist.get_world_size()
 
 
-@torch.no_grad()
 def accuracy(model, data: ShapesData, batch_size: int = 256, at_query: bool = False) -> float:
     """Top-1 accuracy of ``model`` on ``data``; ``at_query``: of the logits read at each image's
     query point (:func:`attnviz.models.readout.logits_at`; relational data)."""
-    info = model.info
-    device = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    correct = 0
-    for i in range(0, len(data.labels), batch_size):
-        x = to_tensor(data.images[i:i + batch_size], info.mean, info.std).to(device)
-        labels = torch.from_numpy(data.labels[i:i + batch_size])
-        out = logits_at(model, x, data.query_points[i:i + batch_size])[1] if at_query \
-            else model(x)
-        correct += int((out.argmax(1).cpu() == labels).sum())
-    model.train(was)
-    return correct / len(data.labels)
+    acc, acc_q = accuracies(model, data, batch_size, at_query)
+    return acc_q if at_query else acc
 
 
 def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 8000,
@@ -176,6 +165,8 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
     if query_loss is None:
         query_loss = LINK_TASKS[task].query_loss if data is None and task in LINK_TASKS else 0.0
     query_loss = float(query_loss)
+    if query_loss < 0:
+        raise AttnvizError(f"query_loss is a loss weight: 0 or more, not {query_loss}")
     if query_loss and (data is not None or task not in LINK_TASKS):
         raise AttnvizError("query_loss needs a relational task's query points (--task "
                            f"{' or '.join(LINK_TASKS)}), not {'a folder' if data else task}")
@@ -284,11 +275,13 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
                 t = torch.tensor([mean_loss], device=device)
                 dist.all_reduce(t)
                 mean_loss = float(t) / world
-            val_acc = accuracy(model, val) if rank == 0 else None
+            # one pass gives both: the image's answer and, with a query loss, the query's
+            val_acc, val_q = accuracies(model, val, 256, bool(query_loss)) if rank == 0 \
+                else (None, None)
             history.append({"epoch": epoch + 1, "loss": round(mean_loss, 4),
                             "val_acc": None if val_acc is None else round(val_acc, 4)})
-            if query_loss and rank == 0:
-                history[-1]["val_acc_at_query"] = round(accuracy(model, val, at_query=True), 4)
+            if val_q is not None:
+                history[-1]["val_acc_at_query"] = round(val_q, 4)
             if progress is not None and rank == 0:
                 progress({"epoch": epoch + 1, "epochs": epochs, "step": step, "steps": total,
                           "loss": mean_loss, "val_acc": val_acc})
