@@ -1,5 +1,6 @@
 """Exceptions raised for user errors. Messages are written for a person: what was wrong, what to
 do."""
+import enum
 
 
 class AttnvizError(Exception):
@@ -19,8 +20,27 @@ class DownloadDisabledError(WeightsError):
     """Pretrained weights would have to be downloaded, but downloads are off."""
 
 
+class ImageReason(enum.Enum):
+    """Why an image was refused (:attr:`ImageError.reason`), set where the error is raised: the
+    app heads its message by it, never by the message's words."""
+    NOT_AN_IMAGE = "not_an_image"  # its header names no readable format (a text file, ...)
+    UNREADABLE = "unreadable"      # no such file, a folder, empty (0 bytes)
+    UNDECODABLE = "undecodable"    # a readable format whose data fails: truncated or corrupt
+    UNSUPPORTED = "unsupported"    # a Python value that holds no image (type, array shape, dtype)
+    TOO_LARGE = "too_large"        # over the pixel limit (a decompression bomb)
+    TOO_SMALL = "too_small"        # under 8 x 8 pixels
+    TOO_COSTLY = "too_costly"      # its decoding work is out of proportion (a JPEG's scans)
+    BAD_OPTION = "bad_option"      # an unknown preprocessing mode or baseline
+    UNUSABLE = "unusable"          # anything else (the default)
+
+
 class ImageError(AttnvizError):
-    """An input is not an image attnviz can read."""
+    """An input is not an image attnviz can read; ``reason`` (an :class:`ImageReason`) says
+    why."""
+
+    def __init__(self, message: str = "", reason: ImageReason = ImageReason.UNUSABLE):
+        super().__init__(message)
+        self.reason = ImageReason(reason)
 
 
 class DatasetError(AttnvizError):

@@ -32,6 +32,23 @@ _TITLES = [
     (E.AttnvizError, "Cannot do that"),
 ]
 
+# the head of an image's message, by why the loader refused it (ImageError.reason). API clients
+# see only the message, so a file that is no image says "not an image" (once: the loader's own
+# words for NOT_AN_IMAGE say it); the formats are named once, as the loader names them
+_UNREADABLE = "This file is not an image attnviz can read"
+_UNUSABLE = "This image cannot be used"
+IMAGE_HEADS = {
+    E.ImageReason.NOT_AN_IMAGE: "Upload refused",
+    E.ImageReason.UNREADABLE: _UNREADABLE,
+    E.ImageReason.UNDECODABLE: _UNREADABLE,
+    E.ImageReason.UNSUPPORTED: _UNUSABLE,
+    E.ImageReason.TOO_LARGE: _UNUSABLE,
+    E.ImageReason.TOO_SMALL: _UNUSABLE,
+    E.ImageReason.TOO_COSTLY: _UNUSABLE,
+    E.ImageReason.BAD_OPTION: "Unknown option",
+    E.ImageReason.UNUSABLE: _UNUSABLE,
+}
+
 
 def to_gr_error(exc: BaseException, doing: str = "") -> gr.Error:
     """A ``gr.Error`` carrying a message written for a person."""
@@ -41,16 +58,9 @@ def to_gr_error(exc: BaseException, doing: str = "") -> gr.Error:
         if isinstance(exc, cls):
             msg = str(exc) or title
             if isinstance(exc, E.ImageError):
-                unreadable = any(w in msg for w in ("decoded", "not an image", "empty",
-                                                    "cannot read", "no such file", "folder"))
-                # API clients see only the message, so it says "not an image" (once: the
-                # loader's words when they say it); the formats are named once, as the loader
-                # names them
-                head = ("Upload refused" if "not an image" in msg else
-                        "This file is not an image attnviz can read" if unreadable
-                        else "This image cannot be used")
-                msg = f"{head}: {msg.rstrip('.')}."
-                if FORMAT_NAMES not in msg:
+                reason = getattr(exc, "reason", E.ImageReason.UNUSABLE)
+                msg = f"{IMAGE_HEADS[reason]}: {msg.rstrip('.')}."
+                if reason is not E.ImageReason.BAD_OPTION and FORMAT_NAMES not in msg:
                     msg = f"{msg} Upload a {FORMAT_NAMES} image."
             # messages quote users' names and paths: the browser shows them as HTML
             return gr.Error(html.escape(_capital(msg), quote=False), title=title,

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import AttnvizError, ImageError, class_index
+from ..errors import ImageReason as R
 from .images import Preprocess, load_image, model_device, normalisation, preprocess
 
 DEFAULT_BATCH = 32
@@ -38,17 +39,18 @@ def as_input(model, images, mode: str = "resize"):
         S = int(getattr(info, "input_size", images.shape[-1]))
         if images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != (S, S):
             raise ImageError(f"a tensor batch must be the normalised model input (B, 3, {S}, "
-                             f"{S}), not {tuple(images.shape)}; pass images as a list instead")
+                             f"{S}), not {tuple(images.shape)}; pass images as a list instead",
+                             R.UNSUPPORTED)
         if not images.is_floating_point():
             raise ImageError("a tensor batch must be the normalised float model input; pass "
-                             "uint8 images as a list or a (B, H, W, 3) array")
+                             "uint8 images as a list or a (B, H, W, 3) array", R.UNSUPPORTED)
         x = images.detach().to(model_device(model), torch.float32)
         mean, std = normalisation(info)
         return x, [Preprocess((S, S), S, "resize", None, mean, std)
                    for _ in range(x.shape[0])], [None] * x.shape[0]
     items = list(images)
     if not items:
-        raise ImageError("the batch holds no image")
+        raise ImageError("the batch holds no image", R.UNSUPPORTED)
     pils, xs, pres = [], [], []
     for im in items:
         pil = load_image(im)
@@ -99,7 +101,7 @@ def image_paths(folder) -> list:
     from pathlib import Path
     root = Path(folder)
     if not root.is_dir():
-        raise ImageError(f"{folder} is not a folder")
+        raise ImageError(f"{folder} is not a folder", R.UNREADABLE)
     return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 

@@ -26,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.nn import functional as F
 
 from ..errors import ImageError
+from ..errors import ImageReason as R
 
 from ..models.info import IMAGENET_MEAN, IMAGENET_STD, info_of  # noqa: F401 - re-exported
 
@@ -71,7 +72,7 @@ def load_image(image, max_pixels: int = MAX_PIXELS) -> Image.Image:
             image.load()  # a lazily opened image decodes here
         except (OSError, SyntaxError, ValueError, EOFError) as e:
             raise ImageError(f"the image could not be decoded; it may be truncated or corrupt "
-                             f"({e})") from None
+                             f"({e})", R.UNDECODABLE) from None
         return _to_rgb(image)
     if isinstance(image, np.ndarray):
         return _to_rgb(_from_array(image, max_pixels))
@@ -79,12 +80,12 @@ def load_image(image, max_pixels: int = MAX_PIXELS) -> Image.Image:
         return _open(Path(image), max_pixels)
     if isinstance(image, (bytes, bytearray, memoryview)):
         if len(image) == 0:
-            raise ImageError("the uploaded image is empty (0 bytes)")
+            raise ImageError("the uploaded image is empty (0 bytes)", R.UNREADABLE)
         return _open_stream(io.BytesIO(bytes(image)), "the uploaded data", max_pixels)
     if hasattr(image, "read"):
         return _open_stream(image, "the uploaded file", max_pixels)
     raise ImageError(f"cannot read an image from a {type(image).__name__}; pass a PIL image, an "
-                     "HxWx3 uint8 array or a file path")
+                     "HxWx3 uint8 array or a file path", R.UNSUPPORTED)
 
 
 def image_size(image, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
@@ -93,12 +94,12 @@ def image_size(image, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     at most ``max_pixels``, at least 8 x 8. Raises :class:`attnviz.errors.ImageError`."""
     if isinstance(image, (bytes, bytearray, memoryview)):
         if len(image) == 0:
-            raise ImageError("the uploaded image is empty (0 bytes)")
+            raise ImageError("the uploaded image is empty (0 bytes)", R.UNREADABLE)
         stream, name = io.BytesIO(bytes(image)), "the uploaded data"
     elif isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():
-            raise ImageError(f"no such file: {_short(str(path))}")
+            raise ImageError(f"no such file: {_short(str(path))}", R.UNREADABLE)
         stream, name = open(path, "rb"), path.name
     else:
         stream, name = image, "the uploaded file"
@@ -120,13 +121,13 @@ def _read_errors(name: str, max_pixels: int, step: str):
         raise
     except Image.DecompressionBombError as e:
         raise ImageError(f"{name} is too large to open safely ({e}); the limit is "
-                         f"{max_pixels / 1e6:.0f} megapixels") from None
+                         f"{max_pixels / 1e6:.0f} megapixels", R.TOO_LARGE) from None
     except UnidentifiedImageError:
         raise ImageError(f"{name} is not an image format that can be read (it must be a "
-                         f"{FORMAT_NAMES} file)") from None
+                         f"{FORMAT_NAMES} file)", R.NOT_AN_IMAGE) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"{name} could not be {step}; it may be truncated or corrupt ({e})") \
-            from None
+        raise ImageError(f"{name} could not be {step}; it may be truncated or corrupt ({e})",
+                         R.UNDECODABLE) from None
 
 
 def _short(s: str, limit: int = 120) -> str:
@@ -136,11 +137,11 @@ def _short(s: str, limit: int = 120) -> str:
 
 def _open(path: Path, max_pixels: int) -> Image.Image:
     if not path.exists():
-        raise ImageError(f"no such file: {_short(str(path))}")
+        raise ImageError(f"no such file: {_short(str(path))}", R.UNREADABLE)
     if path.is_dir():
-        raise ImageError(f"{_short(str(path))} is a folder, not an image file")
+        raise ImageError(f"{_short(str(path))} is a folder, not an image file", R.UNREADABLE)
     if path.stat().st_size == 0:
-        raise ImageError(f"{path.name} is empty (0 bytes)")
+        raise ImageError(f"{path.name} is empty (0 bytes)", R.UNREADABLE)
     with open(path, "rb") as f:
         return _open_stream(f, path.name, max_pixels)
 
@@ -222,24 +223,26 @@ def check_jpeg_work(data: bytes, size) -> None:
         raise ImageError(f"the JPEG holds more than {allowed} scans for {mp:.1f} megapixels; "
                          f"at most {MAX_JPEG_SCANS} scans and {MAX_SCAN_MEGAPIXELS} scans x "
                          "megapixels are decoded (an ordinary progressive JPEG has about 10). "
-                         "Save it again as an ordinary JPEG or PNG")
+                         "Save it again as an ordinary JPEG or PNG", R.TOO_COSTLY)
 
 
 def _check_size(size, max_pixels: int):
     w, h = size
     if w * h > max_pixels:
         raise ImageError(f"the image is {w} x {h} = {w * h / 1e6:.1f} megapixels; the limit is "
-                         f"{max_pixels / 1e6:.0f} megapixels. Downscale it and try again")
+                         f"{max_pixels / 1e6:.0f} megapixels. Downscale it and try again",
+                         R.TOO_LARGE)
     if min(w, h) < MIN_SIDE:
         raise ImageError(f"the image is {w} x {h} pixels; at least {MIN_SIDE} x {MIN_SIDE} "
-                         "is needed")
+                         "is needed", R.TOO_SMALL)
 
 
 def _from_array(a: np.ndarray, max_pixels: int) -> Image.Image:
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
-        raise ImageError(f"an image array must be HxW, HxWx3 or HxWx4, not {a.shape}")
+        raise ImageError(f"an image array must be HxW, HxWx3 or HxWx4, not {a.shape}",
+                         R.UNSUPPORTED)
     _check_size((a.shape[1], a.shape[0]), max_pixels)
     if a.dtype == np.uint8:
         pass
@@ -249,13 +252,13 @@ def _from_array(a: np.ndarray, max_pixels: int) -> Image.Image:
         a = (a.astype(np.float32) / 257.0).round().astype(np.uint8)
     elif np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():
-            raise ImageError("the image array contains NaN or infinite values")
+            raise ImageError("the image array contains NaN or infinite values", R.UNSUPPORTED)
         scale = 255.0 if a.max() <= 1.0 else 1.0
         a = np.clip(a * scale, 0, 255).round().astype(np.uint8)
     elif np.issubdtype(a.dtype, np.integer):
         a = np.clip(a, 0, 255).astype(np.uint8)
     else:
-        raise ImageError(f"cannot read an image array of dtype {a.dtype}")
+        raise ImageError(f"cannot read an image array of dtype {a.dtype}", R.UNSUPPORTED)
     return Image.fromarray(np.ascontiguousarray(a))
 
 
@@ -379,7 +382,7 @@ def preprocess(model_or_info, image, mode: str = "resize") -> tuple[torch.Tensor
     :func:`load_image` reads.
     """
     if mode not in MODES:
-        raise ImageError(f"unknown preprocessing mode {mode!r}; choose from {MODES}")
+        raise ImageError(f"unknown preprocessing mode {mode!r}; choose from {MODES}", R.BAD_OPTION)
     info = getattr(model_or_info, "info", model_or_info)
     if not hasattr(info, "input_size") and isinstance(model_or_info, torch.nn.Module):
         info = info_of(model_or_info)
@@ -455,4 +458,4 @@ def make_baseline(x: torch.Tensor, kind: str, mean=IMAGENET_MEAN,
     if kind == "noise":
         u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
         return (u - m) / s
-    raise ImageError(f"unknown baseline {kind!r}; choose from {BASELINES}")
+    raise ImageError(f"unknown baseline {kind!r}; choose from {BASELINES}", R.BAD_OPTION)
