@@ -42,6 +42,9 @@ class ImageError(AttnvizError):
         super().__init__(message)
         self.reason = ImageReason(reason)
 
+    def __reduce__(self):  # the reason survives pickling (a worker process's error)
+        return type(self), (*self.args, self.reason)
+
 
 class DatasetError(AttnvizError):
     """A dataset upload (folder or zip) is unusable."""

@@ -97,6 +97,9 @@ def test_every_reason_has_a_head_and_the_head_follows_the_reason_alone():
             assert err.message.startswith(f"{head}: "), (reason, msg, err.message)
             assert err.title == "Cannot use this file"
     assert ImageError("no reason given").reason is R.UNUSABLE
+    import pickle
+    back = pickle.loads(pickle.dumps(ImageError("too big", R.TOO_LARGE)))
+    assert back.reason is R.TOO_LARGE and str(back) == "too big"
     assert to_gr_error(ImageError("not an image, decoded")).message.startswith(
         "This image cannot be used: ")
 
