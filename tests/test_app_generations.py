@@ -18,8 +18,9 @@ pytest.importorskip("gradio")
 
 from attnviz.app import sessions  # noqa: E402
 from attnviz.app.analysis import analyse, work  # noqa: E402
-from attnviz.app.inspect_handlers import (current, note_request, run_inspect_auto,  # noqa: E402
-                                          run_inspect_ui, run_maps_shown, run_scores, run_tab)
+from attnviz.app.inspect_handlers import (current, figure_for_kind, note_request,  # noqa: E402
+                                          rescale, run_inspect_auto, run_inspect_ui,
+                                          run_maps_shown, run_scores, run_tab)
 from attnviz.app.sessions import NEWEST, SESSIONS, NewestRequests, next_generation  # noqa: E402
 
 STAR = "assets/examples/star.png"
@@ -248,3 +249,69 @@ def test_a_superseded_failing_analysis_shows_no_error(page, tmp_path, caplog):
     steps = list(run_inspect_ui(STAR, LITE, "gradcam", "per map", mask=str(bad)))
     assert len(steps) == 1 and "av-error" in steps[0]["status"], steps
     assert "image" not in steps[0]
+
+
+def held_back(monkeypatch, name: str, step, during):
+    """``step()`` run while the app function ``name`` it calls (inspect_handlers.<name>) is held
+    back once it has computed, and ``during`` runs meanwhile: the interleaving of a slow step
+    and a newer analysis, made deterministic. Returns the step's outputs."""
+    import attnviz.app.inspect_handlers as handlers
+    real = getattr(handlers, name)
+    computed, gate, got = threading.Event(), threading.Event(), {}
+
+    def held(*args, **kwargs):
+        out = real(*args, **kwargs)
+        computed.set()
+        gate.wait(60)
+        return out
+
+    monkeypatch.setattr(handlers, name, held)
+    t = threading.Thread(target=lambda: got.update(out=step()))
+    t.start()
+    try:
+        assert computed.wait(120), "the step never computed"
+        during()
+    finally:
+        gate.set()
+        t.join(60)
+        monkeypatch.setattr(handlers, name, real)
+    assert not t.is_alive() and "out" in got, got
+    return got["out"]
+
+
+def test_a_slow_rescale_of_an_older_analysis_writes_nothing(page, monkeypatch):
+    """The colour scale switched: the redraw of the page's analysis writes its headline; a
+    redraw of the older analysis that ends after another model's analysis was drawn writes
+    nothing over it, and one that starts after is refused at once."""
+    a = drawn(run_inspect_ui(STAR, LITE, "gradcam", "per map"))["state"]
+    out = rescale(a, "shared")  # current: its headline is drawn
+    assert {"head_att", "head_attr", "gal_all", "legend"} <= set(out)
+    before, news = stale_count(), {}
+    out = held_back(monkeypatch, "headline", lambda: rescale(a, "per map"),
+                    lambda: news.update(drawn(run_inspect_ui(STAR, "lite_se", "gradcam",
+                                                             "per map"))))
+    b = news["state"]
+    assert out == {} and stale_count() == before + 1  # refused when it ended
+    assert current(b) and not current(a)
+    assert rescale(a, "shared") == {} and stale_count() == before + 1  # refused at its start
+    assert "head_att" in rescale(b, "shared")  # the newer analysis's own redraw writes
+
+
+def test_a_slow_gallery_click_of_an_older_analysis_writes_nothing(page, monkeypatch):
+    """A click in a kind tab's gallery draws that map's figure; the figure of the older
+    analysis that ends after another model's analysis was drawn is not written over it."""
+    import gradio as gr
+    from attnviz.capture.maps import has_spatial
+    a = drawn(run_inspect_ui(STAR, LITE, "gradcam", "per map"))["state"]
+    kind = next(r.kind for r in a.analysis.maps if has_spatial(r))
+    pick = figure_for_kind(kind, "plot")
+    click = gr.SelectData(None, {"index": 0, "value": None, "selected": True})
+    fig = pick(a, "per map", click)
+    assert set(fig) == {"plot"} and fig["plot"] is not None  # current: its figure is drawn
+    before, news = stale_count(), {}
+    out = held_back(monkeypatch, "record_figure", lambda: pick(a, "per map", click),
+                    lambda: news.update(drawn(run_inspect_ui(STAR, "lite_se", "gradcam",
+                                                             "per map"))))
+    b = news["state"]
+    assert out == {} and stale_count() == before + 1  # refused when it ended
+    assert current(b) and pick(a, "shared", click) == {}  # refused at its start

@@ -6,7 +6,8 @@ from :mod:`~attnviz.app.analysis`, :mod:`~attnviz.app.inspect_views` and
 
 The browser's analyses (``run_inspect_ui``, ``run_inspect_auto``) never raise: a failure empties
 every output and says why once, in the status line. A chained step (kind tabs, a slow
-attribution, scores, the affinity) of an analysis that a newer one superseded changes nothing,
+attribution, scores, the affinity), a colour-scale redraw or a gallery click's figure of an
+analysis that a newer one superseded changes nothing,
 also when the newer analysis was drawn while the step ran (:func:`writes_if_current`); its error,
 if it fails, is logged, not shown (the page shows the newer analysis).
 """
@@ -187,12 +188,6 @@ def run_inspect_auto(image, model_name, method, scale, target=None, layer=None,
         yield from run_inspect_ui(image, model_name, method, scale, target, layer, mask, box)
 
 
-def rescale(sess, scale) -> dict:
-    use(sess)  # this session's analysis was just used (sessions' LRU)
-    if sess is None:
-        return {}
-    with user_errors("redrawing the maps"):
-        return headline(sess, scale)
 
 
 def asked_key(image, model_name, method, *options) -> tuple:
@@ -326,19 +321,33 @@ def run_tab(sess, scale, key) -> dict:
         return tab_views(sess, scale, key)
 
 
-def figure_for_kind(kind: str):
-    """Gallery click -> that map's Plotly figure."""
+@writes_if_current
+def rescale(sess, scale) -> dict:
+    """The headline redrawn on another colour scale (per map / shared); like a chained step, a
+    redraw of an analysis that a later one replaced while it ran changes nothing."""
+    use(sess)  # this session's analysis was just used (sessions' LRU)
+    if sess is None or superseded(sess):
+        return {}
+    with user_errors("redrawing the maps"):
+        return headline(sess, scale)
+
+
+def figure_for_kind(kind: str, output: str):
+    """Gallery click -> that map's Plotly figure, as ``{output: figure}``; a click on an
+    analysis that a later one replaced while the figure was drawn changes nothing."""
     kinds = (kind,)
-    def pick(sess, scale, evt: gr.SelectData):
+
+    @writes_if_current
+    def pick(sess, scale, evt: gr.SelectData) -> dict:
         use(sess)  # this session's analysis was just used (sessions' LRU)
-        if sess is None or evt is None:
-            return gr.skip()
+        if sess is None or evt is None or superseded(sess):
+            return {}
         recs = [r for r in of_kinds(sess.analysis.maps, kinds) if has_spatial(r)]
         i = evt.index if isinstance(evt.index, int) else 0
         if not 0 <= i < len(recs):
-            return gr.skip()
+            return {}
         with user_errors("drawing the figure"):
-            return record_figure(recs[i], sess, scale)
+            return {output: record_figure(recs[i], sess, scale)}
     return pick
 
 

@@ -306,7 +306,9 @@ def _wire(ui: SimpleNamespace) -> None:
                   show_progress="minimal")
     for t in IV.KIND_TABS:
         if t.gallery:
+            fig_out = Outputs(ui, f"plot_{t.key}")
             getattr(ui, f"gal_{t.key}").select(
-                figure_for_kind(t.kinds[0]), [ui.state, ui.scale], getattr(ui, f"plot_{t.key}"),
+                fig_out.handler(figure_for_kind(t.kinds[0], f"plot_{t.key}")),
+                [ui.state, ui.scale], fig_out.components,
                 api_name=f"figure_{t.key}", api_visibility="undocumented",
                 show_progress="hidden")
