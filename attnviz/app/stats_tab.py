@@ -9,6 +9,8 @@ figure, scores."""
 from __future__ import annotations
 
 import functools
+import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -29,19 +31,48 @@ RELATIONAL_DIRS = ("rel128", "cue128")
 DEFAULT_RELATIONAL = "rel128/lite_sagan_rel"  # at 128 px the task needs attention
 
 
+# the listing of the link-task checkpoints, kept while none of its folders changed (their mtimes);
+# a listing taken within RACY_NS of a folder's change is not trusted (a file added in the same
+# tick of the folder's clock would not change its mtime)
+_LISTING: dict = {}
+_LISTING_LOCK = threading.Lock()
+RACY_NS = 2_000_000_000
+
+
+def _folder_stamps(root: Path) -> tuple:
+    """What identifies the folders' contents: the models folder and each of its
+    :data:`RELATIONAL_DIRS` with its mtime (None where it does not exist)."""
+    stamps = []
+    for sub in ("", *RELATIONAL_DIRS):
+        try:
+            stamps.append((root / sub).stat().st_mtime_ns)
+        except OSError:
+            stamps.append(None)
+    return (str(root), *stamps)
+
+
 def relational_names() -> list[str]:
     """The link-task checkpoints shipped in the models folder, named by their path there without
     ``.safetensors``: each task's suffix (:data:`~attnviz.data.link_tasks.LINK_TASKS`: ``_rel``,
-    ``_cue``) at the top (64 px) and in :data:`RELATIONAL_DIRS`."""
+    ``_cue``) at the top (64 px) and in :data:`RELATIONAL_DIRS`. Listed again only when one of
+    these folders changed (its mtime): a request stats the folders, it does not glob them."""
     from ..data.link_tasks import LINK_TASKS
     from ..models.weights import MODELS_DIR
     root = Path(MODELS_DIR)
+    stamps = _folder_stamps(root)
+    with _LISTING_LOCK:
+        if _LISTING.get("stamps") == stamps and _LISTING["trusted"]:
+            return list(_LISTING["names"])
+    listed_at = time.time_ns()
     names = []
     for sub in ("", *RELATIONAL_DIRS):
         for t in LINK_TASKS.values():
             names += sorted(f"{sub}/{p.stem}".lstrip("/")
                             for p in (root / sub).glob(f"*{t.suffix}.safetensors"))
-    return names
+    trusted = all(m is None or m < listed_at - RACY_NS for m in stamps[1:])
+    with _LISTING_LOCK:
+        _LISTING.update(stamps=stamps, names=names, trusted=trusted)
+    return list(names)
 
 
 def model_task(model) -> str:
