@@ -230,8 +230,8 @@ def test_a_stale_steps_error_is_logged_not_shown(page, caplog):
 def test_a_superseded_failing_analysis_shows_no_error(page, tmp_path, caplog):
     """An analysis of a bad file fails after the page asked for another image: no error over
     the page (logged instead); the same failure while it is the page's newest request is
-    shown, once, in the status line, and the file is taken out of the image box (a refused
-    mask is not)."""
+    shown, once, in the status line, and the file is taken out of the image box; a refused
+    mask is taken out of the mask box (the image stays), and Analyse then runs without it."""
     bad = tmp_path / "broken.png"
     bad.write_text("this is not an image")
     note_request(str(bad), LITE, "gradcam", "per map")
@@ -244,11 +244,15 @@ def test_a_superseded_failing_analysis_shows_no_error(page, tmp_path, caplog):
     assert len(steps) == 1 and "not an image" in steps[0]["status"], steps
     assert steps[0]["state"] is None and steps[0]["top5"] is None  # the old results cleared
     assert "image" in steps[0] and steps[0]["image"] is None  # the refused file taken out
-    # a refused mask says so and leaves the image in its box
+    # a refused mask says so, is taken out of its box and leaves the image in its box
     note_request(STAR, LITE, "gradcam", "per map", None, None, str(bad))
     steps = list(run_inspect_ui(STAR, LITE, "gradcam", "per map", mask=str(bad)))
     assert len(steps) == 1 and "av-error" in steps[0]["status"], steps
-    assert "image" not in steps[0]
+    assert "Cannot use this mask" in steps[0]["status"] and "not an image" in steps[0]["status"]
+    assert "image" not in steps[0] and steps[0]["mask"] is None
+    # the box emptied, the page asks for the analysis without it: Analyse draws it
+    steps = list(run_inspect_ui(STAR, LITE, "gradcam", "per map"))
+    assert steps and steps[0]["state"] is not None and "av-ok" in steps[0]["status"], steps
 
 
 def held_back(monkeypatch, name: str, step, during):

@@ -120,12 +120,12 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
     every localisation score then uses (else the shipped example's own mask, if any); ``box``:
     "x0, y0, x1, y1" in image pixels, the object's box, when no mask is given.
     ``generation``: when the request started (:func:`.sessions.next_generation`; taken now
-    when not given). An image that cannot be used raises an ImageError marked as the image's
-    (:func:`image_refused`)."""
+    when not given). An image or a mask that cannot be used raises its error marked as that
+    input's (:func:`refused_input`)."""
     from ..attribution.choice import resolve_cam_layer, resolve_target
     from ..analysis.inspect import box_mask, load_mask
     from ..data.images import load_image
-    from ..errors import ImageError
+    from ..errors import AttnvizError, ImageError
     if generation is None:
         generation = next_generation()
     check_image(image_path)
@@ -138,10 +138,14 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
         try:
             pil = load_image(image_path)
         except ImageError as e:
-            e.input_name = "image"  # the image itself was refused (image_refused)
+            e.input_name = "image"  # the image itself was refused (refused_input)
             raise
         img = np.asarray(pil)
-        own = None if mask is None else load_mask(mask, img.shape[:2], exact=True)
+        try:
+            own = None if mask is None else load_mask(mask, img.shape[:2], exact=True)
+        except AttnvizError as e:  # unreadable, not the image's size, marking nothing
+            e.input_name = "mask"
+            raise
         source = "uploaded"
         if own is None and isinstance(box, str) and box.strip():  # a box instead of a mask
             own, source = load_mask(box_mask(box, img.shape[:2]), img.shape[:2]), "box"
@@ -164,10 +168,15 @@ def analyse(image_path, model_name, method, target=None, layer=None, mask=None,
                                 generation=generation))
 
 
-def image_refused(exc: BaseException) -> bool:
-    """Whether ``exc`` is :func:`analyse` refusing the image itself (unreadable, truncated, too
-    large), not its mask or another input: the page then empties the image box."""
-    return getattr(exc, "input_name", None) == "image"
+REFUSABLE_INPUTS = ("image", "mask")  # the file inputs the page empties when one is refused
+
+
+def refused_input(exc: BaseException) -> str | None:
+    """The file input ``exc`` is :func:`analyse` refusing: "image" (the image itself:
+    unreadable, truncated, too large) or "mask" (the object mask: unreadable, not the image's
+    size, marking nothing); None for any other error. The page then empties that input's box."""
+    name = getattr(exc, "input_name", None)
+    return name if name in REFUSABLE_INPUTS else None
 
 
 def request_key(image_path, model_name: str, method: str, *options) -> tuple:

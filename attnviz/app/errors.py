@@ -62,6 +62,8 @@ def to_gr_error(exc: BaseException, doing: str = "") -> gr.Error:
                 msg = f"{IMAGE_HEADS[reason]}: {msg.rstrip('.')}."
                 if reason is not E.ImageReason.BAD_OPTION and FORMAT_NAMES not in msg:
                     msg = f"{msg} Upload a {FORMAT_NAMES} image."
+            if getattr(exc, "input_name", None) == "mask":  # the object mask was refused
+                title = "Cannot use this mask"
             # messages quote users' names and paths: the browser shows them as HTML
             return gr.Error(html.escape(_capital(msg), quote=False), title=title,
                             print_exception=False)

@@ -22,7 +22,7 @@ from ..errors import AttnvizError
 from ..capture.maps import has_spatial
 from . import limits
 from . import views as V
-from .analysis import (add_attribution, analyse, count, image_refused, request_key,
+from .analysis import (add_attribution, analyse, count, refused_input, request_key,
                        single_flight)
 from .errors import bad_request, log, to_gr_error, user_errors
 from .framing import entry_badge_md
@@ -70,13 +70,14 @@ def _status(sess) -> str:
 
 
 def _failed(e: Exception) -> dict:
-    """Every output emptied and one message saying what was wrong; an image that was refused
-    is taken out of the image box too (a file the browser cannot draw would stay there as a
+    """Every output emptied and one message saying what was wrong; an image or a mask that was
+    refused is taken out of its box too (a file the browser cannot draw would stay there as a
     broken image), ready for another upload."""
     err = to_gr_error(e, "analysing the image")
     title = getattr(err, "title", None) or "Cannot analyse"
     msg = f"<div class='av-error'><b>{title}.</b> {err.message}</div>"
-    return {**cleared(), "status": msg, **({"image": None} if image_refused(e) else {})}
+    refused = refused_input(e)
+    return {**cleared(), "status": msg, **({refused: None} if refused else {})}
 
 
 def run_inspect_ui(image, model_name, method, scale, target=None, layer=None,
@@ -110,6 +111,8 @@ def run_inspect_ui(image, model_name, method, scale, target=None, layer=None,
             _log_stale("the analysis", e)
             yield {}
         else:
+            if refused_input(e) == "mask":  # its box is emptied: the page now asks for none
+                note_request(image, model_name, method, scale, target, layer, None, box)
             yield _failed(e)
         return
     # progressive: the prediction and headline maps first, then the gallery of every map

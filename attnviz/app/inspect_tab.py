@@ -12,8 +12,8 @@ API events (api_name): ``inspect`` (analysis + headline + every overlay + JSON s
 
 In the browser the same analysis runs as ``inspect_ui`` (Analyse) and ``inspect_auto`` (a new
 image, a lite model, the first screen): these never raise; a failure empties every output and
-says why once, in the status line under Analyse (an image that cannot be used is taken out of
-the image box). While an analysis runs, the results column is
+says why once, in the status line under Analyse (an image or an object mask that cannot be
+used is taken out of its box). While an analysis runs, the results column is
 marked stale (greyed, "Analysing…").
 """
 from __future__ import annotations
@@ -45,8 +45,8 @@ from .sessions import free_session
 ANALYSES = analyses_at_once()
 INSPECT_OUTPUTS = ("top5", "badge", *HEADLINE_OUTPUTS, "summary", "state")
 # the browser's analysis also clears the tabs and scores of the previous one, says how it went
-# and empties the image box when the image was refused
-UI_TAIL = ("scores", "status", "image")  # the browser's analysis fills INSPECT_OUTPUTS, the
+# and empties the image's or the mask's box when that file was refused
+UI_TAIL = ("scores", "status", "image", "mask")  # the browser's analysis fills INSPECT_OUTPUTS, the
 # kind tabs' outputs (inspect_views.KIND_OUTPUTS, taken when the demo is built) and these
 
 # the results column is greyed with an "Analysing…" sign from the click until the maps are drawn
@@ -259,8 +259,10 @@ def _wire(ui: SimpleNamespace) -> None:
                    api_visibility="private", show_progress="hidden").then(
         lambda: gr.Accordion(open=True), None, [ui.choices_box], queue=False,
         api_visibility="private", show_progress="hidden")
+    # the mask by the user's upload or clearing only (input): the box emptied by a refusal
+    # (UI_TAIL) asks for no analysis without it, which would replace the refusal's message
     triggers = [ui.image.change, ui.model.change, ui.method.change, ui.target.change,
-                ui.layer.change, ui.mask.change, ui.box.submit]
+                ui.layer.change, ui.mask.input, ui.box.submit]
     gr.on(triggers, None, js=MARK_STALE)
     # what the page now asks for, noted at once (outside the queue): an earlier analysis of the
     # page still waiting or running, and its chained steps, give way to it
