@@ -13,6 +13,7 @@ from attnviz.errors import UnknownModelError
 
 LITE = ["lite_resnet", "lite_se", "lite_cbam", "lite_sk", "lite_sge", "lite_nonlocal",
         "lite_danet", "lite_sagan", "lite_scnet"]
+LINK = ["lite_nonlocal_last", "lite_sagan_last"]
 IMAGENET = ["resnet50", "seresnet50", "cbam_resnet50", "sge_resnet50", "sknet50", "scnet50",
             "scnet101", "nl_resnet50", "danet_resnet50", "sagan_resnet50"]
 PARAMS = {  # REFERENCE.md
@@ -36,8 +37,9 @@ def n_params(model):
 
 # -- registry ----------------------------------------------------------------------------------
 def test_registry_lists_every_model():
-    assert set(attnviz.list_models()) == set(LITE) | set(IMAGENET)
+    assert set(attnviz.list_models()) == set(LITE) | set(LINK) | set(IMAGENET)
     assert set(attnviz.list_models("lite")) == set(LITE)
+    assert set(attnviz.list_models("link")) == set(LINK)
     assert set(attnviz.list_models("imagenet")) == set(IMAGENET)
     with pytest.raises(ValueError):
         attnviz.list_models("video")
@@ -79,6 +81,35 @@ def test_num_classes_is_honoured():
     model = attnviz.create_model("lite_cbam", num_classes=3)
     assert model.fc.out_features == 3
     assert attnviz.create_model("resnet50", num_classes=10).fc.out_features == 10
+
+
+@pytest.mark.parametrize("name", LINK)
+def test_link_bodies_put_the_block_last(name):
+    """Stages 1-3 of the lite body, the attention block, then only the pooled linear head: the
+    last module to run before avgpool is the block, and nothing but avgpool and fc runs after."""
+    model = attnviz.create_model(name, num_classes=3)
+    assert model.info.family == "lite" and model.info.cam_layer == "layer3"
+    assert model.num_stages == 3 and not hasattr(model, "layer4")
+    block = model.layer3[-1]
+    assert type(block).__name__ in ("NonLocalBlock", "SelfAttention")
+    order, hooks = [], []
+    leaves = {m for m in model.modules() if not list(m.children())}
+    for mod_name, m in model.named_modules():
+        if m in leaves or m is block:
+            hooks.append(m.register_forward_hook(lambda m, i, o, n=mod_name: order.append(n)))
+    try:
+        with torch.no_grad():
+            out = model(torch.randn(2, 3, 128, 128))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert out.shape == (2, 3)
+    assert order[-3:] == ["layer3.1", "avgpool", "fc"]
+    # the lite model's stem, stages and block share names and shapes, so it warm-starts this body
+    lite = attnviz.create_model(name.replace("_last", ""), num_classes=3).state_dict()
+    own = model.state_dict()
+    shared = [k for k in own if k in lite and lite[k].shape == own[k].shape]
+    assert set(own) - set(shared) == {"fc.weight"}  # 96 features, not 128 (the bias matches)
 
 
 def test_lite_deepest_maps_are_16x16_at_128px():

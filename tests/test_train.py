@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 import attnviz
 from attnviz.models import weights
+from attnviz.models.checkpoint import load_checkpoint
 from attnviz.datasets import SHAPE_CLASSES, load_image_folder, make_shapes
 from attnviz.errors import AttnvizError
 from attnviz.training.train import VAL_SEED_BASE, accuracy, main, train, warm_start
@@ -146,6 +147,33 @@ def test_warm_start_copies_matching_tensors(tiny, tmp_path):
         warm_start(attnviz.create_model("lite_cbam"), tmp_path / "x.safetensors")
 
 
+def test_warm_start_leaves_fresh_tensors_at_their_init(tmp_path):
+    """--fresh: tensors under the given prefixes keep the model's random initialisation (a new
+    affinity over warm features); an unknown prefix or fresh without a checkpoint is refused."""
+    src_model = attnviz.create_model("lite_nonlocal", num_classes=3, seed=7)
+    src = tmp_path / "src.safetensors"
+    save_file({k: v.contiguous() for k, v in src_model.state_dict().items()}, str(src))
+    model = attnviz.create_model("lite_nonlocal_last", num_classes=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fresh = ("layer3.1.theta", "layer3.1.phi")
+    info = warm_start(model, src, fresh)
+    assert info["fresh"] == list(fresh)
+    after, sd = model.state_dict(), src_model.state_dict()
+    kept = [k for k in after if k.startswith(fresh)]
+    assert len(kept) == 4  # theta and phi: weight and bias each
+    for k, v in after.items():
+        if k.startswith(fresh) or k == "fc.weight":  # fresh, and the fc of another width
+            assert torch.equal(v, before[k]), k
+        else:
+            assert torch.equal(v, sd[k]), k
+    assert all(not torch.equal(before[k], sd[k]) for k in kept)  # so the check can fail
+    assert info["tensors_copied"] == len(after) - len(kept) - 1
+    with pytest.raises(AttnvizError, match="layer9"):
+        warm_start(attnviz.create_model("lite_nonlocal_last", num_classes=3), src, ("layer9",))
+    with pytest.raises(AttnvizError, match="give init"):
+        train("lite_nonlocal_last", tmp_path, fresh=("layer3.1.theta",))
+
+
 def test_cli_init_warm_start(tiny, tmp_path, capsys):
     src = tiny[0] / "lite_resnet.safetensors"
     main(["--model", "lite_se", "--out", str(tmp_path), "--epochs", "1", "--images-per-epoch",
@@ -157,6 +185,21 @@ def test_cli_init_warm_start(tiny, tmp_path, capsys):
     assert card["command"].startswith("python -m attnviz.train ") and "--init" in card["command"]
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["name"] == "lite_se"
     attnviz.load_weights(attnviz.create_model("lite_se"), tmp_path / "lite_se.safetensors")
+
+
+def test_cli_trains_a_link_body_with_a_fresh_affinity(tmp_path):
+    src_model = attnviz.create_model("lite_nonlocal", num_classes=3, seed=7)
+    src = tmp_path / "src.safetensors"
+    save_file({k: v.contiguous() for k, v in src_model.state_dict().items()}, str(src))
+    main(["--model", "lite_nonlocal_last", "--task", "cued", "--out", str(tmp_path), "--epochs",
+          "1", "--images-per-epoch", "32", "--batch-size", "32", "--size", "64", "--val-n", "16",
+          "--init", str(src), "--fresh", "layer3.1.theta", "layer3.1.phi"])
+    card = json.loads((tmp_path / "lite_nonlocal_last.json").read_text())
+    assert card["architecture"] == "lite_nonlocal_last"
+    assert card["training"]["init"]["fresh"] == ["layer3.1.theta", "layer3.1.phi"]
+    assert "--fresh layer3.1.theta layer3.1.phi" in card["command"]
+    model = load_checkpoint(tmp_path / "lite_nonlocal_last.safetensors")
+    assert model.info.classes == card["classes"] and model.num_stages == 3
 
 
 # ------------------------------------------------------------------------------ user folders

@@ -21,7 +21,7 @@ import torch
 
 from .. import errors as E
 from ..models.registry import create_model, list_models
-from ..models.zoo import LITE, REGISTRY
+from ..models.zoo import IMAGENET, LINK, LITE, REGISTRY
 from .limits import echo
 from .user_models import NAME_RE, models_dir, runs_dir, visible  # noqa: F401 - re-exported
 
@@ -107,7 +107,7 @@ def catalogue() -> list[Entry]:
     """Every model, in dropdown order: your own models (``--model``), trained lite models,
     models trained here, lite models still without a checkpoint, then the ImageNet
     architectures."""
-    lite = [_lite_entry(n) for n in list_models("lite")]
+    lite = [_lite_entry(n) for n in list_models("lite") + list_models("link")]
     imagenet = [_imagenet_entry(n) for n in list_models("imagenet")]
     return (external_entries() + [e for e in lite if e.trained] + user_entries()
             + [e for e in lite if not e.trained]
@@ -124,9 +124,9 @@ def find_entry(name) -> Entry:
     name = name.strip()
     # a dropdown label ("lite_cbam · trained on shapes") is accepted as well as the name
     name = name.split(" · ")[0].strip()
-    if name in LITE:
+    if name in LITE or name in LINK:
         return _lite_entry(name)
-    if name in REGISTRY:
+    if name in IMAGENET:
         return _imagenet_entry(name)
     for e in external_entries():
         if e.name == name:

@@ -7,7 +7,7 @@ import zlib
 import torch
 
 from ..errors import OptionError, UnknownModelError
-from .zoo import IMAGENET, LITE, REGISTRY
+from .zoo import IMAGENET, LINK, LITE, REGISTRY
 from .weights import load_pretrained
 
 SEED_ENV = "ATTNVIZ_SEED"
@@ -15,12 +15,14 @@ DEFAULT_SEED = 0
 
 
 def list_models(family: str | None = None) -> list[str]:
-    """Names of the registered models; ``family`` is "lite" or "imagenet" to filter."""
+    """Names of the registered models; ``family`` filters: "lite" (the shipped lite models),
+    "link" (the lite bodies with the attention block last, trained on the link tasks) or
+    "imagenet"."""
     if family is None:
         return list(REGISTRY)
-    table = {"lite": LITE, "imagenet": IMAGENET}
+    table = {"lite": LITE, "link": LINK, "imagenet": IMAGENET}
     if family not in table:
-        raise ValueError(f"family must be 'lite' or 'imagenet', not {family!r}")
+        raise ValueError(f"family must be one of {', '.join(map(repr, table))}, not {family!r}")
     return list(table[family])
 
 

@@ -37,7 +37,8 @@ class ResNet(nn.Module):
 
     Args:
         block: residual block class (BasicBlock, Bottleneck, SKBottleneck, SCBottleneck, ...).
-        layers: blocks per stage.
+        layers: blocks per stage (one stage per entry, ``layer1`` ... ``layer<n>``; four in the
+            published layouts).
         widths: ``planes`` per stage (output channels are planes * block.expansion).
         strides, dilations: per stage. The first block of a stage uses the previous stage's
             dilation for its first 3x3 conv, as torchvision does when stride becomes dilation.
@@ -70,6 +71,7 @@ class ResNet(nn.Module):
         else:
             raise ValueError(f"unknown stem {stem!r}")
         self.stem_type = stem
+        self.num_stages = len(layers)
         inserts = inserts or {}
         inplanes, prev_dilation = stem_width, 1
         expansion = block_kwargs.get("expansion") or block.expansion
@@ -104,7 +106,8 @@ class ResNet(nn.Module):
             x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         else:
             x = self.stem(x)
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for i in range(1, self.num_stages + 1):
+            x = getattr(self, f"layer{i}")(x)
         if hasattr(self, "head"):
             x = self.head(x)
         return x

@@ -61,7 +61,7 @@ def _lite(name, block=BasicBlock, description="", **kw):
         model = ResNet(block, num_classes=num_classes, **body)
         # Grad-CAM's default layer is the last stage for every model, the DANet ones included
         # (measured on lite_danet, 1000 fresh images: pointing 0.87 on layer4, 0.85 on head)
-        cam = "layer4"
+        cam = f"layer{len(body['layers'])}"
         model.info = ModelInfo(name=name, family="lite", input_size=LITE_INPUT, cam_layer=cam)
         model.info.card["description"] = description
         return model
@@ -92,4 +92,22 @@ LITE = {
                         description="self-calibrated convolutions in every block"),
 }
 
-REGISTRY = {**LITE, **IMAGENET}
+# Link-task bodies: the lite body's first three stages, then the attention block and the linear
+# head, so that nothing but a linear readout follows the affinity. With the block inside stage 3
+# of four (lite_nonlocal), stage 4's convolutions can complete an answer from keys the query only
+# ranks (README, "A task whose reader is fixed"); here the query's row itself must fetch it. The
+# names and shapes of stem, stages and block match the lite model's, so its checkpoints warm-start
+# these bodies (``python -m attnviz.train --init``).
+LITE_LAST_BODY = dict(layers=(1, 1, 1), widths=LITE_WIDTHS[:3], strides=(1, 2, 1),
+                      dilations=(1, 1, 2))
+
+LINK = {
+    "lite_nonlocal_last": _lite("lite_nonlocal_last", inserts={3: [(-1, _nonlocal)]},
+                                description="stages 1-3, then the non-local block, then the "
+                                            "linear head (16x16 queries)", **LITE_LAST_BODY),
+    "lite_sagan_last": _lite("lite_sagan_last", inserts={3: [(-1, _self_attn)]},
+                             description="stages 1-3, then SAGAN self-attention, then the linear "
+                                         "head (16x16 queries)", **LITE_LAST_BODY),
+}
+
+REGISTRY = {**LITE, **LINK, **IMAGENET}

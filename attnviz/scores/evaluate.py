@@ -341,11 +341,12 @@ def add_data_arguments(p: argparse.ArgumentParser, images: str) -> None:
 
 
 def main(argv=None):
-    lite = list_models("lite")
+    lite, link = list_models("lite"), list_models("link")
     p = argparse.ArgumentParser(prog="python -m attnviz.evaluate",
                                 description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, choices=lite + ["all"],
-                   help="a lite model, or 'all' for every one with a checkpoint")
+    p.add_argument("--model", required=True, choices=lite + link + ["all"],
+                   help="a lite model (or, with --task relational / cued, a link-task body such "
+                        "as lite_nonlocal_last), or 'all' for every one with a checkpoint")
     add_data_arguments(p, "number of fresh images; under torchrun write --images")
     p.add_argument("--tolerance", type=float, default=3, help="pointing-game tolerance in px")
     p.add_argument("--link-tolerance", type=int, default=0,
@@ -381,7 +382,7 @@ def main(argv=None):
         p.error("--write-card records the pretrained model's figures; drop --random")
     folder = Path(a.models_dir or MODELS_DIR)
     if a.task in LINK_TASKS:  # the relational checkpoints: <model>_rel / _cue.safetensors
-        names = lite if a.model == "all" else [a.model]
+        names = lite + link if a.model == "all" else [a.model]
         found = run_relational(names, folder, a.n, a.write_card, a.batch_size, task=a.task,
                                tolerance_px=a.link_tolerance)
         if not found:

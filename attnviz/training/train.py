@@ -32,7 +32,7 @@ from ..errors import AttnvizError
 from ..models.readout import logits_at
 from ..scores.links import accuracies
 from ..models.registry import create_model
-from ..models.zoo import LITE
+from ..models.zoo import LINK, LITE
 from ..system import machine_info
 from ..models.weights import read_state_dict
 from ..data.folders import load_image_folder
@@ -137,7 +137,7 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
           size: int = 128, data: ShapesData | None = None, val_n: int = 1000, progress=None,
           device=None, save_name: str | None = None, command: str | None = None,
           overwrite: bool = True, init: str | None = None, task: str = "shapes",
-          query_loss: float | None = None) -> dict:
+          query_loss: float | None = None, fresh: tuple[str, ...] = ()) -> dict:
     """Train ``model_name`` (a lite model) and write its checkpoint and card to ``out_dir``.
 
     data: None for fresh synthetic shapes every epoch, or a ShapesData (e.g. from
@@ -148,6 +148,9 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
         drawing the next epoch's images).
     init: warm start from a checkpoint: every tensor whose name and shape match is copied (for
         instance the shared body of ``lite_resnet`` into an attention variant).
+    fresh: with ``init``, tensors whose names start with one of these prefixes are not copied and
+        keep their random initialisation (``("layer3.1.theta", "layer3.1.phi")``: a new
+        affinity over warm features and values).
     task: the synthetic task when ``data`` is None, a key of :data:`TASKS`: "shapes" (six
         classes) or a relational task of :data:`attnviz.data.link_tasks.LINK_TASKS`
         ("relational": same/different squares; "cued": a cue names the shape to classify).
@@ -157,8 +160,11 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
 
     Returns the model card (a dict).
     """
-    if model_name not in LITE:
-        raise AttnvizError(f"training supports the lite models {sorted(LITE)}, not {model_name!r}")
+    if model_name not in LITE and model_name not in LINK:
+        raise AttnvizError(f"training supports the lite models {sorted(LITE)} and the link-task "
+                           f"bodies {sorted(LINK)}, not {model_name!r}")
+    if fresh and not init:
+        raise AttnvizError("fresh names tensors not to copy from a warm start: give init too")
     if task not in TASKS:
         raise AttnvizError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
     make_task, task_classes, task_desc = TASKS[task]
@@ -184,7 +190,7 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
     info = model.info
     # the card records the size the model was trained at (not the family's default)
     info.input_size = int(data.images.shape[1]) if data is not None else int(size)
-    warm = warm_start(model, init) if init else None
+    warm = warm_start(model, init, fresh) if init else None
     model = model.to(device).train()
     net = model
     if world > 1:
@@ -311,15 +317,26 @@ def train(model_name: str, out_dir, *, epochs: int = 7, images_per_epoch: int = 
     return card
 
 
-def warm_start(model, path) -> dict:
-    """Copy every tensor of checkpoint ``path`` whose name and shape match into ``model``."""
+def warm_start(model, path, fresh=()) -> dict:
+    """Copy every tensor of checkpoint ``path`` whose name and shape match into ``model``, except
+    those whose names start with a prefix in ``fresh`` (each prefix must name some tensor)."""
     sd, _ = read_state_dict(path)
     own = model.state_dict()
-    match = {k: v for k, v in sd.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    fresh = tuple(fresh)
+    unknown = [f for f in fresh if not any(k.startswith(f) for k in own)]
+    if unknown:
+        raise AttnvizError(f"no tensor of this model starts with {', '.join(unknown)} (fresh names "
+                           "tensors to leave at their random initialisation, such as "
+                           "layer3.1.theta)")
+    match = {k: v for k, v in sd.items() if k in own and tuple(v.shape) == tuple(own[k].shape)
+             and not (fresh and k.startswith(fresh))}
     if not match:
         raise AttnvizError(f"{path} shares no tensor (same name and shape) with this model")
     model.load_state_dict(match, strict=False)
-    return {"from": Path(path).name, "tensors_copied": len(match), "tensors_total": len(own)}
+    out = {"from": Path(path).name, "tensors_copied": len(match), "tensors_total": len(own)}
+    if fresh:
+        out["fresh"] = list(fresh)
+    return out
 
 
 def _write(model, out_dir, name, arch, classes, history, cfg, elapsed, device, command, overwrite):
@@ -349,7 +366,7 @@ def _write(model, out_dir, name, arch, classes, history, cfg, elapsed, device, c
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m attnviz.train", description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, choices=sorted(LITE))
+    p.add_argument("--model", required=True, choices=sorted(LITE) + sorted(LINK))
     p.add_argument("--out", default="models", type=Path)
     p.add_argument("--name", help="save as NAME.safetensors (default: the model name)")
     p.add_argument("--epochs", type=int, default=7)
@@ -369,6 +386,9 @@ def main(argv=None):
                         "the task's: 1 for cued, 0 otherwise)")
     p.add_argument("--init", type=Path, help="warm start: copy matching tensors from this "
                                              "checkpoint (e.g. models/lite_resnet.safetensors)")
+    p.add_argument("--fresh", nargs="+", default=(), metavar="PREFIX",
+                   help="with --init: tensors whose names start with PREFIX keep their random "
+                        "initialisation (e.g. layer3.1.theta layer3.1.phi: a new affinity)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -382,7 +402,7 @@ def main(argv=None):
     card = train(a.model, a.out, epochs=a.epochs, images_per_epoch=a.images_per_epoch,
                  batch_size=a.batch_size, lr=a.lr, seed=a.seed, size=a.size, data=data,
                  val_n=a.val_n, save_name=a.name, command=cmd, init=a.init,
-                 task=a.task, query_loss=a.query_loss)
+                 task=a.task, query_loss=a.query_loss, fresh=tuple(a.fresh))
     if card is not None:
         print(json.dumps({k: card[k] for k in ("name", "val_accuracy", "train_seconds")}))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
