@@ -36,10 +36,11 @@ def test_links_view_offers_the_128_px_models(stats_client):
     assert "control" in md and fig is None  # the plain CNN: no affinity
 
 
-def test_links_view_shows_a_cued_model_on_its_own_task(stats_client):
+@pytest.mark.parametrize("name", ["cue128/lite_nonlocal_cue", "cue128/lite_nonlocal_last_cue"])
+def test_links_view_shows_a_cued_model_on_its_own_task(stats_client, name):
     from attnviz.app.examples import RELATIONAL_COUNT, RELATIONAL_SEED
     from attnviz.data.cued import make_cued
-    md, fig, table = stats_client.predict("cue128/lite_nonlocal_cue", 3, api_name="/links")
+    md, fig, table = stats_client.predict(name, 3, api_name="/links")
     d = make_cued(RELATIONAL_COUNT, seed=RELATIONAL_SEED, size=128, indices=[3])
     # the cued example (not a same/different one), its answer read at the cue too
     assert f"true **{d.classes[int(d.labels[0])]}**" in md and "read at the cue" in md

@@ -28,7 +28,8 @@ def bad_request(msg: str, title: str = "Cannot do that") -> gr.Error:
 
 # sub-folders of the models folder with link-task checkpoints: same/different at 128 px, cued
 RELATIONAL_DIRS = ("rel128", "cue128")
-DEFAULT_RELATIONAL = "rel128/lite_sagan_rel"  # at 128 px the task needs attention
+# the cued non-local body with the block last: its cue's row reads the named shape (README)
+DEFAULT_RELATIONAL = "cue128/lite_nonlocal_last_cue"
 
 
 # the listing of the link-task checkpoints, kept while none of its folders changed (their mtimes);
