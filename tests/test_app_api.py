@@ -300,7 +300,8 @@ def test_export_zip(client, example_paths, tmp_path):
 def test_models_and_cards(client):
     tab, names = client.predict(api_name="/models")
     headers, rows = table(tab)
-    assert set(attnviz.list_models()) <= set(names)
+    assert set(attnviz.list_models("lite")) | set(attnviz.list_models("imagenet")) <= set(names)
+    assert not set(attnviz.list_models("link")) & set(names)  # link-task bodies: Statistics tab
     assert names.index("lite_cbam") < names.index("resnet50")  # lite models first
     row = rows[names.index("cbam_resnet50")]
     assert row[2] == "random weights" and row[3].endswith(" M")

@@ -107,7 +107,9 @@ def catalogue() -> list[Entry]:
     """Every model, in dropdown order: your own models (``--model``), trained lite models,
     models trained here, lite models still without a checkpoint, then the ImageNet
     architectures."""
-    lite = [_lite_entry(n) for n in list_models("lite") + list_models("link")]
+    # the link-task bodies (list_models("link")) are not listed: they ship no weights of their
+    # own, only link-task checkpoints, which the Statistics tab shows; by name they still work
+    lite = [_lite_entry(n) for n in list_models("lite")]
     imagenet = [_imagenet_entry(n) for n in list_models("imagenet")]
     return (external_entries() + [e for e in lite if e.trained] + user_entries()
             + [e for e in lite if not e.trained]
