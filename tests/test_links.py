@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from attnviz.datasets import make_relational
+import attnviz
+from attnviz.datasets import make_cued, make_relational
 from attnviz.errors import OptionError
 from attnviz.models.registry import create_model
 from attnviz.scores.links import (
@@ -235,3 +236,32 @@ def test_shipped_block_last_links_the_cue_to_its_shape_on_fresh_seeds():
         rand["pointing"]["mean"] + 0.5
     assert model["partner"]["mean"] > 3 * model["distractor"]["mean"]
     assert model["pointing"]["mean"] > out["lite_nonlocal_cue"]["model"]["pointing"]["mean"] + 0.1
+
+
+def test_ablate_branches_switches_off_each_attention_map_and_leaves_no_hook():
+    """scripts/ablate_branches.py finds the modules that compute an attention map (DANet's PAM
+    and CAM, the non-local block) and switches them off only while it scores."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "ablate_branches.py"
+    spec = importlib.util.spec_from_file_location("ablate_branches", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    found = {name: mod.attention_modules(attnviz.create_model(name, num_classes=3))
+             for name in ("lite_danet_last", "lite_pam_last", "lite_nonlocal_last")}
+    assert found == {"lite_danet_last": ["head.sa", "head.sc"], "lite_pam_last": ["head.sa"],
+                     "lite_nonlocal_last": ["layer3.1"]}
+    model = attnviz.create_model("lite_nonlocal_last", num_classes=3).eval()
+    with torch.no_grad():  # a non-zero output projection: the block changes its input
+        model.layer3[1].W[1].weight.fill_(1.0)
+    data = make_cued(8, seed=3, size=128)
+    block_in, head_in = [], []
+    model.layer3[1].register_forward_pre_hook(lambda _m, i: block_in.append(i[0]))
+    model.avgpool.register_forward_pre_hook(lambda _m, i: head_in.append(i[0]))
+    for off, same in (([], False), (["layer3.1"], True), ([], False)):
+        block_in.clear(), head_in.clear()
+        on_acc = mod.accuracy_with_off(model, data, off)
+        assert len(on_acc) == 2 and all(0 <= v <= 1 for v in on_acc)
+        assert block_in and all(torch.equal(a, b) == same for a, b in zip(block_in, head_in))
+    assert len(model.layer3[1]._forward_hooks) == 0  # the script's hook is gone

@@ -13,7 +13,7 @@ from attnviz.errors import UnknownModelError
 
 LITE = ["lite_resnet", "lite_se", "lite_cbam", "lite_sk", "lite_sge", "lite_nonlocal",
         "lite_danet", "lite_sagan", "lite_scnet"]
-LINK = ["lite_nonlocal_last", "lite_sagan_last"]
+LINK = ["lite_nonlocal_last", "lite_sagan_last", "lite_danet_last", "lite_pam_last"]
 IMAGENET = ["resnet50", "seresnet50", "cbam_resnet50", "sge_resnet50", "sknet50", "scnet50",
             "scnet101", "nl_resnet50", "danet_resnet50", "sagan_resnet50"]
 PARAMS = {  # REFERENCE.md
@@ -83,7 +83,7 @@ def test_num_classes_is_honoured():
     assert attnviz.create_model("resnet50", num_classes=10).fc.out_features == 10
 
 
-@pytest.mark.parametrize("name", LINK)
+@pytest.mark.parametrize("name", ["lite_nonlocal_last", "lite_sagan_last"])
 def test_link_bodies_put_the_block_last(name):
     """Stages 1-3 of the lite body, the attention block, then only the pooled linear head: the
     last module to run before avgpool is the block, and nothing but avgpool and fc runs after."""
@@ -110,6 +110,37 @@ def test_link_bodies_put_the_block_last(name):
     own = model.state_dict()
     shared = [k for k in own if k in lite and lite[k].shape == own[k].shape]
     assert set(own) - set(shared) == {"fc.weight"}  # 96 features, not 128 (the bias matches)
+
+
+@pytest.mark.parametrize("name", ["lite_danet_last", "lite_pam_last"])
+def test_danet_link_bodies_end_with_their_head(name):
+    """lite_danet_last: stages 1-3, the DANet head (PAM + CAM), then avgpool and fc;
+    lite_pam_last the same with the head's PAM branch alone. Their stem and stages warm-start
+    from lite_danet (and from the other link bodies); the head keeps the published names."""
+    model = attnviz.create_model(name, num_classes=3)
+    head = {k for k in model.state_dict() if k.startswith("head.")}
+    full = {k for k in attnviz.create_model("lite_danet_last", num_classes=3).state_dict()
+            if k.startswith("head.")}
+    pam_only = {k for k in full if k.startswith(("head.conv5a.", "head.sa.", "head.conv51."))}
+    assert head == (full if name == "lite_danet_last" else pam_only) and pam_only < full
+    assert model.num_stages == 3 and not hasattr(model, "layer4")
+    order, hooks = [], []
+    for mod_name, m in model.named_modules():
+        if mod_name in ("layer3", "head.sa", "head", "avgpool", "fc"):
+            hooks.append(m.register_forward_hook(lambda m, i, o, n=mod_name: order.append(n)))
+    try:
+        with torch.no_grad():
+            out = model(torch.randn(2, 3, 128, 128))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert out.shape == (2, 3)
+    assert order == ["layer3", "head.sa", "head", "avgpool", "fc"]
+    own = model.state_dict()
+    for other in ("lite_danet", "lite_nonlocal_last"):
+        sd = attnviz.create_model(other, num_classes=3).state_dict()
+        body = [k for k in own if k.startswith(("stem.", "layer1.", "layer2.", "layer3."))]
+        assert body and all(k in sd and sd[k].shape == own[k].shape for k in body), other
 
 
 def test_lite_deepest_maps_are_16x16_at_128px():

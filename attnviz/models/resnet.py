@@ -11,25 +11,33 @@ from .info import ModelInfo  # noqa: F401 - re-exported (attnviz.models.resnet.M
 
 class DANetHead(nn.Module):
     """DANet head: two 3x3 conv reductions to ``inter`` channels, PAM on one and CAM on the other,
-    a 3x3 conv after each, the two branches summed."""
+    a 3x3 conv after each, the two branches summed. ``channel=False`` keeps the PAM branch alone
+    (an ablation of the published head: no global channel path beside the spatial affinity)."""
 
-    def __init__(self, in_channels: int, inter: int = 512):
+    def __init__(self, in_channels: int, inter: int = 512, channel: bool = True):
         super().__init__()
 
         def cbr(cin, cout):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False),
                                  nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
+        self.channel = channel  # the published order of modules (and keys) when kept
         self.conv5a = cbr(in_channels, inter)
-        self.conv5c = cbr(in_channels, inter)
+        if channel:
+            self.conv5c = cbr(in_channels, inter)
         self.sa = PositionAttention(inter)
-        self.sc = ChannelAttention(inter)
+        if channel:
+            self.sc = ChannelAttention(inter)
         self.conv51 = cbr(inter, inter)
-        self.conv52 = cbr(inter, inter)
+        if channel:
+            self.conv52 = cbr(inter, inter)
         self.out_channels = inter
 
     def forward(self, x):
-        return self.conv51(self.sa(self.conv5a(x))) + self.conv52(self.sc(self.conv5c(x)))
+        out = self.conv51(self.sa(self.conv5a(x)))
+        if self.channel:
+            out = out + self.conv52(self.sc(self.conv5c(x)))
+        return out
 
 
 class ResNet(nn.Module):
@@ -47,7 +55,8 @@ class ResNet(nn.Module):
         stem_width: channels out of the stem.
         inserts: {stage index (1-4): [(position, factory(channels) -> module), ...]} stand-alone
             attention inserted into a stage's Sequential.
-        head: "fc" or "danet"; head_width: DANet head channels.
+        head: "fc", "danet" or "danet_pam" (the DANet head's position-attention branch alone);
+            head_width: DANet head channels.
         block_kwargs: passed to every block (attn_layer, groups, base_width, ...).
     """
 
@@ -89,8 +98,8 @@ class ResNet(nn.Module):
                 mods.insert(pos if pos >= 0 else len(mods) + 1 + pos, factory(outplanes))
             self.add_module(f"layer{i}", nn.Sequential(*mods))
             inplanes, prev_dilation = outplanes, dilation
-        if head == "danet":
-            self.head = DANetHead(inplanes, head_width)
+        if head in ("danet", "danet_pam"):
+            self.head = DANetHead(inplanes, head_width, channel=head == "danet")
             inplanes = head_width
         elif head != "fc":
             raise ValueError(f"unknown head {head!r}")

@@ -108,6 +108,14 @@ LINK = {
     "lite_sagan_last": _lite("lite_sagan_last", inserts={3: [(-1, _self_attn)]},
                              description="stages 1-3, then SAGAN self-attention, then the linear "
                                          "head (16x16 queries)", **LITE_LAST_BODY),
+    "lite_danet_last": _lite("lite_danet_last", head="danet", head_width=64,
+                             description="stages 1-3, then the DANet head (PAM + CAM, a 3x3 conv "
+                                         "after each), then the linear head (16x16 queries)",
+                             **LITE_LAST_BODY),
+    "lite_pam_last": _lite("lite_pam_last", head="danet_pam", head_width=64,
+                           description="stages 1-3, then the DANet head's position-attention "
+                                       "branch alone (PAM, a 3x3 conv), then the linear head",
+                           **LITE_LAST_BODY),
 }
 
 REGISTRY = {**LITE, **LINK, **IMAGENET}
