@@ -22,8 +22,15 @@
 #   TASK=cued SIZE=128 EPOCHS=40 IMAGES=3200 SEED=1 OUT=models/cue128 \
 #     INIT=models/cue128/lite_nonlocal_cue.safetensors FRESH="layer3.1.theta layer3.1.phi" \
 #     scripts/train_relational.sh lite_nonlocal_last
-# (seeds 0 and 2 miss the link target: README, "The block last"). The SAGAN body, tried and not
-# shipped (20 epochs: not learned):
+# (seeds 0 and 2 miss the link target: README, "The block last"). The SAGAN and DANet bodies
+# (the full DANet head, and its PAM branch alone), warm-started from that model's stem and stages
+# (their blocks have no tensor of the non-local's names, so they start fresh):
+#   TASK=cued SIZE=128 EPOCHS=40 IMAGES=3200 SEED=1 OUT=models/cue128 \
+#     INIT=models/cue128/lite_nonlocal_last_cue.safetensors \
+#     scripts/train_relational.sh lite_pam_last lite_danet_last
+#   (SEED=2 for lite_sagan_last: the shipped one; seed 1 scored lower, README)
+# The SAGAN body warm-started from its own cued checkpoint, tried and not shipped (20 epochs: not
+# learned):
 #   TASK=cued SIZE=128 EPOCHS=20 IMAGES=3200 OUT=models/cue128 \
 #     INIT=models/cue128/lite_sagan_cue.safetensors \
 #     FRESH="layer3.1.query_conv layer3.1.key_conv" scripts/train_relational.sh lite_sagan_last

@@ -36,7 +36,8 @@ def test_links_view_offers_the_128_px_models(stats_client):
     assert "control" in md and fig is None  # the plain CNN: no affinity
 
 
-@pytest.mark.parametrize("name", ["cue128/lite_nonlocal_cue", "cue128/lite_nonlocal_last_cue"])
+@pytest.mark.parametrize("name", ["cue128/lite_nonlocal_cue", "cue128/lite_nonlocal_last_cue",
+                                  "cue128/lite_pam_last_cue"])
 def test_links_view_shows_a_cued_model_on_its_own_task(stats_client, name):
     from attnviz.app.examples import RELATIONAL_COUNT, RELATIONAL_SEED
     from attnviz.data.cued import make_cued

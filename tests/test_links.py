@@ -265,3 +265,29 @@ def test_ablate_branches_switches_off_each_attention_map_and_leaves_no_hook():
         assert len(on_acc) == 2 and all(0 <= v <= 1 for v in on_acc)
         assert block_in and all(torch.equal(a, b) == same for a, b in zip(block_in, head_in))
     assert len(model.layer3[1]._forward_hooks) == 0  # the script's hook is gone
+
+
+@pytest.mark.slow
+def test_shipped_pam_alone_links_the_cue_where_the_full_danet_head_need_not():
+    """The DANet head with the block last: with its channel-attention branch the answer at the
+    cue need not come through the spatial affinity (PAM off still answers), and the cue's row
+    points at the named shape in about half of the images; with the PAM branch alone the row
+    points at it far above a random row and the answer needs PAM (README, "SAGAN and DANet with
+    the block last"). Fresh seeds, not the cards'."""
+    from pathlib import Path
+
+    from attnviz.models.checkpoint import load_checkpoint
+    from attnviz.models.weights import MODELS_DIR
+    out = {}
+    for name in ("lite_pam_last_cue", "lite_danet_last_cue"):
+        model = load_checkpoint(Path(MODELS_DIR) / "cue128" / f"{name}.safetensors")
+        r = evaluate_links(model, n=60, seeds=(21, 22, 23), task="cued")
+        (layer,) = r["links"]["layers"].values()
+        out[name] = layer
+    pam, full = out["lite_pam_last_cue"], out["lite_danet_last_cue"]
+    assert pam["model"]["pointing"]["mean"] >= 0.75
+    assert pam["model"]["pointing"]["mean"] > pam["random"]["pointing"]["mean"] + 0.6
+    assert pam["model"]["partner"]["mean"] > 3 * pam["model"]["distractor"]["mean"]
+    assert pam["at_query_off"]["mean"] < 0.5  # chance is 1/3: the answer needs PAM
+    assert full["at_query_off"]["mean"] > 0.8  # another path: CAM
+    assert pam["model"]["pointing"]["mean"] > full["model"]["pointing"]["mean"] + 0.2
